@@ -1,0 +1,743 @@
+//! P-384 keys: read (SEC1 and PKCS#8, PEM and DER), generate, write, and the
+//! IVS fingerprint.
+//!
+//! Private keys are held in `p384::SecretKey`, which zeroes its memory when
+//! dropped; their `Debug` shows only the fingerprint. The public key, as
+//! SubjectPublicKeyInfo PEM, is what `ImportPlaybackKeyPair` takes.
+
+use std::fmt;
+use std::fs;
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use md5::{Digest as _, Md5};
+use p384::pkcs8::der::Decode as _;
+use p384::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+use zeroize::Zeroizing;
+
+use crate::error::{Error, KeyError, KeyErrorKind};
+
+const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+const OID_P384: &str = "1.3.132.0.34";
+
+/// A P-384 private key.
+pub struct PrivateKey {
+    secret: p384::SecretKey,
+    public: PublicKey,
+}
+
+impl PrivateKey {
+    /// A new random key from the operating system's generator.
+    pub fn generate() -> Result<Self, Error> {
+        use p384::elliptic_curve::Generate as _;
+        let secret = p384::SecretKey::try_generate().map_err(|_| Error::Random)?;
+        Ok(Self::from_secret(secret))
+    }
+
+    fn from_secret(secret: p384::SecretKey) -> Self {
+        let public = PublicKey::from_p384(secret.public_key());
+        Self { secret, public }
+    }
+
+    /// Reads a PEM private key: SEC1 (`BEGIN EC PRIVATE KEY`, what
+    /// `openssl ecparam -genkey` writes, with or without its `EC PARAMETERS`
+    /// block) or PKCS#8 (`BEGIN PRIVATE KEY`).
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let block = Pem::decode(pem, "a private key")?;
+        match block.label.as_str() {
+            "EC PRIVATE KEY" => Self::from_sec1_der(&block.der),
+            "PRIVATE KEY" => Self::from_pkcs8_der(&block.der),
+            label => Err(wrong_label(label, "a private key")),
+        }
+    }
+
+    /// Reads a DER private key, SEC1 or PKCS#8.
+    pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
+        match Self::from_pkcs8_der(der) {
+            Ok(key) => Ok(key),
+            Err(e) if e.kind() != KeyErrorKind::Malformed => Err(e),
+            Err(_) => match Self::from_sec1_der(der) {
+                Ok(key) => Ok(key),
+                Err(e) if e.kind() != KeyErrorKind::Malformed => Err(e),
+                Err(_) => {
+                    if p384::PublicKey::from_public_key_der(der).is_ok()
+                        || pkcs8::spki::SubjectPublicKeyInfoRef::from_der(der).is_ok()
+                    {
+                        Err(KeyError::new(
+                            KeyErrorKind::PublicKeyGiven,
+                            "this is a public key; a private key is needed",
+                        ))
+                    } else {
+                        Err(KeyError::new(
+                            KeyErrorKind::Malformed,
+                            "not a PEM or DER private key (SEC1 or PKCS#8)",
+                        ))
+                    }
+                }
+            },
+        }
+    }
+
+    /// Reads PEM or DER, whichever the bytes are.
+    pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, KeyError> {
+        if let Some(text) = as_pem_text(bytes) {
+            return Self::from_pem(text);
+        }
+        Self::from_der(bytes)
+    }
+
+    /// Reads a key file (PEM or DER).
+    pub fn read_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let bytes = Zeroizing::new(fs::read(path).map_err(|source| Error::KeyFile {
+            path: path.to_owned(),
+            source,
+        })?);
+        Self::from_pem_or_der(&bytes).map_err(|e| {
+            KeyError::new(e.kind(), format!("{}: {e}", path.display())).into()
+        })
+    }
+
+    fn from_sec1_der(der: &[u8]) -> Result<Self, KeyError> {
+        let parsed = sec1::EcPrivateKey::from_der(der).map_err(|e| {
+            KeyError::new(
+                KeyErrorKind::Malformed,
+                format!("not a valid SEC1 EC private key: {e}"),
+            )
+        })?;
+        if let Some(params) = &parsed.parameters {
+            let curve = params.named_curve().map(|oid| oid.to_string());
+            if curve.as_deref() != Some(OID_P384) {
+                return Err(wrong_curve(curve.as_deref()));
+            }
+        }
+        p384::SecretKey::from_sec1_der(der)
+            .map(Self::from_secret)
+            .map_err(|e| {
+                KeyError::new(
+                    KeyErrorKind::Malformed,
+                    format!("not a valid P-384 private key: {e}"),
+                )
+            })
+    }
+
+    fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
+        let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(|e| {
+            if looks_encrypted_pkcs8(der) {
+                encrypted()
+            } else {
+                KeyError::new(
+                    KeyErrorKind::Malformed,
+                    format!("not a valid PKCS#8 private key: {e}"),
+                )
+            }
+        })?;
+        check_algorithm(&info.algorithm)?;
+        p384::SecretKey::from_pkcs8_der(der)
+            .map(Self::from_secret)
+            .map_err(|e| {
+                KeyError::new(
+                    KeyErrorKind::Malformed,
+                    format!("not a valid P-384 private key: {e}"),
+                )
+            })
+    }
+
+    /// The public half.
+    pub fn public_key(&self) -> &PublicKey {
+        &self.public
+    }
+
+    /// The IVS fingerprint of the public half.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.public.fingerprint
+    }
+
+    /// PKCS#8 DER, zeroed when dropped.
+    pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
+        let doc = self.secret.to_pkcs8_der().map_err(|_| Error::Signing {
+            backend: "pkcs8 encoder",
+        })?;
+        Ok(Zeroizing::new(doc.as_bytes().to_vec()))
+    }
+
+    /// PKCS#8 PEM (`BEGIN PRIVATE KEY`), zeroed when dropped.
+    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, Error> {
+        self.secret
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(|_| Error::Signing {
+                backend: "pkcs8 encoder",
+            })
+    }
+
+    /// Writes the key as PKCS#8 PEM to a new file readable only by its owner
+    /// (mode 0600). An existing file is never overwritten; the file appears
+    /// complete or not at all.
+    pub fn write_pem_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        let pem = self.to_pkcs8_pem()?;
+        write_new_file(path.as_ref(), pem.as_bytes(), 0o600)
+    }
+
+    pub(crate) fn secret(&self) -> &p384::SecretKey {
+        &self.secret
+    }
+}
+
+impl fmt::Debug for PrivateKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PrivateKey")
+            .field("fingerprint", &self.public.fingerprint)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// A P-384 public key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PublicKey {
+    key: p384::PublicKey,
+    spki_der: Box<[u8]>,
+    fingerprint: Fingerprint,
+}
+
+impl PublicKey {
+    fn from_p384(key: p384::PublicKey) -> Self {
+        // Encoding a valid point as SPKI cannot fail; an empty DER would only
+        // give a wrong fingerprint, never a wrong signature.
+        let spki_der: Box<[u8]> = key
+            .to_public_key_der()
+            .map(|doc| doc.as_bytes().into())
+            .unwrap_or_default();
+        let fingerprint = Fingerprint::of_spki_der(&spki_der);
+        Self {
+            key,
+            spki_der,
+            fingerprint,
+        }
+    }
+
+    /// Reads a SubjectPublicKeyInfo PEM (`BEGIN PUBLIC KEY`), the form IVS
+    /// imports.
+    pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
+        let block = Pem::decode(pem, "a public key")?;
+        match block.label.as_str() {
+            "PUBLIC KEY" => Self::from_der(&block.der),
+            "EC PRIVATE KEY" | "PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => Err(KeyError::new(
+                KeyErrorKind::PrivateKeyGiven,
+                "this is a private key; a public key (BEGIN PUBLIC KEY) is needed",
+            )),
+            label => Err(wrong_label(label, "a public key")),
+        }
+    }
+
+    /// Reads a SubjectPublicKeyInfo DER.
+    pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
+        let spki = pkcs8::spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| {
+            KeyError::new(
+                KeyErrorKind::Malformed,
+                format!("not a valid SubjectPublicKeyInfo: {e}"),
+            )
+        })?;
+        let algorithm = pkcs8::AlgorithmIdentifierRef {
+            oid: spki.algorithm.oid,
+            parameters: spki.algorithm.parameters,
+        };
+        check_algorithm(&algorithm)?;
+        let key = p384::PublicKey::from_public_key_der(der).map_err(|e| {
+            KeyError::new(
+                KeyErrorKind::Malformed,
+                format!("not a valid P-384 public key: {e}"),
+            )
+        })?;
+        Ok(Self::from_p384(key))
+    }
+
+    /// Reads PEM or DER, whichever the bytes are.
+    pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, KeyError> {
+        match as_pem_text(bytes) {
+            Some(text) => Self::from_pem(text),
+            None => Self::from_der(bytes),
+        }
+    }
+
+    /// Reads a public key file; a private key file gives its public half.
+    pub fn read_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let bytes = Zeroizing::new(fs::read(path).map_err(|source| Error::KeyFile {
+            path: path.to_owned(),
+            source,
+        })?);
+        let with_path = |e: KeyError| KeyError::new(e.kind(), format!("{}: {e}", path.display()));
+        match Self::from_pem_or_der(&bytes) {
+            Ok(key) => Ok(key),
+            Err(e) if e.kind() == KeyErrorKind::PrivateKeyGiven
+                || e.kind() == KeyErrorKind::Malformed =>
+            {
+                match PrivateKey::from_pem_or_der(&bytes) {
+                    Ok(private) => Ok(private.public_key().clone()),
+                    Err(_) => Err(with_path(e).into()),
+                }
+            }
+            Err(e) => Err(with_path(e).into()),
+        }
+    }
+
+    /// SubjectPublicKeyInfo PEM (`BEGIN PUBLIC KEY`): what
+    /// `ImportPlaybackKeyPair` takes as `publicKeyMaterial`.
+    pub fn to_pem(&self) -> String {
+        pem_rfc7468_encode("PUBLIC KEY", &self.spki_der)
+    }
+
+    /// SubjectPublicKeyInfo DER.
+    pub fn to_der(&self) -> &[u8] {
+        &self.spki_der
+    }
+
+    /// The uncompressed SEC1 point (`04 || x || y`), 97 bytes.
+    pub fn to_sec1_bytes(&self) -> Box<[u8]> {
+        self.key.to_sec1_bytes()
+    }
+
+    /// The IVS fingerprint.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.fingerprint
+    }
+
+    /// Writes SubjectPublicKeyInfo PEM to a new file (mode 0644); an existing
+    /// file is never overwritten.
+    pub fn write_pem_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
+        write_new_file(path.as_ref(), self.to_pem().as_bytes(), 0o644)
+    }
+
+    pub(crate) fn p384(&self) -> &p384::PublicKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for PublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PublicKey")
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+/// The fingerprint IVS shows for a playback key pair: MD5 of the DER
+/// SubjectPublicKeyInfo, as 16 lowercase hex pairs joined by `:`.
+///
+/// It matches a private key to its imported key pair without a network call.
+/// (MD5 is what IVS uses; it identifies keys, it does not protect them.)
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint([u8; 16]);
+
+impl Fingerprint {
+    /// The fingerprint of a DER SubjectPublicKeyInfo.
+    pub fn of_spki_der(der: &[u8]) -> Self {
+        Self(Md5::digest(der).into())
+    }
+
+    /// The 16 bytes.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, b) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(":")?;
+            }
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Fingerprint({self})")
+    }
+}
+
+impl FromStr for Fingerprint {
+    type Err = KeyError;
+
+    /// Parses `aa:bb:...` (16 pairs, either case).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || {
+            KeyError::new(
+                KeyErrorKind::Malformed,
+                format!("fingerprint `{s}` is not 16 hex pairs joined by `:`"),
+            )
+        };
+        let mut out = [0u8; 16];
+        let mut parts = s.split(':');
+        for byte in &mut out {
+            let part = parts.next().ok_or_else(bad)?;
+            if part.len() != 2 {
+                return Err(bad());
+            }
+            *byte = u8::from_str_radix(part, 16).map_err(|_| bad())?;
+        }
+        if parts.next().is_some() {
+            return Err(bad());
+        }
+        Ok(Self(out))
+    }
+}
+
+/// One decoded PEM block (the body is zeroed when dropped: it may be a
+/// private key).
+struct Pem {
+    label: String,
+    der: Zeroizing<Vec<u8>>,
+}
+
+impl Pem {
+    /// Decodes the first PEM block that is not `EC PARAMETERS` (which
+    /// `openssl ecparam -genkey` writes before the key unless told `-noout`).
+    fn decode(text: &str, wanted: &str) -> Result<Self, KeyError> {
+        let mut rest = text;
+        loop {
+            let start = rest.find("-----BEGIN ").ok_or_else(|| {
+                KeyError::new(
+                    KeyErrorKind::Malformed,
+                    format!("no PEM block found; expected {wanted}"),
+                )
+            })?;
+            let block = &rest[start..];
+            let label_end = block["-----BEGIN ".len()..].find("-----").ok_or_else(|| {
+                KeyError::new(KeyErrorKind::Malformed, "a PEM BEGIN line is not closed")
+            })? + "-----BEGIN ".len();
+            let label = &block["-----BEGIN ".len()..label_end];
+            let end_marker = format!("-----END {label}-----");
+            let end = block.find(&end_marker).ok_or_else(|| {
+                KeyError::new(
+                    KeyErrorKind::Malformed,
+                    format!("the PEM block `{label}` has no END line (truncated file?)"),
+                )
+            })? + end_marker.len();
+            if label == "EC PARAMETERS" {
+                rest = &block[end..];
+                continue;
+            }
+            if label == "ENCRYPTED PRIVATE KEY" {
+                return Err(encrypted());
+            }
+            if block[..end].contains("Proc-Type: 4,ENCRYPTED") {
+                return Err(encrypted());
+            }
+            let (decoded_label, der) =
+                pem_rfc7468::decode_vec(&block.as_bytes()[..end]).map_err(|e| {
+                    KeyError::new(
+                        KeyErrorKind::Malformed,
+                        format!("the PEM block `{label}` is garbled: {e}"),
+                    )
+                })?;
+            return Ok(Self {
+                label: decoded_label.to_owned(),
+                der: Zeroizing::new(der),
+            });
+        }
+    }
+}
+
+fn pem_rfc7468_encode(label: &str, der: &[u8]) -> String {
+    // Only the encoder's output-length arithmetic can fail, and not for a
+    // key-sized input.
+    pem_rfc7468::encode_string(label, pem_rfc7468::LineEnding::LF, der).unwrap_or_default()
+}
+
+/// Bytes that are text with a PEM BEGIN line.
+fn as_pem_text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|t| t.contains("-----BEGIN "))
+}
+
+fn check_algorithm(algorithm: &pkcs8::AlgorithmIdentifierRef<'_>) -> Result<(), KeyError> {
+    let oid = algorithm.oid.to_string();
+    if oid != OID_EC_PUBLIC_KEY {
+        let name = match oid.as_str() {
+            "1.2.840.113549.1.1.1" => "RSA",
+            "1.3.101.112" => "Ed25519",
+            "1.3.101.113" => "Ed448",
+            "1.3.101.110" => "X25519",
+            "1.2.840.10040.4.1" => "DSA",
+            _ => "a non-EC",
+        };
+        return Err(KeyError::new(
+            KeyErrorKind::NotEllipticCurve,
+            format!("this is {name} key (algorithm {oid}); IVS playback keys are ECDSA P-384"),
+        ));
+    }
+    let curve = algorithm
+        .parameters
+        .and_then(|p| p.decode_as::<pkcs8::ObjectIdentifier>().ok())
+        .map(|oid| oid.to_string());
+    if curve.as_deref() != Some(OID_P384) {
+        return Err(wrong_curve(curve.as_deref()));
+    }
+    Ok(())
+}
+
+/// An EncryptedPrivateKeyInfo is `SEQUENCE { SEQUENCE (algorithm), OCTET
+/// STRING }`; a PrivateKeyInfo starts with `INTEGER` (its version) and a
+/// SubjectPublicKeyInfo has a `BIT STRING` after the algorithm.
+fn looks_encrypted_pkcs8(der: &[u8]) -> bool {
+    /// Tag and length of the DER element at `at`: (tag, header end, body end).
+    fn element(der: &[u8], at: usize) -> Option<(u8, usize, usize)> {
+        let tag = *der.get(at)?;
+        let first = *der.get(at + 1)?;
+        let (len, header) = if first < 0x80 {
+            (usize::from(first), 2)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 4 {
+                return None;
+            }
+            let bytes = der.get(at + 2..at + 2 + n)?;
+            (bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), 2 + n)
+        };
+        Some((tag, at + header, at + header + len))
+    }
+    let Some((0x30, outer_body, _)) = element(der, 0) else {
+        return false;
+    };
+    let Some((0x30, _, algorithm_end)) = element(der, outer_body) else {
+        return false;
+    };
+    matches!(element(der, algorithm_end), Some((0x04, _, _)))
+}
+
+fn wrong_curve(oid: Option<&str>) -> KeyError {
+    let name = match oid {
+        Some("1.2.840.10045.3.1.7") => "P-256 (prime256v1)".to_owned(),
+        Some("1.3.132.0.35") => "P-521 (secp521r1)".to_owned(),
+        Some("1.3.132.0.10") => "secp256k1".to_owned(),
+        Some(other) => format!("curve {other}"),
+        None => "an unnamed curve".to_owned(),
+    };
+    KeyError::new(
+        KeyErrorKind::WrongCurve,
+        format!("this key is on {name}; IVS playback keys are P-384 (secp384r1)"),
+    )
+}
+
+fn wrong_label(label: &str, wanted: &str) -> KeyError {
+    let kind = match label {
+        "PUBLIC KEY" => KeyErrorKind::PublicKeyGiven,
+        "RSA PRIVATE KEY" | "RSA PUBLIC KEY" | "DSA PRIVATE KEY" | "OPENSSH PRIVATE KEY" => {
+            KeyErrorKind::NotEllipticCurve
+        }
+        _ => KeyErrorKind::Malformed,
+    };
+    let hint = match kind {
+        KeyErrorKind::PublicKeyGiven => " (this is a public key)",
+        KeyErrorKind::NotEllipticCurve => " (IVS playback keys are ECDSA P-384)",
+        _ => "",
+    };
+    KeyError::new(
+        kind,
+        format!("found a PEM `{label}` block, expected {wanted}{hint}"),
+    )
+}
+
+fn encrypted() -> KeyError {
+    KeyError::new(
+        KeyErrorKind::Encrypted,
+        "this private key is encrypted; decrypt it first (e.g. `openssl pkey -in KEY -out plain.pem`)",
+    )
+}
+
+/// Writes `bytes` to a new file at `path` with `mode`, atomically and without
+/// ever replacing an existing file: the bytes go to a temporary file in the
+/// same directory, are synced, then hard-linked to `path` (which fails if it
+/// exists), and the directory is synced.
+pub(crate) fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
+    let io_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source: io::Error| Error::KeyFile { path, source }
+    };
+    if path.exists() {
+        return Err(Error::KeyFileExists {
+            path: path.to_owned(),
+        });
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or_else(|| Error::KeyFile {
+        path: path.to_owned(),
+        source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
+    })?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let result = (|| {
+        let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
+        file.write_all(bytes).map_err(io_err(&tmp))?;
+        file.sync_all().map_err(io_err(&tmp))?;
+        fs::hard_link(&tmp, path).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::KeyFileExists {
+                    path: path.to_owned(),
+                }
+            } else {
+                io_err(path)(e)
+            }
+        })
+    })();
+    let _ = fs::remove_file(&tmp);
+    result?;
+    #[cfg(unix)]
+    if let Ok(d) = fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_round_trips_through_pkcs8_pem() {
+        let key = PrivateKey::generate().unwrap();
+        let pem = key.to_pkcs8_pem().unwrap();
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"));
+        let back = PrivateKey::from_pem(&pem).unwrap();
+        assert_eq!(back.fingerprint(), key.fingerprint());
+        let der = key.to_pkcs8_der().unwrap();
+        assert_eq!(PrivateKey::from_der(&der).unwrap().fingerprint(), key.fingerprint());
+    }
+
+    #[test]
+    fn reads_sec1_pem_and_der() {
+        let key = PrivateKey::generate().unwrap();
+        let sec1_pem = key.secret.to_sec1_pem(LineEnding::LF).unwrap();
+        assert!(sec1_pem.starts_with("-----BEGIN EC PRIVATE KEY-----"));
+        assert_eq!(PrivateKey::from_pem(&sec1_pem).unwrap().fingerprint(), key.fingerprint());
+        let sec1_der = key.secret.to_sec1_der().unwrap();
+        assert_eq!(PrivateKey::from_der(&sec1_der).unwrap().fingerprint(), key.fingerprint());
+        // `openssl ecparam -genkey` without -noout writes the parameters first.
+        let with_params = format!(
+            "-----BEGIN EC PARAMETERS-----\nBgUrgQQAIg==\n-----END EC PARAMETERS-----\n{}",
+            &*sec1_pem
+        );
+        assert_eq!(PrivateKey::from_pem(&with_params).unwrap().fingerprint(), key.fingerprint());
+    }
+
+    #[test]
+    fn public_key_round_trips_and_fingerprint_is_md5_of_spki() {
+        let key = PrivateKey::generate().unwrap();
+        let public = key.public_key();
+        let pem = public.to_pem();
+        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
+        let back = PublicKey::from_pem(&pem).unwrap();
+        assert_eq!(&back, public);
+        let want: [u8; 16] = Md5::digest(public.to_der()).into();
+        assert_eq!(public.fingerprint().as_bytes(), &want);
+        let text = public.fingerprint().to_string();
+        assert_eq!(text.len(), 47);
+        assert!(text.chars().all(|c| c == ':' || c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert_eq!(text.parse::<Fingerprint>().unwrap(), *public.fingerprint());
+        assert_eq!(text.to_uppercase().parse::<Fingerprint>().unwrap(), *public.fingerprint());
+        assert_eq!(public.to_sec1_bytes().len(), 97);
+    }
+
+    #[test]
+    fn refuses_public_key_as_private_and_the_reverse() {
+        let key = PrivateKey::generate().unwrap();
+        let err = PrivateKey::from_pem(&key.public_key().to_pem()).unwrap_err();
+        assert_eq!(err.kind(), KeyErrorKind::PublicKeyGiven);
+        let err = PrivateKey::from_der(key.public_key().to_der()).unwrap_err();
+        assert_eq!(err.kind(), KeyErrorKind::PublicKeyGiven);
+        let err = PublicKey::from_pem(&key.to_pkcs8_pem().unwrap()).unwrap_err();
+        assert_eq!(err.kind(), KeyErrorKind::PrivateKeyGiven);
+    }
+
+    #[test]
+    fn refuses_garbled_and_truncated_input() {
+        for bad in [
+            "",
+            "hello",
+            "-----BEGIN PRIVATE KEY-----\nnot base64!!\n-----END PRIVATE KEY-----\n",
+            "-----BEGIN PRIVATE KEY-----\nMIG2AgEAMBAGByqGSM49\n",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        ] {
+            let err = PrivateKey::from_pem(bad).unwrap_err();
+            assert_eq!(err.kind(), KeyErrorKind::Malformed, "{bad}: {err}");
+        }
+        assert_eq!(
+            PrivateKey::from_der(b"\x30\x03\x02\x01\x01").unwrap_err().kind(),
+            KeyErrorKind::Malformed
+        );
+        assert!("00:11".parse::<Fingerprint>().is_err());
+    }
+
+    #[test]
+    fn refuses_encrypted_keys() {
+        let pem = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert_eq!(PrivateKey::from_pem(pem).unwrap_err().kind(), KeyErrorKind::Encrypted);
+        let legacy = "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END EC PRIVATE KEY-----\n";
+        assert_eq!(PrivateKey::from_pem(legacy).unwrap_err().kind(), KeyErrorKind::Encrypted);
+    }
+
+    #[test]
+    fn refuses_rsa_label() {
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n";
+        assert_eq!(
+            PrivateKey::from_pem(pem).unwrap_err().kind(),
+            KeyErrorKind::NotEllipticCurve
+        );
+    }
+
+    #[test]
+    fn writes_private_key_0600_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = PrivateKey::generate().unwrap();
+        let path = dir.path().join("k.pem");
+        key.write_pem_file(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let other = PrivateKey::generate().unwrap();
+        assert!(matches!(
+            other.write_pem_file(&path),
+            Err(Error::KeyFileExists { .. })
+        ));
+        assert_eq!(PrivateKey::read_file(&path).unwrap().fingerprint(), key.fingerprint());
+        assert_eq!(PublicKey::read_file(&path).unwrap().fingerprint(), key.fingerprint());
+        // Only the key file is left behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn debug_never_shows_the_secret() {
+        let key = PrivateKey::generate().unwrap();
+        let debug = format!("{key:?}");
+        assert!(debug.contains("redacted"));
+        let scalar = key.secret.to_bytes();
+        let hex: String = scalar.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(!debug.contains(&hex));
+        assert!(!debug.to_lowercase().contains(&hex[..16]));
+    }
+}

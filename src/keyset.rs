@@ -1,0 +1,219 @@
+//! The keys in play during a rotation: one active key that signs, and
+//! retiring keys that no longer sign but whose tokens still verify until they
+//! expire.
+//!
+//! A [`KeySet`] is immutable; a rotation builds the next one and swaps it into
+//! the [`SharedKeySet`] atomically (`arc-swap`), so signers never take a lock
+//! and never see half a rotation.
+
+use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::keys::{Fingerprint, PublicKey};
+use crate::signer::SigningKey;
+
+/// An active signing key and the retiring keys that still verify.
+#[derive(Debug, Clone)]
+pub struct KeySet {
+    active: Arc<SigningKey>,
+    retiring: Vec<Arc<SigningKey>>,
+}
+
+impl KeySet {
+    /// A set with one active key and nothing retiring.
+    pub fn new(active: SigningKey) -> Self {
+        Self {
+            active: Arc::new(active),
+            retiring: Vec::new(),
+        }
+    }
+
+    /// The key that signs.
+    pub fn active(&self) -> &Arc<SigningKey> {
+        &self.active
+    }
+
+    /// Keys that no longer sign but whose tokens are still valid.
+    pub fn retiring(&self) -> &[Arc<SigningKey>] {
+        &self.retiring
+    }
+
+    /// Every key, the active one first.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<SigningKey>> {
+        std::iter::once(&self.active).chain(self.retiring.iter())
+    }
+
+    /// The public keys that verify tokens of this set, the active one first.
+    pub fn public_keys(&self) -> impl Iterator<Item = &PublicKey> {
+        self.iter().map(|k| k.public_key())
+    }
+
+    /// The key with this fingerprint.
+    pub fn find(&self, fingerprint: &Fingerprint) -> Option<&Arc<SigningKey>> {
+        self.iter().find(|k| k.fingerprint() == fingerprint)
+    }
+
+    /// The next set: `next` signs, the current active key retires. If `next`
+    /// is already in the set (a resumed rotation), it is promoted instead of
+    /// added twice.
+    pub fn rotated_to(&self, next: Arc<SigningKey>) -> Self {
+        let mut retiring: Vec<Arc<SigningKey>> = self
+            .iter()
+            .filter(|k| k.fingerprint() != next.fingerprint())
+            .cloned()
+            .collect();
+        retiring.dedup_by(|a, b| a.fingerprint() == b.fingerprint());
+        Self {
+            active: next,
+            retiring,
+        }
+    }
+
+    /// The next set without a retiring key. The active key cannot be removed:
+    /// `None` if `fingerprint` is the active key's.
+    pub fn without(&self, fingerprint: &Fingerprint) -> Option<Self> {
+        if self.active.fingerprint() == fingerprint {
+            return None;
+        }
+        Some(Self {
+            active: Arc::clone(&self.active),
+            retiring: self
+                .retiring
+                .iter()
+                .filter(|k| k.fingerprint() != fingerprint)
+                .cloned()
+                .collect(),
+        })
+    }
+}
+
+/// A [`KeySet`] shared between signers and the rotation that replaces it.
+/// Reading is lock-free; cloning shares the same set.
+#[derive(Clone, Debug)]
+pub struct SharedKeySet {
+    inner: Arc<ArcSwap<KeySet>>,
+}
+
+impl SharedKeySet {
+    /// Shares a key set.
+    pub fn new(set: KeySet) -> Self {
+        Self {
+            inner: Arc::new(ArcSwap::from_pointee(set)),
+        }
+    }
+
+    /// The current set, without a lock. Hold the guard briefly (for one
+    /// signature); use [`snapshot`](Self::snapshot) to keep it longer.
+    pub fn load(&self) -> Guard<Arc<KeySet>> {
+        self.inner.load()
+    }
+
+    /// The current set, to keep.
+    pub fn snapshot(&self) -> Arc<KeySet> {
+        self.inner.load_full()
+    }
+
+    /// Replaces the set; signers use the new one from their next token.
+    pub fn store(&self, set: KeySet) {
+        self.inner.store(Arc::new(set));
+    }
+
+    /// Makes `next` the active key and retires the current one, atomically
+    /// even against concurrent updates.
+    pub fn rotate_to(&self, next: SigningKey) {
+        let next = Arc::new(next);
+        self.inner
+            .rcu(|current| Arc::new(current.rotated_to(Arc::clone(&next))));
+    }
+
+    /// Drops a retiring key. Returns false (and changes nothing) for the
+    /// active key or a key not in the set.
+    pub fn remove(&self, fingerprint: &Fingerprint) -> bool {
+        let mut removed = false;
+        self.inner.rcu(|current| match current.without(fingerprint) {
+            Some(next) if next.retiring.len() < current.retiring.len() => {
+                removed = true;
+                Arc::new(next)
+            }
+            _ => {
+                removed = false;
+                Arc::clone(current)
+            }
+        });
+        removed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::thread;
+    use std::time::{Duration, SystemTime};
+
+    use super::*;
+    use crate::claims::{ChannelArn, PlaybackClaims};
+    use crate::keys::PrivateKey;
+    use crate::signer::TokenSigner;
+
+    fn key() -> SigningKey {
+        SigningKey::new(&PrivateKey::generate().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rotation_retires_the_old_key_and_never_removes_the_active_one() {
+        let first = key();
+        let first_fp = *first.fingerprint();
+        let shared = SharedKeySet::new(KeySet::new(first));
+        let second = key();
+        let second_fp = *second.fingerprint();
+        shared.rotate_to(second);
+        let set = shared.snapshot();
+        assert_eq!(set.active().fingerprint(), &second_fp);
+        assert_eq!(set.retiring().len(), 1);
+        assert_eq!(set.retiring()[0].fingerprint(), &first_fp);
+        assert!(set.find(&first_fp).is_some());
+        assert!(!shared.remove(&second_fp), "the active key stays");
+        assert!(shared.remove(&first_fp));
+        assert!(!shared.remove(&first_fp));
+        assert_eq!(shared.snapshot().iter().count(), 1);
+    }
+
+    #[test]
+    fn promoting_a_retiring_key_does_not_duplicate_it() {
+        let a = Arc::new(key());
+        let b = Arc::new(key());
+        let set = KeySet {
+            active: Arc::clone(&a),
+            retiring: vec![Arc::clone(&b)],
+        };
+        let next = set.rotated_to(Arc::clone(&b));
+        assert_eq!(next.active().fingerprint(), b.fingerprint());
+        assert_eq!(next.retiring().len(), 1);
+        assert_eq!(next.retiring()[0].fingerprint(), a.fingerprint());
+    }
+
+    #[test]
+    fn signers_on_many_threads_see_a_rotation_without_locking() {
+        let shared = SharedKeySet::new(KeySet::new(key()));
+        let signer = TokenSigner::from_shared(shared.clone());
+        let claims = PlaybackClaims::builder(
+            ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:channel/abcd").unwrap(),
+        )
+        .expires_in(Duration::from_secs(60))
+        .build()
+        .unwrap();
+        let next = key();
+        let next_fp = *next.fingerprint();
+        thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        signer.sign_at(&claims, SystemTime::now()).unwrap();
+                    }
+                });
+            }
+            shared.rotate_to(next);
+        });
+        assert_eq!(signer.sign(&claims).unwrap().fingerprint(), &next_fp);
+    }
+}

@@ -1,0 +1,65 @@
+//! Amazon IVS playback-authorization tokens for private channels.
+//!
+//! # Layout
+//!
+//! - [`claims`]: the eight IVS claims as types that only hold values IVS
+//!   accepts, and [`PlaybackClaims::builder`] that checks how they combine.
+//! - [`keys`]: P-384 keys in and out (SEC1 and PKCS#8, PEM and DER), key
+//!   generation and the IVS fingerprint.
+//! - [`keyset`]: the active key and the retiring keys of a rotation, swapped
+//!   atomically without a lock on the signing path.
+//! - [`signer`]: the hot path, ES384 over pre-encoded header and reused
+//!   buffers, with AWS-LC or pure-Rust p384 as the backend.
+//! - [`verify`]: checks a token the way IVS does and explains failures.
+//! - `cli` (feature `service`): the command line of the binary.
+//!
+//! The signer does no I/O but reading and writing key files, and needs no
+//! async runtime: embed it with `default-features = false` (add the
+//! `aws-lc-rs` feature for the fast backend).
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use ivs_playback_auth::{ChannelArn, PlaybackClaims, PrivateKey, SigningKey, TokenSigner, Verifier};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let key = PrivateKey::generate()?; // or PrivateKey::read_file("keys/private-key.pem")?
+//! let signer = TokenSigner::new(SigningKey::new(&key)?);
+//!
+//! let channel = ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234")?;
+//! let claims = PlaybackClaims::builder(channel.clone())
+//!     .expires_in(Duration::from_secs(300))
+//!     .build()?;
+//! let token = signer.sign(&claims)?;
+//! // playback_url + "?token=" + token
+//!
+//! let verified = Verifier::new([key.public_key()]).expect_channel(channel).verify(token.as_str())?;
+//! assert_eq!(verified.fingerprint(), key.fingerprint());
+//! # Ok(())
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod claims;
+mod error;
+pub mod keys;
+pub mod keyset;
+pub mod signer;
+pub mod verify;
+
+#[cfg(feature = "service")]
+#[doc(hidden)]
+pub mod cli;
+
+pub use crate::claims::{
+    AllowedOrigins, ChannelArn, ExpiresAt, MaximumResolution, Origin, PlaybackClaims,
+    PlaybackClaimsBuilder, ViewerId, ViewerIdHasher, ViewerSessionVersion,
+};
+pub use crate::error::{ClaimError, Error, KeyError, KeyErrorKind};
+pub use crate::keys::{Fingerprint, PrivateKey, PublicKey};
+pub use crate::keyset::{KeySet, SharedKeySet};
+pub use crate::signer::{Backend, SigningKey, Token, TokenSigner};
+pub use crate::verify::{Rejection, VerifiedToken, Verifier};
