@@ -310,6 +310,7 @@ impl PublicKey {
         write_new_file(path.as_ref(), self.to_pem().as_bytes(), 0o644)
     }
 
+    #[cfg(not(feature = "aws-lc-rs"))]
     pub(crate) fn p384(&self) -> &p384::PublicKey {
         &self.key
     }
