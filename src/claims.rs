@@ -89,12 +89,8 @@ impl ChannelArn {
         let rest = arn
             .strip_prefix("arn:aws:ivs:")
             .ok_or_else(|| err(format!("{shape} (it does not start with `arn:aws:ivs:`)")))?;
-        let (region, rest) = rest
-            .split_once(':')
-            .ok_or_else(|| err(format!("{shape}")))?;
-        let (account, rest) = rest
-            .split_once(':')
-            .ok_or_else(|| err(format!("{shape}")))?;
+        let (region, rest) = rest.split_once(':').ok_or_else(|| err(shape.to_owned()))?;
+        let (account, rest) = rest.split_once(':').ok_or_else(|| err(shape.to_owned()))?;
         let id = rest.strip_prefix("channel/").ok_or_else(|| {
             err(format!(
                 "{shape} (the resource is not `channel/...`; a playback-key or stream-key ARN is not a channel)"
@@ -110,9 +106,7 @@ impl ChannelArn {
             )));
         }
         if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err(format!(
-                "{shape}: account `{account}` must be digits"
-            )));
+            return Err(err(format!("{shape}: account `{account}` must be digits")));
         }
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
             return Err(err(format!(
@@ -132,7 +126,11 @@ impl ChannelArn {
         let rest = &self.0["arn:aws:ivs:".len()..];
         let (region, rest) = rest.split_once(':').unwrap_or_default();
         let (account, rest) = rest.split_once(':').unwrap_or_default();
-        (region, account, rest.strip_prefix("channel/").unwrap_or(rest))
+        (
+            region,
+            account,
+            rest.strip_prefix("channel/").unwrap_or(rest),
+        )
     }
 
     /// The AWS region, such as `us-west-2`.
@@ -320,8 +318,10 @@ impl Origin {
                     return Err(err(format!("origin `{origin}`: {why}")));
                 }
             }
-            if wild && !labels.contains('.') && labels.parse::<u32>().is_ok() {
-                return Err(err(format!("origin `{origin}`: invalid wildcard host")));
+            if wild && !labels.contains('.') && labels != "localhost" {
+                return Err(err(format!(
+                    "origin `{origin}`: the wildcard needs at least two labels after it (`*.example.com`); `*.{labels}` would allow every site under `{labels}`"
+                )));
             }
         }
         let default_port = match scheme.as_str() {
@@ -864,8 +864,10 @@ impl PlaybackClaims {
                     exp = Some(ExpiresAt::from_unix_seconds(n)?);
                 }
                 names::ALLOW_ORIGIN => {
-                    claims.allowed_origins =
-                        Some(AllowedOrigins::parse(json_str(names::ALLOW_ORIGIN, value)?)?);
+                    claims.allowed_origins = Some(AllowedOrigins::parse(json_str(
+                        names::ALLOW_ORIGIN,
+                        value,
+                    )?)?);
                 }
                 names::STRICT_ORIGIN => {
                     claims.strict_origin_enforcement = value.as_bool().ok_or_else(|| {
@@ -1181,7 +1183,12 @@ mod tests {
             "arn:aws:ivs:us-west-2:123456789012:channel/{}",
             "a".repeat(100)
         );
-        assert!(ChannelArn::parse(&long).unwrap_err().rule().contains("1 to 128"));
+        assert!(
+            ChannelArn::parse(&long)
+                .unwrap_err()
+                .rule()
+                .contains("1 to 128")
+        );
     }
 
     #[test]
@@ -1224,6 +1231,7 @@ mod tests {
             "https://a.*.example.com",
             "https://*example.com",
             "https://*",
+            "https://*.com",
             "https://exämple.com",
             "https://-bad.com",
             "1https://example.com",
@@ -1286,7 +1294,10 @@ mod tests {
 
     #[test]
     fn parses_maximum_resolution() {
-        assert_eq!("FULL_HD".parse::<MaximumResolution>().unwrap(), MaximumResolution::FullHd);
+        assert_eq!(
+            "FULL_HD".parse::<MaximumResolution>().unwrap(),
+            MaximumResolution::FullHd
+        );
         assert!("full_hd".parse::<MaximumResolution>().is_err());
         assert!("4K".parse::<MaximumResolution>().is_err());
     }
@@ -1358,7 +1369,12 @@ mod tests {
         let single = PlaybackClaims::builder(arn())
             .single_use()
             .expires_in(Duration::from_secs(601));
-        assert!(build(single).unwrap_err().rule().contains("aws:single-use-uuid"));
+        assert!(
+            build(single)
+                .unwrap_err()
+                .rule()
+                .contains("aws:single-use-uuid")
+        );
         // Long-lived shareable tokens have no cap.
         assert!(
             build(PlaybackClaims::builder(arn()).expires_in(Duration::from_secs(86_400))).is_ok()
@@ -1387,7 +1403,14 @@ mod tests {
         )
         .unwrap();
         let base = PlaybackClaims::builder(arn()).expires_in(Duration::from_secs(60));
-        assert!(build(base.clone().allowed_origins(five).strict_origin_enforcement(true)).is_ok());
+        assert!(
+            build(
+                base.clone()
+                    .allowed_origins(five)
+                    .strict_origin_enforcement(true)
+            )
+            .is_ok()
+        );
         let err = build(
             base.clone()
                 .allowed_origins(six.clone())

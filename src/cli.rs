@@ -144,9 +144,22 @@ fn clap_error(e: &clap::Error) -> ExitCode {
             }
         }
         _ => {
+            // clap lists some arguments on indented lines after a `:`
+            // (missing required arguments): fold them into the first line.
             let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("error: invalid arguments");
-            eprintln!("{first} (see --help)");
+            let mut lines = rendered.lines();
+            let mut line = lines
+                .next()
+                .unwrap_or("error: invalid arguments")
+                .to_owned();
+            if line.ends_with(':') {
+                let listed: Vec<&str> = lines
+                    .take_while(|l| l.starts_with(' '))
+                    .map(str::trim)
+                    .collect();
+                line = format!("{} {}", line, listed.join(", "));
+            }
+            eprintln!("{line} (see --help)");
             ExitCode::from(2)
         }
     }
@@ -173,7 +186,11 @@ fn keys_generate(out: &Path, name: &str) -> Result<ExitCode, String> {
         .write_pem_file(&public_path)
         .map_err(|e| format!("--out: {e}"))?;
     let mut stdout = io::stdout().lock();
-    let _ = writeln!(stdout, "private key: {} (mode 0600)", private_path.display());
+    let _ = writeln!(
+        stdout,
+        "private key: {} (mode 0600)",
+        private_path.display()
+    );
     let _ = writeln!(stdout, "public key:  {}", public_path.display());
     let _ = writeln!(stdout, "fingerprint: {}", key.fingerprint());
     let _ = write!(stdout, "{}", key.public_key().to_pem());
@@ -391,7 +408,10 @@ mod tests {
             token_from_input("https://x.m3u8?token=a.b.c&foo=1"),
             "a.b.c"
         );
-        assert_eq!(token_from_input(" https://x.m3u8?x=1&token=a.b.c "), "a.b.c");
+        assert_eq!(
+            token_from_input(" https://x.m3u8?x=1&token=a.b.c "),
+            "a.b.c"
+        );
     }
 
     #[test]

@@ -13,7 +13,10 @@ use std::str::FromStr;
 
 use md5::{Digest as _, Md5};
 use p384::pkcs8::der::Decode as _;
-use p384::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+use p384::pkcs8::{
+    DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, EncodePublicKey as _,
+    LineEnding,
+};
 use zeroize::Zeroizing;
 
 use crate::error::{Error, KeyError, KeyErrorKind};
@@ -94,9 +97,8 @@ impl PrivateKey {
             path: path.to_owned(),
             source,
         })?);
-        Self::from_pem_or_der(&bytes).map_err(|e| {
-            KeyError::new(e.kind(), format!("{}: {e}", path.display())).into()
-        })
+        Self::from_pem_or_der(&bytes)
+            .map_err(|e| KeyError::new(e.kind(), format!("{}: {e}", path.display())).into())
     }
 
     fn from_sec1_der(der: &[u8]) -> Result<Self, KeyError> {
@@ -271,8 +273,9 @@ impl PublicKey {
         let with_path = |e: KeyError| KeyError::new(e.kind(), format!("{}: {e}", path.display()));
         match Self::from_pem_or_der(&bytes) {
             Ok(key) => Ok(key),
-            Err(e) if e.kind() == KeyErrorKind::PrivateKeyGiven
-                || e.kind() == KeyErrorKind::Malformed =>
+            Err(e)
+                if e.kind() == KeyErrorKind::PrivateKeyGiven
+                    || e.kind() == KeyErrorKind::Malformed =>
             {
                 match PrivateKey::from_pem_or_der(&bytes) {
                     Ok(private) => Ok(private.public_key().clone()),
@@ -462,11 +465,11 @@ fn check_algorithm(algorithm: &pkcs8::AlgorithmIdentifierRef<'_>) -> Result<(), 
     let oid = algorithm.oid.to_string();
     if oid != OID_EC_PUBLIC_KEY {
         let name = match oid.as_str() {
-            "1.2.840.113549.1.1.1" => "RSA",
-            "1.3.101.112" => "Ed25519",
-            "1.3.101.113" => "Ed448",
-            "1.3.101.110" => "X25519",
-            "1.2.840.10040.4.1" => "DSA",
+            "1.2.840.113549.1.1.1" => "an RSA",
+            "1.3.101.112" => "an Ed25519",
+            "1.3.101.113" => "an Ed448",
+            "1.3.101.110" => "an X25519",
+            "1.2.840.10040.4.1" => "a DSA",
             _ => "a non-EC",
         };
         return Err(KeyError::new(
@@ -500,7 +503,12 @@ fn looks_encrypted_pkcs8(der: &[u8]) -> bool {
                 return None;
             }
             let bytes = der.get(at + 2..at + 2 + n)?;
-            (bytes.iter().fold(0usize, |acc, &b| (acc << 8) | usize::from(b)), 2 + n)
+            (
+                bytes
+                    .iter()
+                    .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)),
+                2 + n,
+            )
         };
         Some((tag, at + header, at + header + len))
     }
@@ -624,7 +632,10 @@ mod tests {
         let back = PrivateKey::from_pem(&pem).unwrap();
         assert_eq!(back.fingerprint(), key.fingerprint());
         let der = key.to_pkcs8_der().unwrap();
-        assert_eq!(PrivateKey::from_der(&der).unwrap().fingerprint(), key.fingerprint());
+        assert_eq!(
+            PrivateKey::from_der(&der).unwrap().fingerprint(),
+            key.fingerprint()
+        );
     }
 
     #[test]
@@ -632,15 +643,24 @@ mod tests {
         let key = PrivateKey::generate().unwrap();
         let sec1_pem = key.secret.to_sec1_pem(LineEnding::LF).unwrap();
         assert!(sec1_pem.starts_with("-----BEGIN EC PRIVATE KEY-----"));
-        assert_eq!(PrivateKey::from_pem(&sec1_pem).unwrap().fingerprint(), key.fingerprint());
+        assert_eq!(
+            PrivateKey::from_pem(&sec1_pem).unwrap().fingerprint(),
+            key.fingerprint()
+        );
         let sec1_der = key.secret.to_sec1_der().unwrap();
-        assert_eq!(PrivateKey::from_der(&sec1_der).unwrap().fingerprint(), key.fingerprint());
+        assert_eq!(
+            PrivateKey::from_der(&sec1_der).unwrap().fingerprint(),
+            key.fingerprint()
+        );
         // `openssl ecparam -genkey` without -noout writes the parameters first.
         let with_params = format!(
             "-----BEGIN EC PARAMETERS-----\nBgUrgQQAIg==\n-----END EC PARAMETERS-----\n{}",
             &*sec1_pem
         );
-        assert_eq!(PrivateKey::from_pem(&with_params).unwrap().fingerprint(), key.fingerprint());
+        assert_eq!(
+            PrivateKey::from_pem(&with_params).unwrap().fingerprint(),
+            key.fingerprint()
+        );
     }
 
     #[test]
@@ -655,9 +675,15 @@ mod tests {
         assert_eq!(public.fingerprint().as_bytes(), &want);
         let text = public.fingerprint().to_string();
         assert_eq!(text.len(), 47);
-        assert!(text.chars().all(|c| c == ':' || c.is_ascii_digit() || ('a'..='f').contains(&c)));
+        assert!(
+            text.chars()
+                .all(|c| c == ':' || c.is_ascii_digit() || ('a'..='f').contains(&c))
+        );
         assert_eq!(text.parse::<Fingerprint>().unwrap(), *public.fingerprint());
-        assert_eq!(text.to_uppercase().parse::<Fingerprint>().unwrap(), *public.fingerprint());
+        assert_eq!(
+            text.to_uppercase().parse::<Fingerprint>().unwrap(),
+            *public.fingerprint()
+        );
         assert_eq!(public.to_sec1_bytes().len(), 97);
     }
 
@@ -685,7 +711,9 @@ mod tests {
             assert_eq!(err.kind(), KeyErrorKind::Malformed, "{bad}: {err}");
         }
         assert_eq!(
-            PrivateKey::from_der(b"\x30\x03\x02\x01\x01").unwrap_err().kind(),
+            PrivateKey::from_der(b"\x30\x03\x02\x01\x01")
+                .unwrap_err()
+                .kind(),
             KeyErrorKind::Malformed
         );
         assert!("00:11".parse::<Fingerprint>().is_err());
@@ -693,10 +721,17 @@ mod tests {
 
     #[test]
     fn refuses_encrypted_keys() {
-        let pem = "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
-        assert_eq!(PrivateKey::from_pem(pem).unwrap_err().kind(), KeyErrorKind::Encrypted);
+        let pem =
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert_eq!(
+            PrivateKey::from_pem(pem).unwrap_err().kind(),
+            KeyErrorKind::Encrypted
+        );
         let legacy = "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END EC PRIVATE KEY-----\n";
-        assert_eq!(PrivateKey::from_pem(legacy).unwrap_err().kind(), KeyErrorKind::Encrypted);
+        assert_eq!(
+            PrivateKey::from_pem(legacy).unwrap_err().kind(),
+            KeyErrorKind::Encrypted
+        );
     }
 
     #[test]
@@ -725,8 +760,14 @@ mod tests {
             other.write_pem_file(&path),
             Err(Error::KeyFileExists { .. })
         ));
-        assert_eq!(PrivateKey::read_file(&path).unwrap().fingerprint(), key.fingerprint());
-        assert_eq!(PublicKey::read_file(&path).unwrap().fingerprint(), key.fingerprint());
+        assert_eq!(
+            PrivateKey::read_file(&path).unwrap().fingerprint(),
+            key.fingerprint()
+        );
+        assert_eq!(
+            PublicKey::read_file(&path).unwrap().fingerprint(),
+            key.fingerprint()
+        );
         // Only the key file is left behind.
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

@@ -131,16 +131,17 @@ impl SharedKeySet {
     /// active key or a key not in the set.
     pub fn remove(&self, fingerprint: &Fingerprint) -> bool {
         let mut removed = false;
-        self.inner.rcu(|current| match current.without(fingerprint) {
-            Some(next) if next.retiring.len() < current.retiring.len() => {
-                removed = true;
-                Arc::new(next)
-            }
-            _ => {
-                removed = false;
-                Arc::clone(current)
-            }
-        });
+        self.inner
+            .rcu(|current| match current.without(fingerprint) {
+                Some(next) if next.retiring.len() < current.retiring.len() => {
+                    removed = true;
+                    Arc::new(next)
+                }
+                _ => {
+                    removed = false;
+                    Arc::clone(current)
+                }
+            });
         removed
     }
 }

@@ -366,7 +366,10 @@ mod tests {
             let parts: Vec<&str> = token.as_str().split('.').collect();
             assert_eq!(parts.len(), 3);
             assert_eq!(parts[0], HEADER_B64);
-            assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(), SIGNATURE_LEN);
+            assert_eq!(
+                URL_SAFE_NO_PAD.decode(parts[2]).unwrap().len(),
+                SIGNATURE_LEN
+            );
             assert_eq!(token.fingerprint(), private.fingerprint());
             let active = signer.key_set().load();
             assert_eq!(

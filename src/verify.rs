@@ -102,11 +102,12 @@ impl Verifier {
         check_header(&header)?;
         let signature = decode_segment("signature", signature_b64)?;
         if signature.len() != SIGNATURE_LEN {
-            let der_hint = if signature.first() == Some(&0x30) && (100..=104).contains(&signature.len()) {
-                " (it looks DER-encoded; a JWS ES384 signature is the raw 96-byte r||s)"
-            } else {
-                ""
-            };
+            let der_hint =
+                if signature.first() == Some(&0x30) && (100..=104).contains(&signature.len()) {
+                    " (it looks DER-encoded; a JWS ES384 signature is the raw 96-byte r||s)"
+                } else {
+                    ""
+                };
             return Err(Rejection::Malformed(format!(
                 "the signature is {} bytes; ES384 signatures are {SIGNATURE_LEN} bytes{der_hint}",
                 signature.len()
@@ -148,13 +149,11 @@ impl Verifier {
                 },
             });
         }
-        if let Some(expected) = &self.channel {
-            if claims.channel_arn() != expected {
-                return Err(Rejection::ChannelMismatch {
-                    expected: expected.clone(),
-                    actual: claims.channel_arn().clone(),
-                });
-            }
+        if let Some(expected) = self.channel.as_ref().filter(|c| *c != claims.channel_arn()) {
+            return Err(Rejection::ChannelMismatch {
+                expected: expected.clone(),
+                actual: claims.channel_arn().clone(),
+            });
         }
         Ok(VerifiedToken {
             claims,
@@ -186,7 +185,9 @@ impl VerifyingKey {
 
 fn decode_segment(which: &'static str, b64: &str) -> Result<Vec<u8>, Rejection> {
     if b64.is_empty() {
-        return Err(Rejection::Malformed(format!("the {which} segment is empty")));
+        return Err(Rejection::Malformed(format!(
+            "the {which} segment is empty"
+        )));
     }
     if b64.contains('=') {
         return Err(Rejection::Malformed(format!(
@@ -350,11 +351,9 @@ impl fmt::Display for Rejection {
                 }
                 f.write_str("): it was signed by another key, or altered after signing")
             }
-            Self::Expired { exp, ago } => write!(
-                f,
-                "expired: `exp` {exp} was {} ago",
-                HumanDuration(*ago)
-            ),
+            Self::Expired { exp, ago } => {
+                write!(f, "expired: `exp` {exp} was {} ago", HumanDuration(*ago))
+            }
             Self::ExpInMilliseconds { exp } => write!(
                 f,
                 "`exp` {exp} looks like milliseconds; IVS reads it as Unix seconds, so this token would never expire"
@@ -365,10 +364,9 @@ impl fmt::Display for Rejection {
                 HumanDuration(*ahead)
             ),
             Self::InvalidClaim(e) => write!(f, "invalid claim {e}"),
-            Self::ChannelMismatch { expected, actual } => write!(
-                f,
-                "the token is for channel {actual}, not {expected}"
-            ),
+            Self::ChannelMismatch { expected, actual } => {
+                write!(f, "the token is for channel {actual}, not {expected}")
+            }
         }
     }
 }
@@ -449,7 +447,8 @@ mod tests {
     #[test]
     fn accepts_a_fresh_token_from_every_backend() {
         let key = PrivateKey::generate().unwrap();
-        let verifier = Verifier::new([key.public_key()]).expect_channel(ChannelArn::parse(ARN).unwrap());
+        let verifier =
+            Verifier::new([key.public_key()]).expect_channel(ChannelArn::parse(ARN).unwrap());
         for &backend in Backend::ALL {
             let signer = TokenSigner::new(SigningKey::with_backend(&key, backend).unwrap());
             let token = signer.sign_at(&claims(), now()).unwrap();
@@ -472,11 +471,26 @@ mod tests {
         let (_, signer, verifier) = setup();
         let token = signer.sign_at(&claims(), now()).unwrap().into_string();
         let padded = token.replacen('.', "=.", 1);
-        assert!(verifier.verify_at(&padded, now()).unwrap_err().to_string().contains("padding"));
+        assert!(
+            verifier
+                .verify_at(&padded, now())
+                .unwrap_err()
+                .to_string()
+                .contains("padding")
+        );
         let std_b64 = format!("{}+", token);
-        assert!(verifier.verify_at(&std_b64, now()).unwrap_err().to_string().contains("standard base64"));
+        assert!(
+            verifier
+                .verify_at(&std_b64, now())
+                .unwrap_err()
+                .to_string()
+                .contains("standard base64")
+        );
         let garbage = token.replacen('.', "!.", 1);
-        assert_eq!(verifier.verify_at(&garbage, now()).unwrap_err().code(), "malformed");
+        assert_eq!(
+            verifier.verify_at(&garbage, now()).unwrap_err().code(),
+            "malformed"
+        );
     }
 
     #[test]
@@ -485,14 +499,27 @@ mod tests {
         let token = signer.sign_at(&claims(), now()).unwrap().into_string();
         let parts: Vec<&str> = token.split('.').collect();
         let mut payload = URL_SAFE_NO_PAD.decode(parts[1]).unwrap();
-        let text = String::from_utf8(payload.clone()).unwrap().replace("viewer", "victim");
+        let text = String::from_utf8(payload.clone())
+            .unwrap()
+            .replace("viewer", "victim");
         payload = text.into_bytes();
-        let tampered = format!("{}.{}.{}", parts[0], URL_SAFE_NO_PAD.encode(&payload), parts[2]);
-        assert_eq!(verifier.verify_at(&tampered, now()).unwrap_err().code(), "unknown_key");
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(&payload),
+            parts[2]
+        );
+        assert_eq!(
+            verifier.verify_at(&tampered, now()).unwrap_err().code(),
+            "unknown_key"
+        );
         let mut sig = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
         sig[10] ^= 1;
         let tampered = format!("{}.{}.{}", parts[0], parts[1], URL_SAFE_NO_PAD.encode(&sig));
-        assert_eq!(verifier.verify_at(&tampered, now()).unwrap_err().code(), "unknown_key");
+        assert_eq!(
+            verifier.verify_at(&tampered, now()).unwrap_err().code(),
+            "unknown_key"
+        );
     }
 
     #[test]
@@ -504,10 +531,21 @@ mod tests {
             .sign_at(&claims(), now())
             .unwrap();
         let err = verifier.verify_at(token.as_str(), now()).unwrap_err();
-        assert_eq!(err, Rejection::UnknownKey { tried: vec![*other.fingerprint()] });
+        assert_eq!(
+            err,
+            Rejection::UnknownKey {
+                tried: vec![*other.fingerprint()]
+            }
+        );
         assert!(err.to_string().contains(&other.fingerprint().to_string()));
         let empty = Verifier::new([]);
-        assert!(empty.verify_at(token.as_str(), now()).unwrap_err().to_string().contains("no public keys"));
+        assert!(
+            empty
+                .verify_at(token.as_str(), now())
+                .unwrap_err()
+                .to_string()
+                .contains("no public keys")
+        );
     }
 
     #[test]
@@ -522,7 +560,10 @@ mod tests {
             assert_eq!(err, Rejection::WrongAlgorithm(alg.into()));
         }
         let none = format!("{}.{payload}.", URL_SAFE_NO_PAD.encode(r#"{"alg":"none"}"#));
-        assert_eq!(verifier.verify_at(&none, now()).unwrap_err().code(), "wrong_algorithm");
+        assert_eq!(
+            verifier.verify_at(&none, now()).unwrap_err().code(),
+            "wrong_algorithm"
+        );
     }
 
     #[test]
@@ -546,15 +587,29 @@ mod tests {
         let err = verifier.verify_at(token.as_str(), later).unwrap_err();
         assert_eq!(err.code(), "expired");
         assert!(err.to_string().contains("1 h 2 min 5 s ago"), "{err}");
-        assert!(verifier.clone().leeway(Duration::from_secs(4000)).verify_at(token.as_str(), later).is_ok());
+        assert!(
+            verifier
+                .clone()
+                .leeway(Duration::from_secs(4000))
+                .verify_at(token.as_str(), later)
+                .is_ok()
+        );
         // exp == now is expired, as in every JWT library.
-        assert!(verifier.verify_at(token.as_str(), now() + Duration::from_secs(300)).is_err());
+        assert!(
+            verifier
+                .verify_at(token.as_str(), now() + Duration::from_secs(300))
+                .is_err()
+        );
     }
 
     #[test]
     fn recognises_exp_in_milliseconds() {
         let (key, _, verifier) = setup();
-        let token = forge(&key, HEADER, &format!(r#"{{"aws:channel-arn":"{ARN}","exp":1800000300000}}"#));
+        let token = forge(
+            &key,
+            HEADER,
+            &format!(r#"{{"aws:channel-arn":"{ARN}","exp":1800000300000}}"#),
+        );
         let err = verifier.verify_at(&token, now()).unwrap_err();
         assert_eq!(err.code(), "exp_in_milliseconds");
         assert!(err.to_string().contains("never expire"));
@@ -574,22 +629,52 @@ mod tests {
         let token = forge(
             &key,
             HEADER,
-            &format!(r#"{{"aws:channel-arn":"{ARN}","aws:single-use-uuid":"6a1a9c5e-0d3b-4c2f-9f4f-0b1f0e3c2a11","exp":1800000601}}"#),
+            &format!(
+                r#"{{"aws:channel-arn":"{ARN}","aws:single-use-uuid":"6a1a9c5e-0d3b-4c2f-9f4f-0b1f0e3c2a11","exp":1800000601}}"#
+            ),
         );
-        assert!(verifier.verify_at(&token, now()).unwrap_err().to_string().contains("aws:single-use-uuid"));
+        assert!(
+            verifier
+                .verify_at(&token, now())
+                .unwrap_err()
+                .to_string()
+                .contains("aws:single-use-uuid")
+        );
     }
 
     #[test]
     fn names_the_claim_at_fault() {
         let (key, _, verifier) = setup();
         for (payload, claim) in [
-            (format!(r#"{{"aws:channel-arn":"{ARN}","aws:viewer-id":"{}","exp":1800000060}}"#, "x".repeat(41)), names::VIEWER_ID),
-            (format!(r#"{{"aws:channel-arn":"{ARN}","aws:access-control-allow-origin":"https://a.com/path","exp":1800000060}}"#), names::ALLOW_ORIGIN),
-            (format!(r#"{{"aws:channel-arn":"{ARN}","aws:maximum-resolution":"4K","exp":1800000060}}"#), names::MAXIMUM_RESOLUTION),
-            (r#"{"aws:channel-arn":"arn:aws:ivs:us-west-2:1:stream-key/x","exp":1800000060}"#.to_owned(), names::CHANNEL_ARN),
+            (
+                format!(
+                    r#"{{"aws:channel-arn":"{ARN}","aws:viewer-id":"{}","exp":1800000060}}"#,
+                    "x".repeat(41)
+                ),
+                names::VIEWER_ID,
+            ),
+            (
+                format!(
+                    r#"{{"aws:channel-arn":"{ARN}","aws:access-control-allow-origin":"https://a.com/path","exp":1800000060}}"#
+                ),
+                names::ALLOW_ORIGIN,
+            ),
+            (
+                format!(
+                    r#"{{"aws:channel-arn":"{ARN}","aws:maximum-resolution":"4K","exp":1800000060}}"#
+                ),
+                names::MAXIMUM_RESOLUTION,
+            ),
+            (
+                r#"{"aws:channel-arn":"arn:aws:ivs:us-west-2:1:stream-key/x","exp":1800000060}"#
+                    .to_owned(),
+                names::CHANNEL_ARN,
+            ),
             (format!(r#"{{"aws:channel-arn":"{ARN}"}}"#), names::EXP),
         ] {
-            let err = verifier.verify_at(&forge(&key, HEADER, &payload), now()).unwrap_err();
+            let err = verifier
+                .verify_at(&forge(&key, HEADER, &payload), now())
+                .unwrap_err();
             match &err {
                 Rejection::InvalidClaim(e) => assert_eq!(e.claim(), claim, "{err}"),
                 other => panic!("{payload}: {other}"),
@@ -616,7 +701,13 @@ mod tests {
         let (input, _) = token.rsplit_once('.').unwrap();
         let der = [0x30u8; 103];
         let bad = format!("{input}.{}", URL_SAFE_NO_PAD.encode(der));
-        assert!(verifier.verify_at(&bad, now()).unwrap_err().to_string().contains("DER"));
+        assert!(
+            verifier
+                .verify_at(&bad, now())
+                .unwrap_err()
+                .to_string()
+                .contains("DER")
+        );
     }
 
     #[test]

@@ -1,0 +1,410 @@
+//! The real binary, run as a user would.
+
+// Helpers outside #[test] functions unwrap too: a set-up failure should stop
+// the test loudly.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use ivs_playback_auth::{PrivateKey, PublicKey, Verifier};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ivs-playback-auth"))
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+/// A failure is one line naming the argument, a non-zero exit, no panic.
+fn assert_one_line_error(o: &Output, names: &str) {
+    assert!(!o.status.success(), "should fail: {}", stdout(o));
+    let err = stderr(o);
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
+    assert!(err.contains(names), "`{err}` should name {names}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}
+
+fn generate(dir: &Path) -> (String, String) {
+    let out = run(&["keys", "generate", "--out", dir.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let private = dir.join("playback-key.pem");
+    let public = dir.join("playback-key.pub.pem");
+    (
+        private.to_str().unwrap().into(),
+        public.to_str().unwrap().into(),
+    )
+}
+
+#[test]
+fn keys_generate_writes_a_0600_private_key_and_prints_the_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = generate(dir.path());
+    let key = PrivateKey::read_file(&private).unwrap();
+    assert_eq!(PublicKey::read_file(&public).unwrap(), *key.public_key());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&private).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    let again = run(&["keys", "generate", "--out", dir.path().to_str().unwrap()]);
+    assert_one_line_error(&again, "--out");
+    assert!(stderr(&again).contains("refusing to overwrite"));
+    assert_eq!(
+        PrivateKey::read_file(&private).unwrap().fingerprint(),
+        key.fingerprint()
+    );
+
+    let fp = run(&["keys", "fingerprint", &public]);
+    assert_eq!(stdout(&fp).trim(), key.fingerprint().to_string());
+    let fp = run(&["keys", "fingerprint", &private]);
+    assert_eq!(stdout(&fp).trim(), key.fingerprint().to_string());
+}
+
+#[test]
+fn token_verifies_with_the_cli_and_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = generate(dir.path());
+    for backend in ["aws-lc-rs", "rust-crypto"] {
+        let out = run(&[
+            "token",
+            "--key",
+            &private,
+            "--channel-arn",
+            common::CHANNEL,
+            "--ttl",
+            "120",
+            "--viewer-id",
+            "v-1",
+            "--viewer-session-version",
+            "3",
+            "--origin",
+            "https://Example.com/",
+            "--origin",
+            "https://*.example.org",
+            "--strict-origin",
+            "--max-resolution",
+            "HD",
+            "--single-use",
+            "--backend",
+            backend,
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let token = stdout(&out).trim().to_owned();
+        let verified = Verifier::new([&PublicKey::read_file(&public).unwrap()])
+            .verify(&token)
+            .unwrap();
+        let claims = verified.claims();
+        assert_eq!(
+            claims.allowed_origins().unwrap().to_string(),
+            "https://example.com,https://*.example.org"
+        );
+        assert!(claims.strict_origin_enforcement());
+        assert!(claims.single_use_uuid().is_some());
+        assert_eq!(claims.viewer_session_version().unwrap().get(), 3);
+
+        let ok = run(&[
+            "verify",
+            "--public-key",
+            &public,
+            "--channel-arn",
+            common::CHANNEL,
+            &token,
+        ]);
+        assert!(ok.status.success(), "{}", stderr(&ok));
+        assert!(stdout(&ok).starts_with("valid: signed by"));
+        let url = format!("https://x.live-video.net/api/video/v1/c.m3u8?token={token}");
+        assert!(
+            run(&["verify", "--public-key", &public, &url])
+                .status
+                .success()
+        );
+    }
+}
+
+#[test]
+fn token_json_gives_token_expiry_and_fingerprint() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = generate(dir.path());
+    let out = run(&[
+        "token",
+        "--key",
+        &private,
+        "--channel-arn",
+        common::CHANNEL,
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["token"].as_str().unwrap().split('.').count(), 3);
+    assert_eq!(json["expires_at"], json["claims"]["exp"]);
+    assert_eq!(
+        json["fingerprint"].as_str().unwrap(),
+        PrivateKey::read_file(&private)
+            .unwrap()
+            .fingerprint()
+            .to_string()
+    );
+}
+
+#[test]
+fn verify_explains_a_failure_and_exits_non_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, _) = generate(dir.path());
+    let other = tempfile::tempdir().unwrap();
+    let (_, other_public) = generate(other.path());
+    let token = stdout(&run(&[
+        "token",
+        "--key",
+        &private,
+        "--channel-arn",
+        common::CHANNEL,
+    ]));
+    let out = run(&["verify", "--public-key", &other_public, token.trim()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("does not verify with any"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&[
+        "verify",
+        "--json",
+        "--public-key",
+        &other_public,
+        token.trim(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["code"], "unknown_key");
+    let out = run(&["verify", "--public-key", &other_public, "not-a-token"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("3 segments"));
+}
+
+#[test]
+fn every_bad_argument_gets_one_line_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = generate(dir.path());
+    let long_id = "x".repeat(41);
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                "arn:aws:ivs:us-west-2:1:stream-key/x",
+            ],
+            "--channel-arn",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--ttl",
+                "abc",
+            ],
+            "--ttl",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--ttl",
+                "0",
+            ],
+            "--ttl",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--viewer-id",
+                "v",
+                "--ttl",
+                "900",
+            ],
+            "--ttl",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--viewer-id",
+                &long_id,
+            ],
+            "--viewer-id",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--viewer-session-version",
+                "2147483648",
+            ],
+            "--viewer-session-version",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--viewer-session-version",
+                "1",
+            ],
+            "--viewer-session-version",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--max-resolution",
+                "4K",
+            ],
+            "--max-resolution",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--origin",
+                "https://a.com/path",
+            ],
+            "--origin",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--origin",
+                "*",
+                "--origin",
+                "https://a.com",
+            ],
+            "--origin",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--strict-origin",
+            ],
+            "--strict-origin",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                &private,
+                "--channel-arn",
+                common::CHANNEL,
+                "--backend",
+                "openssl",
+            ],
+            "--backend",
+        ),
+        (
+            vec![
+                "token",
+                "--key",
+                "/nonexistent/key.pem",
+                "--channel-arn",
+                common::CHANNEL,
+            ],
+            "--key",
+        ),
+        (
+            vec!["token", "--key", &public, "--channel-arn", common::CHANNEL],
+            "--key",
+        ),
+        (vec!["token", "--channel-arn", common::CHANNEL], "--key"),
+        (
+            vec!["verify", "--public-key", "/nonexistent.pem", "a.b.c"],
+            "--public-key",
+        ),
+        (
+            vec![
+                "keys",
+                "generate",
+                "--out",
+                dir.path().to_str().unwrap(),
+                "--name",
+                "../escape",
+            ],
+            "--name",
+        ),
+        (vec!["keys", "fingerprint", "/nonexistent.pem"], "FILE"),
+        (vec!["token", "--bogus"], "--bogus"),
+    ];
+    for (args, names) in cases {
+        let out = run(&args);
+        assert_one_line_error(&out, names);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+#[test]
+fn key_files_of_other_kinds_are_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = dir.path().join("rsa.pem");
+    std::fs::write(
+        &rsa,
+        "-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "token",
+        "--key",
+        rsa.to_str().unwrap(),
+        "--channel-arn",
+        common::CHANNEL,
+    ]);
+    assert_one_line_error(&out, "--key");
+    assert!(stderr(&out).contains("P-384"));
+}

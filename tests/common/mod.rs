@@ -1,0 +1,52 @@
+//! Set-up shared by the integration tests.
+
+// Each test crate uses a different part of this module, and `pub` here only
+// means "shared with the test crates".
+#![allow(dead_code, unreachable_pub)]
+// A set-up failure should stop the test loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ivs_playback_auth::{
+    AllowedOrigins, ChannelArn, PlaybackClaims, PrivateKey, SigningKey, TokenSigner, ViewerId,
+};
+
+pub const CHANNEL: &str = "arn:aws:ivs:us-west-2:123456789012:channel/AbCdEfGhIjKl";
+
+/// The header IVS documents.
+pub const HEADER: &str = r#"{"alg":"ES384","typ":"JWT"}"#;
+
+/// A fixed "now", so that expiry never depends on the machine's clock.
+pub fn fixed_now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(1_800_000_000)
+}
+
+pub fn channel() -> ChannelArn {
+    ChannelArn::parse(CHANNEL).unwrap()
+}
+
+/// Claims with everything a real viewer token carries.
+pub fn realistic_claims(now: SystemTime) -> PlaybackClaims {
+    PlaybackClaims::builder(channel())
+        .allowed_origins(
+            AllowedOrigins::parse("https://www.example.com,https://app.example.com").unwrap(),
+        )
+        .viewer_id(ViewerId::parse("viewer-42").unwrap())
+        .expires_in(Duration::from_secs(300))
+        .build_at(now)
+        .unwrap()
+}
+
+pub fn signer_for(key: &PrivateKey, backend: ivs_playback_auth::Backend) -> TokenSigner {
+    TokenSigner::new(SigningKey::with_backend(key, backend).unwrap())
+}
+
+/// The three segments of a compact JWS, decoded.
+pub fn decode_parts(token: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut parts = token.split('.');
+    let mut next = || URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap();
+    (next(), next(), next())
+}
