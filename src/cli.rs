@@ -47,6 +47,10 @@ enum KeysCommand {
         /// File name stem.
         #[arg(long, default_value = "playback-key", value_parser = parse_name)]
         name: String,
+        /// If the key already exists, check it, print its fingerprint and
+        /// succeed instead of refusing.
+        #[arg(long)]
+        if_missing: bool,
     },
     /// Print the IVS fingerprint of a private or public key file.
     Fingerprint {
@@ -115,7 +119,11 @@ pub fn main() -> ExitCode {
         Err(e) => return clap_error(&e),
     };
     let result = match cli.command {
-        Command::Keys(KeysCommand::Generate { out, name }) => keys_generate(&out, &name),
+        Command::Keys(KeysCommand::Generate {
+            out,
+            name,
+            if_missing,
+        }) => keys_generate(&out, &name, if_missing),
         Command::Keys(KeysCommand::Fingerprint { file }) => keys_fingerprint(&file),
         Command::Token(args) => token(args),
         Command::Verify(args) => verify(args),
@@ -165,10 +173,32 @@ fn clap_error(e: &clap::Error) -> ExitCode {
     }
 }
 
-fn keys_generate(out: &Path, name: &str) -> Result<ExitCode, String> {
+fn keys_generate(out: &Path, name: &str, if_missing: bool) -> Result<ExitCode, String> {
     create_private_dir(out).map_err(|e| format!("--out {}: {e}", out.display()))?;
     let private_path = out.join(format!("{name}.pem"));
     let public_path = out.join(format!("{name}.pub.pem"));
+    if if_missing && private_path.exists() {
+        let key = PrivateKey::read_file(&private_path).map_err(|e| format!("--out: {e}"))?;
+        match PublicKey::read_file(&public_path) {
+            Ok(public) if public == *key.public_key() => {}
+            Ok(_) => {
+                return Err(format!(
+                    "--out: {} is not the public key of {}",
+                    public_path.display(),
+                    private_path.display()
+                ));
+            }
+            // The private key is what matters; its public half can be rewritten.
+            Err(_) if !public_path.exists() => key
+                .public_key()
+                .write_pem_file(&public_path)
+                .map_err(|e| format!("--out: {e}"))?,
+            Err(e) => return Err(format!("--out: {e}")),
+        }
+        println!("existing key: {}", private_path.display());
+        println!("fingerprint: {}", key.fingerprint());
+        return Ok(ExitCode::SUCCESS);
+    }
     for path in [&private_path, &public_path] {
         if path.exists() {
             return Err(format!(

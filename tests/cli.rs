@@ -70,6 +70,20 @@ fn keys_generate_writes_a_0600_private_key_and_prints_the_fingerprint() {
         key.fingerprint()
     );
 
+    let kept = run(&[
+        "keys",
+        "generate",
+        "--out",
+        dir.path().to_str().unwrap(),
+        "--if-missing",
+    ]);
+    assert!(kept.status.success(), "{}", stderr(&kept));
+    assert!(stdout(&kept).contains(&key.fingerprint().to_string()));
+    assert_eq!(
+        PrivateKey::read_file(&private).unwrap().fingerprint(),
+        key.fingerprint()
+    );
+
     let fp = run(&["keys", "fingerprint", &public]);
     assert_eq!(stdout(&fp).trim(), key.fingerprint().to_string());
     let fp = run(&["keys", "fingerprint", &private]);
