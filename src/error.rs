@@ -36,6 +36,10 @@ pub enum Error {
     /// The operating system's random number generator failed.
     #[error("the system random number generator failed")]
     Random,
+    /// A step that cannot fail for valid input failed anyway (an encoder of
+    /// the key or the claims).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
     /// The signing backend failed (it should not: the key was checked when it
     /// was loaded).
     #[error("the {backend} signing backend failed")]

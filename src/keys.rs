@@ -158,9 +158,10 @@ impl PrivateKey {
 
     /// PKCS#8 DER, zeroed when dropped.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
-        let doc = self.secret.to_pkcs8_der().map_err(|_| Error::Signing {
-            backend: "pkcs8 encoder",
-        })?;
+        let doc = self
+            .secret
+            .to_pkcs8_der()
+            .map_err(|_| Error::Internal("PKCS#8 encoding of a private key"))?;
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 
@@ -168,9 +169,7 @@ impl PrivateKey {
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, Error> {
         self.secret
             .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|_| Error::Signing {
-                backend: "pkcs8 encoder",
-            })
+            .map_err(|_| Error::Internal("PKCS#8 encoding of a private key"))
     }
 
     /// Writes the key as PKCS#8 PEM to a new file readable only by its owner
@@ -185,6 +184,9 @@ impl PrivateKey {
         &self.secret
     }
 }
+
+/// The secret scalar lives in `p384::SecretKey`, which zeroes it on drop.
+impl zeroize::ZeroizeOnDrop for PrivateKey {}
 
 impl fmt::Debug for PrivateKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

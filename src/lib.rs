@@ -2,15 +2,20 @@
 //!
 //! # Layout
 //!
-//! - [`claims`]: the eight IVS claims as types that only hold values IVS
-//!   accepts, and [`PlaybackClaims::builder`] that checks how they combine.
-//! - [`keys`]: P-384 keys in and out (SEC1 and PKCS#8, PEM and DER), key
-//!   generation and the IVS fingerprint.
-//! - [`keyset`]: the active key and the retiring keys of a rotation, swapped
-//!   atomically without a lock on the signing path.
-//! - [`signer`]: the hot path, ES384 over pre-encoded header and reused
-//!   buffers, with AWS-LC or pure-Rust p384 as the backend.
-//! - [`verify`]: checks a token the way IVS does and explains failures.
+//! - `claims`: the eight IVS claims as types that only hold values IVS
+//!   accepts ([`ChannelArn`], [`ExpiresAt`], [`AllowedOrigins`], [`ViewerId`],
+//!   ...), and [`PlaybackClaims::builder`] that checks how they combine. Its
+//!   [`claims::names`] and limits are public.
+//! - `keys`: P-384 keys in and out (SEC1 and PKCS#8, PEM and DER), key
+//!   generation and the IVS [`Fingerprint`].
+//! - `keyset`: the active key and the retiring keys of a rotation
+//!   ([`KeySet`]), swapped atomically without a lock on the signing path
+//!   ([`SharedKeySet`]).
+//! - `signer`: the hot path ([`TokenSigner`]), ES384 over a pre-encoded
+//!   header and reused buffers, with AWS-LC or pure-Rust p384 as the
+//!   [`Backend`].
+//! - `verify`: [`Verifier`] checks a token the way IVS does; a [`Rejection`]
+//!   says why it fails.
 //! - `cli` (feature `service`): the command line of the binary.
 //!
 //! The signer does no I/O but reading and writing key files, and needs no
@@ -24,7 +29,7 @@
 //! use ivs_playback_auth::{ChannelArn, PlaybackClaims, PrivateKey, SigningKey, TokenSigner, Verifier};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let key = PrivateKey::generate()?; // or PrivateKey::read_file("keys/private-key.pem")?
+//! let key = PrivateKey::generate()?; // or PrivateKey::read_file("keys/playback-key.pem")?
 //! let signer = TokenSigner::new(SigningKey::new(&key)?);
 //!
 //! let channel = ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234")?;
@@ -45,10 +50,10 @@
 
 pub mod claims;
 mod error;
-pub mod keys;
-pub mod keyset;
-pub mod signer;
-pub mod verify;
+mod keys;
+mod keyset;
+mod signer;
+mod verify;
 
 #[cfg(feature = "service")]
 #[doc(hidden)]

@@ -317,9 +317,8 @@ fn encode_and_sign(
     json: &mut Vec<u8>,
 ) -> Result<String, Error> {
     json.clear();
-    serde_json::to_writer(&mut *json, claims).map_err(|_| Error::Signing {
-        backend: "claims encoder",
-    })?;
+    serde_json::to_writer(&mut *json, claims)
+        .map_err(|_| Error::Internal("JSON encoding of the claims"))?;
     let payload_len = json.len().div_ceil(3) * 4;
     let mut jwt = String::with_capacity(HEADER_B64.len() + 1 + payload_len + 1 + 128);
     jwt.push_str(HEADER_B64);
