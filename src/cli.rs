@@ -34,6 +34,32 @@ enum Command {
     Token(TokenArgs),
     /// Check a token the way IVS does and explain why it fails.
     Verify(VerifyArgs),
+    /// Run a local stand-in for the IVS control plane and playback check.
+    LocalIvs(LocalIvsArgs),
+}
+
+#[derive(Debug, Args)]
+struct LocalIvsArgs {
+    /// Address to listen on (port 0 picks a free port; the first line printed
+    /// is the endpoint URL).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4590")]
+    listen: std::net::SocketAddr,
+    /// Keep state in this file across restarts (written atomically).
+    #[arg(long, value_name = "FILE")]
+    state_file: Option<PathBuf>,
+    /// The AWS account of requests whose access key is not configured.
+    #[arg(long, value_name = "ID", default_value = "123456789012")]
+    account_id: String,
+    /// Verify SigV4 signatures for this key: ACCESS_KEY_ID:SECRET[:ACCOUNT]
+    /// (repeat for several). Without any, every well-formed signature passes.
+    #[arg(long = "credential", value_name = "KEY:SECRET[:ACCOUNT]", value_parser = parse_credential)]
+    credentials: Vec<(String, String, Option<String>)>,
+    /// Serve POST /_local/reset and POST /_local/faults.
+    #[arg(long)]
+    test_controls: bool,
+    /// Base URL written into playback URLs (default: http:// + the bound address).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -127,6 +153,7 @@ pub fn main() -> ExitCode {
         Command::Keys(KeysCommand::Fingerprint { file }) => keys_fingerprint(&file),
         Command::Token(args) => token(args),
         Command::Verify(args) => verify(args),
+        Command::LocalIvs(args) => local_ivs(args),
     };
     match result {
         Ok(code) => code,
@@ -393,6 +420,81 @@ fn token_from_input(input: &str) -> &str {
         }
         _ => input,
     }
+}
+
+fn parse_credential(s: &str) -> Result<(String, String, Option<String>), String> {
+    let mut parts = s.splitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(key), Some(secret), account) if !key.is_empty() && !secret.is_empty() => Ok((
+            key.to_owned(),
+            secret.to_owned(),
+            account.map(str::to_owned),
+        )),
+        _ => Err("must be ACCESS_KEY_ID:SECRET or ACCESS_KEY_ID:SECRET:ACCOUNT".to_owned()),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
+    use crate::service::local_ivs::{LocalIvs, LocalIvsConfig, LocalIvsError};
+    init_logging();
+    let config = LocalIvsConfig {
+        listen: args.listen,
+        state_file: args.state_file,
+        account_id: args.account_id,
+        credentials: args.credentials,
+        test_controls: args.test_controls,
+        public_url: args.public_url,
+    };
+    runtime()?.block_on(async {
+        let ivs = LocalIvs::start(config).await.map_err(|e| match e {
+            LocalIvsError::Bind { .. } => format!("--listen: {e}"),
+            LocalIvsError::StateFile(_) => format!("--state-file: {e}"),
+            other => other.to_string(),
+        })?;
+        println!("{}", ivs.endpoint_url());
+        let _ = io::stdout().flush();
+        shutdown_signal().await;
+        ivs.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
 }
 
 fn parse_session_version(s: &str) -> Result<ViewerSessionVersion, ClaimError> {

@@ -7,8 +7,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{self, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::str::FromStr;
 
 use md5::{Digest as _, Md5};
@@ -20,6 +19,7 @@ use p384::pkcs8::{
 use zeroize::Zeroizing;
 
 use crate::error::{Error, KeyError, KeyErrorKind};
+use crate::fsutil::write_new_file;
 
 const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
 const OID_P384: &str = "1.3.132.0.34";
@@ -561,65 +561,6 @@ fn encrypted() -> KeyError {
         KeyErrorKind::Encrypted,
         "this private key is encrypted; decrypt it first (e.g. `openssl pkey -in KEY -out plain.pem`)",
     )
-}
-
-/// Writes `bytes` to a new file at `path` with `mode`, atomically and without
-/// ever replacing an existing file: the bytes go to a temporary file in the
-/// same directory, are synced, then hard-linked to `path` (which fails if it
-/// exists), and the directory is synced.
-pub(crate) fn write_new_file(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
-    let io_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source: io::Error| Error::KeyFile { path, source }
-    };
-    if path.exists() {
-        return Err(Error::KeyFileExists {
-            path: path.to_owned(),
-        });
-    }
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-        _ => PathBuf::from("."),
-    };
-    let name = path.file_name().ok_or_else(|| Error::KeyFile {
-        path: path.to_owned(),
-        source: io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
-    })?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let mut options = fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt as _;
-        options.mode(mode);
-    }
-    #[cfg(not(unix))]
-    let _ = mode;
-    let result = (|| {
-        let mut file = options.open(&tmp).map_err(io_err(&tmp))?;
-        file.write_all(bytes).map_err(io_err(&tmp))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        fs::hard_link(&tmp, path).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                Error::KeyFileExists {
-                    path: path.to_owned(),
-                }
-            } else {
-                io_err(path)(e)
-            }
-        })
-    })();
-    let _ = fs::remove_file(&tmp);
-    result?;
-    #[cfg(unix)]
-    if let Ok(d) = fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]

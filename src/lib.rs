@@ -16,6 +16,8 @@
 //!   [`Backend`].
 //! - `verify`: [`Verifier`] checks a token the way IVS does; a [`Rejection`]
 //!   says why it fails.
+//! - `service` (feature `service`): the local IVS (and later the token
+//!   service and control module).
 //! - `cli` (feature `service`): the command line of the binary.
 //!
 //! The signer does no I/O but reading and writing key files, and needs no
@@ -50,6 +52,7 @@
 
 pub mod claims;
 mod error;
+mod fsutil;
 mod keys;
 mod keyset;
 mod signer;
@@ -58,6 +61,8 @@ mod verify;
 #[cfg(feature = "service")]
 #[doc(hidden)]
 pub mod cli;
+#[cfg(feature = "service")]
+pub mod service;
 
 pub use crate::claims::{
     AllowedOrigins, ChannelArn, ExpiresAt, MaximumResolution, Origin, PlaybackClaims,

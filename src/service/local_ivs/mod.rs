@@ -1,0 +1,609 @@
+//! A local stand-in for the Amazon IVS control plane and playback check.
+//!
+//! - Control plane: IVS's REST-JSON operations (`POST /<Operation>`, and
+//!   `/tags/{arn}`) for channels, stream keys, playback key pairs, viewer
+//!   revocation and tags, validated against the embedded AWS service model,
+//!   SigV4-authenticated, with IVS's errors and quotas.
+//! - Playback: `GET` on a channel's `playbackUrl` checks the token the way the
+//!   IVS edge does, with the signer's [`Verifier`](crate::Verifier) and the
+//!   key pairs imported now, and explains refusals.
+//! - Test controls (off unless enabled): `POST /_local/reset`,
+//!   `POST /_local/faults`.
+//!
+//! [`LocalIvs::start`] binds a listener (port 0 in tests) and serves until
+//! [`LocalIvs::stop`].
+
+mod api;
+mod error;
+mod faults;
+mod model;
+mod playback;
+mod sigv4;
+mod state;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use self::error::ApiError;
+use self::faults::{Fault, FaultRequest, Faults};
+use self::model::Model;
+use self::playback::{Refusal, Session, Sessions};
+use self::sigv4::{Authenticator, Credential};
+use self::state::{State, StateFile};
+
+/// Largest request body the control plane reads.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// How to run a local IVS.
+#[derive(Clone, Debug)]
+pub struct LocalIvsConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Keep state in this file across restarts.
+    pub state_file: Option<PathBuf>,
+    /// The account of requests whose access key is not configured.
+    pub account_id: String,
+    /// Access keys whose signatures are verified: `(access key id, secret,
+    /// account)`. Empty: any well-formed SigV4 signature is accepted.
+    pub credentials: Vec<(String, String, Option<String>)>,
+    /// Serve `/_local/reset` and `/_local/faults`.
+    pub test_controls: bool,
+    /// Base URL written into playback URLs (default: `http://` + the bound
+    /// address).
+    pub public_url: Option<String>,
+}
+
+impl Default for LocalIvsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            state_file: None,
+            account_id: "123456789012".to_owned(),
+            credentials: Vec::new(),
+            test_controls: false,
+            public_url: None,
+        }
+    }
+}
+
+/// Why a local IVS could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LocalIvsError {
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The state file is unreadable or corrupt (and was left untouched).
+    #[error("{0}")]
+    StateFile(String),
+    /// The configuration is invalid.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A running local IVS.
+#[derive(Debug)]
+pub struct LocalIvs {
+    addr: SocketAddr,
+    base_url: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl LocalIvs {
+    /// Binds the listener, loads the state file if any, and starts serving.
+    pub async fn start(config: LocalIvsConfig) -> Result<Self, LocalIvsError> {
+        let account_ok = |a: &str| !a.is_empty() && a.bytes().all(|b| b.is_ascii_digit());
+        if !account_ok(&config.account_id) {
+            return Err(LocalIvsError::Config(format!(
+                "account id `{}` must be digits",
+                config.account_id
+            )));
+        }
+        let mut credentials = HashMap::new();
+        for (key, secret, account) in &config.credentials {
+            let account = account.clone().unwrap_or_else(|| config.account_id.clone());
+            if key.is_empty() || secret.is_empty() || !account_ok(&account) {
+                return Err(LocalIvsError::Config(format!(
+                    "credential for `{key}` needs an access key id, a secret and a numeric account"
+                )));
+            }
+            credentials.insert(
+                key.clone(),
+                Credential {
+                    secret: secret.clone(),
+                    account,
+                },
+            );
+        }
+        let file = config.state_file.as_ref().map(StateFile::new);
+        let state = match &file {
+            Some(f) => f.load().map_err(LocalIvsError::StateFile)?,
+            None => State::empty(),
+        };
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| LocalIvsError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| LocalIvsError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let base_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{addr}"))
+            .trim_end_matches('/')
+            .to_owned();
+        let app = App {
+            inner: Arc::new(Inner {
+                state: Mutex::new(state),
+                persist: tokio::sync::Mutex::new(()),
+                file,
+                auth: Authenticator {
+                    credentials,
+                    default_account: config.account_id.clone(),
+                },
+                faults: Faults::default(),
+                sessions: Mutex::new(Sessions::default()),
+                base_url: base_url.clone(),
+            }),
+        };
+        let router = router(app, config.test_controls);
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "local IVS stopped");
+            }
+        });
+        Ok(Self {
+            addr,
+            base_url,
+            shutdown: Some(tx),
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The endpoint URL to give an IVS client (`http://127.0.0.1:PORT`).
+    pub fn endpoint_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// Stops serving and waits for open requests to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+
+    /// Serves until the task ends (for the `local-ivs` command).
+    pub async fn wait(mut self) {
+        let _ = (&mut self.task).await;
+    }
+}
+
+#[derive(Clone)]
+struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// A std mutex: held only for in-memory work, never across an await.
+    state: Mutex<State>,
+    /// Orders changes and their saving: held across the file write.
+    persist: tokio::sync::Mutex<()>,
+    file: Option<StateFile>,
+    auth: Authenticator,
+    faults: Faults,
+    sessions: Mutex<Sessions>,
+    base_url: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every change is applied to a copy and swapped in whole, so a panic while
+    // holding a lock cannot leave half a change behind: poison is ignored.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl App {
+    /// Runs `f` on the state. A change is made on a copy, saved, and only
+    /// then swapped in: a failed save changes nothing.
+    async fn with_state<T>(
+        &self,
+        mutating: bool,
+        f: impl FnOnce(&mut State) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        if !mutating {
+            let mut copy = lock(&self.inner.state).clone();
+            return f(&mut copy);
+        }
+        let _order = self.inner.persist.lock().await;
+        let mut next = lock(&self.inner.state).clone();
+        let out = f(&mut next)?;
+        if let Some(file) = &self.inner.file {
+            let file = file.clone();
+            let snapshot = next.clone();
+            tokio::task::spawn_blocking(move || file.save(&snapshot))
+                .await
+                .map_err(|e| ApiError::internal(format!("saving state: {e}")))?
+                .map_err(|e| ApiError::internal(format!("saving state: {e}")))?;
+        }
+        *lock(&self.inner.state) = next;
+        Ok(out)
+    }
+}
+
+fn router(app: App, test_controls: bool) -> Router {
+    let mut router = Router::new()
+        .route("/api/video/v1/{file}", get(playback_start))
+        .route(
+            "/api/video/v1/session/{session}/{rendition}/{file}",
+            get(playback_session),
+        );
+    if test_controls {
+        router = router
+            .route("/_local/reset", post(reset))
+            .route("/_local/faults", post(add_fault));
+    }
+    router.fallback(any(control)).with_state(app)
+}
+
+/// The operation a control-plane request names.
+fn operation_of(method: &Method, path: &str) -> Result<(String, Option<String>), ApiError> {
+    if let Some(arn) = path.strip_prefix("/tags/") {
+        let op = match *method {
+            Method::POST => "TagResource",
+            Method::DELETE => "UntagResource",
+            Method::GET => "ListTagsForResource",
+            _ => {
+                return Err(ApiError::unknown_operation(format!(
+                    "{method} /tags/{{resourceArn}} is not an IVS operation"
+                )));
+            }
+        };
+        let decoded = percent_decode(arn)
+            .ok_or_else(|| ApiError::validation("resourceArn is not valid percent-encoding"))?;
+        return Ok((op.to_owned(), Some(decoded)));
+    }
+    let name = path.trim_start_matches('/');
+    if *method == Method::POST && api::OPERATIONS.contains(&name) {
+        return Ok((name.to_owned(), None));
+    }
+    Err(ApiError::unknown_operation(format!(
+        "{method} {path} is not an operation of the local IVS"
+    )))
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+fn query_values(uri: &Uri, name: &str) -> Vec<String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (k == name).then(|| percent_decode(&v.replace('+', " ")).unwrap_or_default())
+        })
+        .collect()
+}
+
+async fn control(
+    AxumState(app): AxumState<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match control_inner(&app, &method, &uri, &headers, body).await {
+        Ok(response) => response,
+        Err(e) => {
+            tracing::info!(path = %uri.path(), code = e.code, status = e.status.as_u16(), "local IVS refused");
+            e.into_response()
+        }
+    }
+}
+
+async fn control_inner(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (operation, resource_arn) = operation_of(method, uri.path())?;
+    let body: Bytes = axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
+        ApiError::too_large(format!("the request body is larger than {MAX_BODY} bytes"))
+    })?;
+    let scope = app
+        .inner
+        .auth
+        .authenticate(method, uri, headers, &body, SystemTime::now())?;
+    match app.inner.faults.take(&operation) {
+        Some(Fault::Error(e)) => return Err(e),
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::Drop) => return Ok(dropped_connection()),
+        None => {}
+    }
+    let mut input: Value = if body.is_empty() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::validation(format!("the request body is not valid JSON: {e}")))?
+    };
+    if !input.is_object() {
+        return Err(ApiError::validation(
+            "the request body must be a JSON object",
+        ));
+    }
+    if let Some(arn) = resource_arn {
+        input["resourceArn"] = Value::String(arn);
+        if operation == "UntagResource" {
+            input["tagKeys"] = Value::from(query_values(uri, "tagKeys"));
+        }
+    }
+    let model = Model::get();
+    let op = model.operation(&operation).ok_or_else(|| {
+        ApiError::unknown_operation(format!("{operation} is not in the IVS model"))
+    })?;
+    model.validate(op, &input).map_err(ApiError::validation)?;
+    let base_url = app.inner.base_url.clone();
+    let output = app
+        .with_state(api::is_mutating(&operation), |state| {
+            api::execute(
+                &operation,
+                &input,
+                state,
+                &api::Context {
+                    scope: &scope,
+                    base_url: &base_url,
+                },
+            )
+        })
+        .await?;
+    let status = StatusCode::from_u16(op.response_code).unwrap_or(StatusCode::OK);
+    tracing::info!(%operation, status = status.as_u16(), "local IVS");
+    if status == StatusCode::NO_CONTENT {
+        return Ok(status.into_response());
+    }
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        output.to_string(),
+    )
+        .into_response())
+}
+
+/// A response whose body fails at once: hyper closes the connection without
+/// sending an answer, as a dropped connection would.
+fn dropped_connection() -> Response {
+    let stream = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "connection dropped by /_local/faults",
+        ))
+    });
+    Response::new(Body::from_stream(stream))
+}
+
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+fn playback_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+fn refusal_response(refusal: &Refusal, url: &str) -> Response {
+    tracing::info!(%url, reason = %refusal.reason, "local IVS playback refused");
+    playback_response(
+        StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::FORBIDDEN),
+        "application/json",
+        refusal.body(url),
+    )
+}
+
+fn origin_of(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
+}
+
+async fn playback_start(
+    AxumState(app): AxumState<App>,
+    Path(file): Path<String>,
+    Query(query): Query<TokenQuery>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let url = format!("{}{}", app.inner.base_url, uri);
+    if let Some(fault) = app.inner.faults.take("Playback") {
+        match fault {
+            Fault::Error(e) => return e.into_response(),
+            Fault::Delay(d) => tokio::time::sleep(d).await,
+            Fault::Drop => return dropped_connection(),
+        }
+    }
+    let Some((scope, channel_id)) = playback::parse_playback_file(&file) else {
+        return refusal_response(
+            &Refusal {
+                status: 404,
+                error_code: "not_found",
+                reason: "not a playback URL: expected REGION.ACCOUNT.channel.ID.m3u8".into(),
+            },
+            &url,
+        );
+    };
+    let now = SystemTime::now();
+    let origin = origin_of(&headers).map(str::to_owned);
+    let token = query.token;
+    // Consuming a single-use token changes state, so every start goes through
+    // the saving path; a refusal changes nothing.
+    let result = app
+        .with_state(true, |state| {
+            let region = state.region_mut(&scope);
+            Ok(playback::authorize(
+                region,
+                &scope,
+                &channel_id,
+                token.as_deref(),
+                origin.as_deref(),
+                now,
+            ))
+        })
+        .await;
+    let session = match result {
+        Ok(Ok(session)) => session,
+        Ok(Err(refusal)) => return refusal_response(&refusal, &url),
+        Err(e) => return e.into_response(),
+    };
+    let id = state::new_id(24);
+    let playlist = playback::multivariant_playlist(&app.inner.base_url, &id, &session);
+    lock(&app.inner.sessions).insert(id, session, now);
+    playback_response(StatusCode::OK, "application/vnd.apple.mpegurl", playlist)
+}
+
+async fn playback_session(
+    AxumState(app): AxumState<App>,
+    Path((session_id, rendition, file)): Path<(String, String, String)>,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let url = format!("{}{}", app.inner.base_url, uri);
+    let now = SystemTime::now();
+    let session: Option<Session> = lock(&app.inner.sessions).get(&session_id, now).cloned();
+    let Some(session) = session else {
+        return refusal_response(
+            &Refusal::session("the playback session does not exist or has ended"),
+            &url,
+        );
+    };
+    if let Err(r) = playback::check_origin(
+        session.origins.as_ref(),
+        session.strict,
+        origin_of(&headers),
+    ) {
+        return refusal_response(&r, &url);
+    }
+    if let Some((viewer, version)) = &session.viewer {
+        let state = lock(&app.inner.state);
+        let revoked = state.region(&session.scope).map(|region| {
+            playback::check_revocation(region, &session.channel_arn, viewer, *version)
+        });
+        drop(state);
+        if let Some(Err(r)) = revoked {
+            return refusal_response(&r, &url);
+        }
+    }
+    if !playback::RENDITIONS.iter().any(|r| r.name == rendition) {
+        return refusal_response(&Refusal::session("no such rendition"), &url);
+    }
+    if file == "playlist.m3u8" {
+        return playback_response(
+            StatusCode::OK,
+            "application/vnd.apple.mpegurl",
+            playback::media_playlist(&session_id, &rendition, now),
+        );
+    }
+    if file
+        .strip_suffix(".ts")
+        .is_some_and(|n| n.parse::<u64>().is_ok())
+    {
+        // Placeholder media: MPEG-TS null packets. The looping test clip
+        // arrives with the real-player work.
+        let mut segment = Vec::with_capacity(188 * 16);
+        for _ in 0..16 {
+            segment.extend_from_slice(&[0x47, 0x1F, 0xFF, 0x10]);
+            segment.extend_from_slice(&[0xFF; 184]);
+        }
+        let mut response = (StatusCode::OK, segment).into_response();
+        let h = response.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
+        h.insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        );
+        return response;
+    }
+    refusal_response(&Refusal::session("no such file in this session"), &url)
+}
+
+async fn reset(AxumState(app): AxumState<App>) -> Response {
+    let result = app
+        .with_state(true, |state| {
+            *state = State::empty();
+            Ok(())
+        })
+        .await;
+    app.inner.faults.clear();
+    *lock(&app.inner.sessions) = Sessions::default();
+    match result {
+        Ok(()) => (StatusCode::OK, "{}").into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn add_fault(AxumState(app): AxumState<App>, body: Bytes) -> Response {
+    let request: FaultRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return ApiError::validation(format!("fault: {e}")).into_response(),
+    };
+    match app.inner.faults.add(request) {
+        Ok(()) => (StatusCode::OK, "{}").into_response(),
+        Err(e) => ApiError::validation(format!("fault: {e}")).into_response(),
+    }
+}

@@ -1,0 +1,334 @@
+//! What the IVS edge does with a playback request: check the token of a
+//! private channel against the key pairs imported now, and answer with a
+//! multivariant playlist or a 403 that says why.
+//!
+//! The edge writes its own session URLs into the multivariant playlist; the
+//! player fetches variant playlists and segments from them without the
+//! token. The session remembers what the token allowed (origins, strict
+//! enforcement, maximum resolution, viewer) for those later requests.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime};
+
+use serde_json::json;
+
+use super::state::{RegionState, Scope};
+use crate::claims::unix_seconds;
+use crate::{AllowedOrigins, ChannelArn, MaximumResolution, PublicKey, Verifier};
+
+/// How long a playback session's URLs stay valid.
+const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// A failed playback request: status and the reason in words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub(crate) status: u16,
+    pub(crate) error_code: &'static str,
+    pub(crate) reason: String,
+}
+
+impl Refusal {
+    fn token(reason: impl Into<String>) -> Self {
+        Self {
+            status: 403,
+            error_code: "invalid_playback_auth_token",
+            reason: reason.into(),
+        }
+    }
+
+    /// A request for a session URL that does not exist (any more).
+    pub(crate) fn session(reason: impl Into<String>) -> Self {
+        Self {
+            status: 404,
+            error_code: "not_found",
+            reason: reason.into(),
+        }
+    }
+
+    /// The IVS edge's body: `[{"url","error","error_code","type"}]`.
+    pub(crate) fn body(&self, url: &str) -> String {
+        json!([{
+            "url": url,
+            "error": self.reason,
+            "error_code": self.error_code,
+            "type": "error",
+        }])
+        .to_string()
+    }
+}
+
+/// One rendition of the local stream.
+pub(crate) struct Rendition {
+    pub(crate) name: &'static str,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+    pub(crate) bandwidth: u32,
+}
+
+/// The renditions every channel offers, best first.
+pub(crate) const RENDITIONS: &[Rendition] = &[
+    Rendition {
+        name: "720p30",
+        width: 1280,
+        height: 720,
+        bandwidth: 2_500_000,
+    },
+    Rendition {
+        name: "360p30",
+        width: 640,
+        height: 360,
+        bandwidth: 800_000,
+    },
+];
+
+/// A started playback.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    pub(crate) scope: Scope,
+    pub(crate) channel_arn: String,
+    pub(crate) origins: Option<AllowedOrigins>,
+    pub(crate) strict: bool,
+    pub(crate) max_height: u32,
+    pub(crate) viewer: Option<(String, u32)>,
+    pub(crate) expires: SystemTime,
+}
+
+/// Sessions by id. Kept in memory only: a restart ends playback, as a new
+/// edge would.
+#[derive(Debug, Default)]
+pub(crate) struct Sessions {
+    by_id: HashMap<String, Session>,
+}
+
+impl Sessions {
+    pub(crate) fn insert(&mut self, id: String, session: Session, now: SystemTime) {
+        self.by_id.retain(|_, s| s.expires > now);
+        self.by_id.insert(id, session);
+    }
+
+    pub(crate) fn get(&self, id: &str, now: SystemTime) -> Option<&Session> {
+        self.by_id.get(id).filter(|s| s.expires > now)
+    }
+}
+
+/// The channel a playback file name names: `REGION.ACCOUNT.channel.ID.m3u8`.
+pub(crate) fn parse_playback_file(file: &str) -> Option<(Scope, String)> {
+    let stem = file.strip_suffix(".m3u8")?;
+    let mut parts = stem.split('.');
+    let (Some(region), Some(account), Some("channel"), Some(id), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    Some((
+        Scope {
+            account: account.to_owned(),
+            region: region.to_owned(),
+        },
+        id.to_owned(),
+    ))
+}
+
+/// Checks a playback request for a channel. On success the session to start;
+/// `region` is changed only to consume a single-use token.
+pub(crate) fn authorize(
+    region: &mut RegionState,
+    scope: &Scope,
+    channel_id: &str,
+    token: Option<&str>,
+    origin: Option<&str>,
+    now: SystemTime,
+) -> Result<Session, Refusal> {
+    let channel = region.channels.get(channel_id).ok_or_else(|| Refusal {
+        status: 404,
+        error_code: "channel_not_found",
+        reason: format!(
+            "no channel {channel_id} in {} {}",
+            scope.account, scope.region
+        ),
+    })?;
+    let channel_arn = channel.arn().to_owned();
+    let open = Session {
+        scope: scope.clone(),
+        channel_arn: channel_arn.clone(),
+        origins: None,
+        strict: false,
+        max_height: u32::MAX,
+        viewer: None,
+        expires: now + SESSION_LIFETIME,
+    };
+    if !channel.authorized() {
+        return Ok(open);
+    }
+    let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
+        Refusal::token("the channel is private and the request has no `token` query parameter")
+    })?;
+    let keys: Vec<PublicKey> = region
+        .key_pairs
+        .values()
+        .filter_map(|k| PublicKey::from_pem(&k.public_key_pem).ok())
+        .collect();
+    let expected = ChannelArn::parse(&channel_arn)
+        .map_err(|e| Refusal::token(format!("the channel's ARN is not valid: {e}")))?;
+    let verified = Verifier::new(&keys)
+        .expect_channel(expected)
+        .verify_at(token, now)
+        .map_err(|r| Refusal::token(r.to_string()))?;
+    let claims = verified.claims();
+
+    let viewer = claims.viewer_id().map(|v| {
+        (
+            v.as_str().to_owned(),
+            claims.viewer_session_version().map_or(0, |v| v.get()),
+        )
+    });
+    if let Some((id, version)) = &viewer {
+        check_revocation(region, &channel_arn, id, *version)?;
+    }
+    check_origin(
+        claims.allowed_origins(),
+        claims.strict_origin_enforcement(),
+        origin,
+    )?;
+    if let Some(uuid) = claims.single_use_uuid() {
+        let key = uuid.hyphenated().to_string();
+        let now_s = unix_seconds(now);
+        region.used_single_use.retain(|_, exp| *exp > now_s);
+        if region.used_single_use.contains_key(&key) {
+            return Err(Refusal::token(format!(
+                "single-use token already used (aws:single-use-uuid {key})"
+            )));
+        }
+        region
+            .used_single_use
+            .insert(key, claims.expires_at().unix_seconds());
+    }
+    Ok(Session {
+        origins: claims.allowed_origins().cloned(),
+        strict: claims.strict_origin_enforcement(),
+        max_height: match claims.maximum_resolution() {
+            Some(MaximumResolution::Sd) => 480,
+            Some(MaximumResolution::Hd) => 720,
+            Some(MaximumResolution::FullHd) | None => u32::MAX,
+        },
+        viewer,
+        ..open
+    })
+}
+
+/// A revoked viewer's sessions fail, at start and on every later request.
+pub(crate) fn check_revocation(
+    region: &RegionState,
+    channel_arn: &str,
+    viewer: &str,
+    version: u32,
+) -> Result<(), Refusal> {
+    if let Some(revoked) = region
+        .revocations
+        .get(channel_arn)
+        .and_then(|m| m.get(viewer))
+        .filter(|&&revoked| i64::from(version) <= revoked)
+    {
+        return Err(Refusal::token(format!(
+            "the viewer session is revoked: aws:viewer-id {viewer} with aws:viewer-session-version {version} (revoked up to {revoked})"
+        )));
+    }
+    Ok(())
+}
+
+/// The `Origin` check: browsers send `Origin` and it must be allowed; with
+/// strict enforcement every request must carry an allowed one.
+pub(crate) fn check_origin(
+    allowed: Option<&AllowedOrigins>,
+    strict: bool,
+    origin: Option<&str>,
+) -> Result<(), Refusal> {
+    match (allowed, origin) {
+        (Some(allowed), Some(origin)) if !allowed.allows(origin) => Err(Refusal::token(format!(
+            "origin {origin} is not allowed by aws:access-control-allow-origin ({allowed})"
+        ))),
+        (Some(allowed), None) if strict => Err(Refusal::token(format!(
+            "aws:strict-origin-enforcement requires an Origin header matching {allowed}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The multivariant playlist of a session.
+pub(crate) fn multivariant_playlist(base_url: &str, session_id: &str, session: &Session) -> String {
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    for r in RENDITIONS.iter().filter(|r| r.height <= session.max_height) {
+        out.push_str(&format!(
+            "#EXT-X-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{},CODECS=\"avc1.4D401F,mp4a.40.2\",FRAME-RATE=30.000\n{base_url}/api/video/v1/session/{session_id}/{}/playlist.m3u8\n",
+            r.bandwidth, r.width, r.height, r.name
+        ));
+    }
+    if session.max_height < RENDITIONS.iter().map(|r| r.height).min().unwrap_or(0) {
+        // Every rendition is above the cap: offer the smallest rather than
+        // nothing, as a real ladder always has an SD rung.
+        if let Some(r) = RENDITIONS.last() {
+            out.push_str(&format!(
+                "#EXT-X-STREAM-INF:BANDWIDTH={},RESOLUTION={}x{}\n{base_url}/api/video/v1/session/{session_id}/{}/playlist.m3u8\n",
+                r.bandwidth, r.width, r.height, r.name
+            ));
+        }
+    }
+    out
+}
+
+/// Segment length of the local stream.
+pub(crate) const SEGMENT_SECONDS: u64 = 2;
+
+/// A live media playlist: a sliding window of three segments whose media
+/// sequence advances with the clock.
+pub(crate) fn media_playlist(session_id: &str, rendition: &str, now: SystemTime) -> String {
+    let sequence = unix_seconds(now) / SEGMENT_SECONDS;
+    let first = sequence.saturating_sub(3);
+    let mut out = format!(
+        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}\n#EXT-X-MEDIA-SEQUENCE:{first}\n"
+    );
+    for seq in first..sequence {
+        out.push_str(&format!(
+            "#EXTINF:{SEGMENT_SECONDS}.000,\n/api/video/v1/session/{session_id}/{rendition}/{seq}.ts\n"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_playback_file_names() {
+        let (scope, id) = parse_playback_file("us-west-2.123456789012.channel.abcd.m3u8").unwrap();
+        assert_eq!(scope.region, "us-west-2");
+        assert_eq!(scope.account, "123456789012");
+        assert_eq!(id, "abcd");
+        assert!(parse_playback_file("us-west-2.123.stream.abcd.m3u8").is_none());
+        assert!(parse_playback_file("us-west-2.123.channel.abcd").is_none());
+    }
+
+    #[test]
+    fn origin_rules() {
+        let allowed = AllowedOrigins::parse("https://a.com").unwrap();
+        assert!(check_origin(Some(&allowed), false, None).is_ok());
+        assert!(check_origin(Some(&allowed), false, Some("https://a.com")).is_ok());
+        assert!(check_origin(Some(&allowed), false, Some("https://b.com")).is_err());
+        assert!(check_origin(Some(&allowed), true, None).is_err());
+        assert!(check_origin(None, false, Some("https://b.com")).is_ok());
+    }
+
+    #[test]
+    fn media_playlist_advances_with_time() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        let a = media_playlist("s", "360p30", t);
+        let b = media_playlist("s", "360p30", t + Duration::from_secs(2));
+        assert!(a.contains("#EXT-X-MEDIA-SEQUENCE:497"));
+        assert!(b.contains("#EXT-X-MEDIA-SEQUENCE:498"));
+    }
+}
