@@ -6,6 +6,9 @@
 // A set-up failure should stop the test loudly.
 #![allow(clippy::unwrap_used)]
 
+#[cfg(feature = "service")]
+pub mod local_ivs;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;

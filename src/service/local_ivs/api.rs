@@ -296,8 +296,11 @@ fn key_pair_doc(pair: &KeyPair, with_fingerprint: bool) -> Value {
     doc
 }
 
+/// Makes a field's default value.
+type MakeDefault = fn() -> Value;
+
 /// Channel fields a request may set, with the defaults IVS documents.
-const CHANNEL_FIELDS: &[(&str, fn() -> Value)] = &[
+const CHANNEL_FIELDS: &[(&str, MakeDefault)] = &[
     ("name", || json!("")),
     ("latencyMode", || json!("LOW")),
     ("type", || json!("STANDARD")),

@@ -227,14 +227,12 @@ impl Model {
                         format!("Member must have length less than or equal to {max}"),
                     );
                 }
-                if let Some((text, re)) = pattern {
-                    if !re.is_match(s) {
-                        fail(
-                            errors,
-                            value,
-                            format!("Member must satisfy regular expression pattern: {text}"),
-                        );
-                    }
+                if let Some((text, _)) = pattern.as_ref().filter(|(_, re)| !re.is_match(s)) {
+                    fail(
+                        errors,
+                        value,
+                        format!("Member must satisfy regular expression pattern: {text}"),
+                    );
                 }
                 if let Some(values) = values.as_ref().filter(|v| !v.iter().any(|x| x == s)) {
                     fail(

@@ -1,0 +1,128 @@
+//! A local IVS on a loopback port, and clients for it.
+
+use std::time::SystemTime;
+
+use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region, retry::RetryConfig};
+use ivs_playback_auth::service::local_ivs::{LocalIvs, LocalIvsConfig};
+
+pub const ACCESS_KEY: &str = "AKIDLOCALTEST";
+pub const SECRET: &str = "local-test-secret";
+
+pub struct TestIvs {
+    pub ivs: LocalIvs,
+    pub http: reqwest::Client,
+}
+
+impl TestIvs {
+    /// A local IVS with test controls on and signatures accepted as long as
+    /// they are well formed.
+    pub async fn start() -> Self {
+        Self::with_config(LocalIvsConfig {
+            test_controls: true,
+            ..LocalIvsConfig::default()
+        })
+        .await
+    }
+
+    pub async fn with_config(config: LocalIvsConfig) -> Self {
+        let ivs = LocalIvs::start(config).await.unwrap();
+        Self {
+            ivs,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        self.ivs.endpoint_url()
+    }
+
+    /// An SDK client for a region, without retries (so injected faults show).
+    pub fn client(&self, region: &str) -> aws_sdk_ivs::Client {
+        self.client_with(region, ACCESS_KEY, SECRET)
+    }
+
+    pub fn client_with(&self, region: &str, key: &str, secret: &str) -> aws_sdk_ivs::Client {
+        let config = aws_sdk_ivs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(region.to_owned()))
+            .endpoint_url(self.url())
+            .credentials_provider(Credentials::new(key, secret, None, None, "test"))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        aws_sdk_ivs::Client::from_conf(config)
+    }
+
+    /// A raw control-plane request with a well-formed (unverified) SigV4
+    /// header, for inputs the SDK would never send.
+    pub async fn raw(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Vec<u8>,
+    ) -> reqwest::Response {
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let amz_date = amz_date(now);
+        let auth = format!(
+            "AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{}/us-west-2/ivs/aws4_request, SignedHeaders=host;x-amz-date, Signature={}",
+            &amz_date[..8],
+            "0".repeat(64)
+        );
+        self.http
+            .request(method, format!("{}{path}", self.url()))
+            .header("authorization", auth)
+            .header("x-amz-date", amz_date)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn fault(&self, json: &str) {
+        let r = self
+            .http
+            .post(format!("{}/_local/faults", self.url()))
+            .body(json.to_owned())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// GET a playback URL with an optional Origin header: (status, body).
+    pub async fn play(&self, url: &str, origin: Option<&str>) -> (u16, String) {
+        let mut request = self.http.get(url);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.text().await.unwrap())
+    }
+}
+
+/// `YYYYMMDDTHHMMSSZ` for Unix seconds.
+fn amz_date(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // Civil from days (Howard Hinnant).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}{m:02}{d:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
