@@ -234,7 +234,13 @@ impl Model {
                         format!("Member must satisfy regular expression pattern: {text}"),
                     );
                 }
-                if let Some(values) = values.as_ref().filter(|v| !v.iter().any(|x| x == s)) {
+                // IVS documents preset "" for BASIC and STANDARD channels,
+                // outside the enum; it is accepted as IVS returns it.
+                let documented_empty = shape_name == "TranscodePreset" && s.is_empty();
+                if let Some(values) = values
+                    .as_ref()
+                    .filter(|v| !documented_empty && !v.iter().any(|x| x == s))
+                {
                     fail(
                         errors,
                         value,

@@ -1,0 +1,252 @@
+"""Drive the local IVS with boto3, an independent client, over HTTP.
+
+Usage: exercise_local_ivs.py PATH_TO_BINARY
+
+Starts `ivs-playback-auth local-ivs` on 127.0.0.1:0 with a verified credential
+(so botocore's own SigV4 signer is checked by our re-signing), exercises every
+implemented operation and error, checks response shapes against the model
+botocore loaded, plays tokens signed by PyJWT (an independent signer), injects
+faults, then stops the server. Exits non-zero on the first failure.
+"""
+
+import base64
+import hashlib
+import json
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import boto3
+import jwt
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+KEY, SECRET, ACCOUNT, REGION = "AKIDBOTO3TEST", "boto3-secret", "111122223333", "us-west-2"
+checks = 0
+
+
+def check(cond, what):
+    global checks
+    if not cond:
+        raise AssertionError(what)
+    checks += 1
+
+
+def expect_error(code, status, fn, **kwargs):
+    try:
+        fn(**kwargs)
+    except ClientError as e:
+        got = e.response["Error"]["Code"]
+        got_status = e.response["ResponseMetadata"]["HTTPStatusCode"]
+        check(got == code and got_status == status, f"{fn.__name__}: expected {code}/{status}, got {got}/{got_status}")
+        return e
+    raise AssertionError(f"{fn.__name__} should have failed with {code}")
+
+
+def shape_check(client, operation, response):
+    """Every member of the response is in the operation's output shape, with its type."""
+    model = client.meta.service_model.operation_model(operation).output_shape
+
+    def walk(shape, value, path):
+        kinds = {"string": str, "boolean": bool, "integer": int, "long": int, "map": dict, "structure": dict, "list": list}
+        want = kinds.get(shape.type_name)
+        if want is not None:
+            check(isinstance(value, want), f"{operation}: {path} is {type(value).__name__}, model says {shape.type_name}")
+        if shape.type_name == "structure":
+            for k, v in value.items():
+                check(k in shape.members, f"{operation}: {path}.{k} is not in the model")
+                walk(shape.members[k], v, f"{path}.{k}")
+        elif shape.type_name == "list":
+            for i, v in enumerate(value):
+                walk(shape.member, v, f"{path}[{i}]")
+        elif shape.type_name == "map":
+            for k, v in value.items():
+                walk(shape.value, v, f"{path}.{k}")
+        if shape.type_name == "string" and getattr(shape, "enum", None):
+            # IVS documents preset "" for BASIC and STANDARD channels, outside the enum.
+            documented_empty = shape.name == "TranscodePreset" and value == ""
+            check(value in shape.enum or documented_empty, f"{operation}: {path}={value} not in {shape.enum}")
+
+    body = {k: v for k, v in response.items() if k != "ResponseMetadata"}
+    if model is not None:
+        walk(model, body, operation)
+
+
+def pem_public(private_key):
+    return private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def fingerprint(private_key):
+    der = private_key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return ":".join(f"{b:02x}" for b in hashlib.md5(der).digest())
+
+
+def get(url, origin=None):
+    request = urllib.request.Request(url, headers={"Origin": origin} if origin else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def post(url, body):
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10) as r:
+        return r.status
+
+
+def main(binary):
+    server = subprocess.Popen(
+        [binary, "local-ivs", "--listen", "127.0.0.1:0", "--test-controls", "--credential", f"{KEY}:{SECRET}:{ACCOUNT}"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        endpoint = server.stdout.readline().strip()
+        check(endpoint.startswith("http://127.0.0.1:"), f"endpoint line: {endpoint!r}")
+        run(endpoint)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    print(f"boto3 {boto3.__version__}: {checks} checks passed against the local IVS")
+
+
+def run(endpoint):
+    config = Config(retries={"total_max_attempts": 1, "mode": "standard"})
+    ivs = boto3.client("ivs", region_name=REGION, endpoint_url=endpoint, aws_access_key_id=KEY,
+                       aws_secret_access_key=SECRET, config=config)
+
+    # Channels.
+    out = ivs.create_channel(name="boto3-main", authorized=True, tags={"team": "video"})
+    shape_check(ivs, "CreateChannel", out)
+    channel = out["channel"]
+    arn = channel["arn"]
+    check(arn.startswith(f"arn:aws:ivs:{REGION}:{ACCOUNT}:channel/"), arn)
+    check(channel["authorized"] is True and channel["latencyMode"] == "LOW" and channel["type"] == "STANDARD", channel)
+    check(out["streamKey"]["channelArn"] == arn, out["streamKey"])
+    shape_check(ivs, "GetChannel", ivs.get_channel(arn=arn))
+    out = ivs.update_channel(arn=arn, name="boto3-renamed", latencyMode="NORMAL")
+    shape_check(ivs, "UpdateChannel", out)
+    check(out["channel"]["name"] == "boto3-renamed" and out["channel"]["latencyMode"] == "NORMAL", out)
+    for i in range(5):
+        ivs.create_channel(name=f"boto3-{i}")
+    pages = list(ivs.get_paginator("list_channels").paginate(PaginationConfig={"PageSize": 2}))
+    check(len(pages) == 3, f"{len(pages)} pages of channels")
+    for page in pages:
+        shape_check(ivs, "ListChannels", page)
+        for summary in page["channels"]:
+            check("playbackUrl" not in summary, "ChannelSummary has no playbackUrl")
+    names = [c["name"] for p in pages for c in p["channels"]]
+    check(len(names) == 6 and len(set(names)) == 6, names)
+    check([c["arn"] for c in ivs.list_channels(filterByName="boto3-renamed")["channels"]] == [arn], "filterByName")
+    expect_error("ConflictException", 409, ivs.list_channels, filterByName="a", filterByRecordingConfigurationArn="")
+    missing = f"arn:aws:ivs:{REGION}:{ACCOUNT}:channel/missing1234"
+    out = ivs.batch_get_channel(arns=[arn, missing])
+    shape_check(ivs, "BatchGetChannel", out)
+    check(len(out["channels"]) == 1 and out["errors"][0]["arn"] == missing, out["errors"])
+    expect_error("ResourceNotFoundException", 404, ivs.get_channel, arn=missing)
+    expect_error("ValidationException", 400, ivs.get_channel, arn="arn:aws:ivs:us-west-2:1:stream-key/x")
+    expect_error("ValidationException", 400, ivs.create_channel, name="no spaces allowed")
+    expect_error("ValidationException", 400, ivs.list_channels, nextToken="garbage")
+
+    # Stream keys.
+    keys = ivs.list_stream_keys(channelArn=arn)
+    shape_check(ivs, "ListStreamKeys", keys)
+    key_arn = keys["streamKeys"][0]["arn"]
+    shape_check(ivs, "GetStreamKey", ivs.get_stream_key(arn=key_arn))
+    expect_error("ServiceQuotaExceededException", 402, ivs.create_stream_key, channelArn=arn)
+    ivs.delete_stream_key(arn=key_arn)
+    out = ivs.create_stream_key(channelArn=arn, tags={"k": "v"})
+    shape_check(ivs, "CreateStreamKey", out)
+
+    # Playback key pairs.
+    private_keys = [ec.generate_private_key(ec.SECP384R1()) for _ in range(4)]
+    pair_arns = []
+    for pk in private_keys[:3]:
+        out = ivs.import_playback_key_pair(publicKeyMaterial=pem_public(pk), name="boto3")
+        shape_check(ivs, "ImportPlaybackKeyPair", out)
+        check(out["keyPair"]["fingerprint"] == fingerprint(pk), "fingerprint = MD5 of DER SPKI")
+        pair_arns.append(out["keyPair"]["arn"])
+    expect_error("ServiceQuotaExceededException", 402, ivs.import_playback_key_pair, publicKeyMaterial=pem_public(private_keys[3]))
+    expect_error("ConflictException", 409, ivs.import_playback_key_pair, publicKeyMaterial=pem_public(private_keys[0]))
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    expect_error("ValidationException", 400, ivs.import_playback_key_pair, publicKeyMaterial=pem_public(p256))
+    expect_error("ValidationException", 400, ivs.import_playback_key_pair, publicKeyMaterial="garbage")
+    shape_check(ivs, "GetPlaybackKeyPair", ivs.get_playback_key_pair(arn=pair_arns[0]))
+    listed = list(ivs.get_paginator("list_playback_key_pairs").paginate(PaginationConfig={"PageSize": 1}))
+    summaries = [k for p in listed for k in p["keyPairs"]]
+    check([k["arn"] for k in summaries] == pair_arns, "key pairs listed in order")
+    check(all("fingerprint" not in k for k in summaries), "summaries carry no fingerprint")
+    out = ivs.delete_playback_key_pair(arn=pair_arns[2])
+    check(out["ResponseMetadata"]["HTTPStatusCode"] == 200, "DeletePlaybackKeyPair answers 200")
+    expect_error("ResourceNotFoundException", 404, ivs.delete_playback_key_pair, arn=pair_arns[2])
+
+    # Tags.
+    for resource in (arn, pair_arns[0]):
+        ivs.tag_resource(resourceArn=resource, tags={"a": "1", "b": "2"})
+        ivs.untag_resource(resourceArn=resource, tagKeys=["a"])
+        tags = ivs.list_tags_for_resource(resourceArn=resource)
+        shape_check(ivs, "ListTagsForResource", tags)
+        check(tags["tags"].get("b") == "2" and "a" not in tags["tags"], tags)
+    expect_error("ResourceNotFoundException", 404, ivs.list_tags_for_resource, resourceArn=missing)
+
+    # Playback with tokens signed by PyJWT.
+    url = ivs.get_channel(arn=arn)["channel"]["playbackUrl"]
+    signer = private_keys[0].private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+    def token(**claims):
+        body = {"aws:channel-arn": arn, "exp": int(time.time()) + 300}
+        body.update(claims)
+        return jwt.encode(body, signer, algorithm="ES384", headers={"typ": "JWT"})
+
+    status, body = get(f"{url}?token={token()}")
+    check(status == 200 and body.startswith("#EXTM3U"), f"PyJWT token plays: {status} {body[:200]}")
+    status, body = get(f"{url}?token={token(exp=int(time.time()) - 10)}")
+    refusal = json.loads(body)[0]
+    check(status == 403 and refusal["error_code"] == "invalid_playback_auth_token" and "expired" in refusal["error"], body)
+    status, body = get(f"{url}?token={token(**{'aws:viewer-id': 'v1'})}")
+    check(status == 200, body)
+    ivs.start_viewer_session_revocation(channelArn=arn, viewerId="v1")
+    status, body = get(f"{url}?token={token(**{'aws:viewer-id': 'v1'})}")
+    check(status == 403 and "revoked" in json.loads(body)[0]["error"], body)
+    out = ivs.batch_start_viewer_session_revocation(viewerSessions=[
+        {"channelArn": arn, "viewerId": "v2"}, {"channelArn": missing, "viewerId": "v3"}])
+    shape_check(ivs, "BatchStartViewerSessionRevocation", out)
+    check(len(out["errors"]) == 1 and out["errors"][0]["viewerId"] == "v3", out["errors"])
+    status, body = get(f"{url}?token={token(**{'aws:access-control-allow-origin': 'https://a.example.com'})}", "https://b.example.com")
+    check(status == 403 and "origin" in json.loads(body)[0]["error"], body)
+
+    # SigV4: botocore's signature passed every call above; a wrong secret does not.
+    wrong = boto3.client("ivs", region_name=REGION, endpoint_url=endpoint, aws_access_key_id=KEY,
+                         aws_secret_access_key="wrong", config=config)
+    expect_error("InvalidSignatureException", 403, wrong.list_channels)
+
+    # Faults.
+    check(post(f"{endpoint}/_local/faults", {"operation": "ListChannels", "count": 1, "error": "ThrottlingException"}) == 200, "fault")
+    expect_error("ThrottlingException", 429, ivs.list_channels)
+    post(f"{endpoint}/_local/faults", {"operation": "GetChannel", "error": "ServiceUnavailable"})
+    expect_error("ServiceUnavailable", 503, ivs.get_channel, arn=arn)
+    post(f"{endpoint}/_local/faults", {"operation": "ListChannels", "drop": True})
+    try:
+        ivs.list_channels()
+        raise AssertionError("a dropped connection should fail")
+    except (ConnectionClosedError, EndpointConnectionError, ClientError) as e:
+        check(not isinstance(e, ClientError), f"dropped connection: {e}")
+    ivs.list_channels()
+
+    # Deleting.
+    ivs.delete_channel(arn=arn)
+    expect_error("ResourceNotFoundException", 404, ivs.get_channel, arn=arn)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
