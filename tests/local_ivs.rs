@@ -891,6 +891,14 @@ async fn state_survives_a_restart_and_a_corrupt_file_is_refused() {
     let c = t.client(REGION);
     let got = c.get_channel().arn(channel.as_str()).send().await.unwrap();
     assert_eq!(got.channel().unwrap().name().unwrap(), "kept");
+    // The playback URL follows the new port.
+    assert!(
+        got.channel()
+            .unwrap()
+            .playback_url()
+            .unwrap()
+            .starts_with(t.url())
+    );
     assert_eq!(
         c.list_playback_key_pairs()
             .send()
@@ -909,4 +917,50 @@ async fn state_survives_a_restart_and_a_corrupt_file_is_refused() {
         .unwrap_err();
     assert!(err.to_string().contains("corrupt"), "{err}");
     assert_eq!(std::fs::read(&file).unwrap(), &saved[..saved.len() / 2]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_use_token_plays_once_even_under_a_race_and_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LocalIvsConfig {
+        state_file: Some(dir.path().join("state.json")),
+        ..LocalIvsConfig::default()
+    };
+    let t = TestIvs::with_config(config.clone()).await;
+    let c = t.client(REGION);
+    let key = PrivateKey::generate().unwrap();
+    import(&c, &key).await;
+    let (channel, url) = private_channel(&c, "once").await;
+    let token = sign(&key, &claims(&channel).single_use().build().unwrap());
+    let play_url = format!("{url}?token={token}");
+    let mut plays = Vec::new();
+    for _ in 0..8 {
+        let http = t.http.clone();
+        let play_url = play_url.clone();
+        plays.push(tokio::spawn(async move {
+            http.get(play_url).send().await.unwrap().status().as_u16()
+        }));
+    }
+    let mut statuses = Vec::new();
+    for p in plays {
+        statuses.push(p.await.unwrap());
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 403).count(),
+        7,
+        "{statuses:?}"
+    );
+    let path = play_url[t.url().len()..].to_owned();
+    t.ivs.stop().await;
+
+    // The restarted IVS listens on another port; the playback path is the same.
+    let t = TestIvs::with_config(config).await;
+    let (status, body) = t.play(&format!("{}{path}", t.url()), None).await;
+    assert_eq!(status, 403);
+    assert!(body.contains("already used"), "{body}");
 }

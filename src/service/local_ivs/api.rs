@@ -53,11 +53,11 @@ pub(crate) fn execute(
         "GetChannel" => {
             let region = region(state, ctx);
             let channel = find_channel(region, str_of(input, "arn"))?;
-            Ok(json!({ "channel": channel_doc(channel) }))
+            Ok(json!({ "channel": channel_doc(channel, ctx.base_url) }))
         }
-        "BatchGetChannel" => Ok(batch_get_channel(input, region(state, ctx))),
+        "BatchGetChannel" => Ok(batch_get_channel(input, region(state, ctx), ctx.base_url)),
         "ListChannels" => list_channels(input, region(state, ctx)),
-        "UpdateChannel" => update_channel(input, state.region_mut(ctx.scope)),
+        "UpdateChannel" => update_channel(input, state.region_mut(ctx.scope), ctx.base_url),
         "DeleteChannel" => {
             let region = state.region_mut(ctx.scope);
             let arn = str_of(input, "arn").to_owned();
@@ -252,8 +252,22 @@ fn resource_tags<'r>(
     Err(not_found("resource", arn))
 }
 
-fn channel_doc(channel: &Channel) -> Value {
+/// A channel as GetChannel answers it. The playback URL is made from the
+/// current base URL, so that it stays right when a restarted local IVS
+/// listens elsewhere.
+fn channel_doc(channel: &Channel, base_url: &str) -> Value {
     let mut doc = channel.doc.clone();
+    if let Ok(arn) = crate::ChannelArn::parse(channel.arn()) {
+        doc.insert(
+            "playbackUrl".into(),
+            json!(format!(
+                "{base_url}/api/video/v1/{}.{}.channel.{}.m3u8",
+                arn.region(),
+                arn.account_id(),
+                arn.channel_id()
+            )),
+        );
+    }
     doc.insert("tags".into(), json!(channel.tags));
     Value::Object(doc)
 }
@@ -375,13 +389,6 @@ fn create_channel(input: &Value, state: &mut State, ctx: &Context<'_>) -> Result
     );
     doc.insert("ingestEndpoint".into(), json!(ingest));
     doc.insert(
-        "playbackUrl".into(),
-        json!(format!(
-            "{}/api/video/v1/{}.{}.channel.{id}.m3u8",
-            ctx.base_url, scope.region, scope.account
-        )),
-    );
-    doc.insert(
         "srt".into(),
         json!({ "endpoint": ingest, "passphrase": new_id(32) }),
     );
@@ -398,7 +405,7 @@ fn create_channel(input: &Value, state: &mut State, ctx: &Context<'_>) -> Result
         channel_arn: arn,
         tags: BTreeMap::new(),
     };
-    let out = json!({ "channel": channel_doc(&channel), "streamKey": stream_key_doc(&key, true) });
+    let out = json!({ "channel": channel_doc(&channel, ctx.base_url), "streamKey": stream_key_doc(&key, true) });
     let region = state.region_mut(scope);
     let key_id = key.arn.rsplit('/').next().unwrap_or_default().to_owned();
     region.channels.insert(id, channel);
@@ -406,7 +413,11 @@ fn create_channel(input: &Value, state: &mut State, ctx: &Context<'_>) -> Result
     Ok(out)
 }
 
-fn update_channel(input: &Value, region: &mut RegionState) -> Result<Value, ApiError> {
+fn update_channel(
+    input: &Value,
+    region: &mut RegionState,
+    base_url: &str,
+) -> Result<Value, ApiError> {
     let id = find_channel_id(region, str_of(input, "arn"))?;
     let Some(channel) = region.channels.get_mut(&id) else {
         return Err(not_found("channel", str_of(input, "arn")));
@@ -425,10 +436,10 @@ fn update_channel(input: &Value, region: &mut RegionState) -> Result<Value, ApiE
     }
     check_channel(&mut doc, input.get("preset").is_some_and(|p| !p.is_null()))?;
     channel.doc = doc;
-    Ok(json!({ "channel": channel_doc(channel) }))
+    Ok(json!({ "channel": channel_doc(channel, base_url) }))
 }
 
-fn batch_get_channel(input: &Value, region: &RegionState) -> Value {
+fn batch_get_channel(input: &Value, region: &RegionState, base_url: &str) -> Value {
     let mut channels = Vec::new();
     let mut errors = Vec::new();
     let mut seen = Vec::new();
@@ -443,7 +454,7 @@ fn batch_get_channel(input: &Value, region: &RegionState) -> Value {
         }
         seen.push(arn);
         match find_channel(region, arn) {
-            Ok(c) => channels.push(channel_doc(c)),
+            Ok(c) => channels.push(channel_doc(c, base_url)),
             Err(e) => errors.push(json!({ "arn": arn, "code": e.code, "message": e.message })),
         }
     }

@@ -491,21 +491,24 @@ async fn playback_start(
     let now = SystemTime::now();
     let origin = origin_of(&headers).map(str::to_owned);
     let token = query.token;
-    // Consuming a single-use token changes state, so every start goes through
-    // the saving path; a refusal changes nothing.
-    let result = app
-        .with_state(true, |state| {
-            let region = state.region_mut(&scope);
-            Ok(playback::authorize(
-                region,
-                &scope,
-                &channel_id,
-                token.as_deref(),
-                origin.as_deref(),
-                now,
-            ))
-        })
-        .await;
+    let check = |state: &mut State| {
+        let region = state.region_mut(&scope);
+        Ok(playback::authorize(
+            region,
+            &scope,
+            &channel_id,
+            token.as_deref(),
+            origin.as_deref(),
+            now,
+        ))
+    };
+    // Checked on a copy first; only a start that consumes a single-use token
+    // changes state, and it is checked again on the saving path, where
+    // changes are serialised, so a token cannot be used twice by a race.
+    let mut result = app.with_state(false, check).await;
+    if matches!(&result, Ok(Ok(s)) if s.consumed_single_use) {
+        result = app.with_state(true, check).await;
+    }
     let session = match result {
         Ok(Ok(session)) => session,
         Ok(Err(refusal)) => return refusal_response(&refusal, &url),

@@ -91,6 +91,8 @@ pub(crate) struct Session {
     pub(crate) max_height: u32,
     pub(crate) viewer: Option<(String, u32)>,
     pub(crate) expires: SystemTime,
+    /// The token was single-use and this start consumed it.
+    pub(crate) consumed_single_use: bool,
 }
 
 /// Sessions by id. Kept in memory only: a restart ends playback, as a new
@@ -160,6 +162,7 @@ pub(crate) fn authorize(
         max_height: u32::MAX,
         viewer: None,
         expires: now + SESSION_LIFETIME,
+        consumed_single_use: false,
     };
     if !channel.authorized() {
         return Ok(open);
@@ -216,6 +219,7 @@ pub(crate) fn authorize(
             Some(MaximumResolution::FullHd) | None => u32::MAX,
         },
         viewer,
+        consumed_single_use: claims.single_use_uuid().is_some(),
         ..open
     })
 }
