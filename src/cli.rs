@@ -36,6 +36,16 @@ enum Command {
     Verify(VerifyArgs),
     /// Run a local stand-in for the IVS control plane and playback check.
     LocalIvs(LocalIvsArgs),
+    /// Run the token service (with no config: local IVS, dev key, demo channel).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// A TOML configuration file (see config.example.toml); environment
+    /// variables IVS_AUTH__SECTION__KEY override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +164,7 @@ pub fn main() -> ExitCode {
         Command::Token(args) => token(args),
         Command::Verify(args) => verify(args),
         Command::LocalIvs(args) => local_ivs(args),
+        Command::Serve(args) => serve(args),
     };
     match result {
         Ok(code) => code,
@@ -434,10 +445,13 @@ fn parse_credential(s: &str) -> Result<(String, String, Option<String>), String>
     }
 }
 
+/// JSON logs on stderr (stdout carries what scripts read). `RUST_LOG`
+/// filters; the default keeps warnings and the audit trail.
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,audit=info"));
     let _ = tracing_subscriber::fmt()
+        .json()
         .with_env_filter(filter)
         .with_writer(io::stderr)
         .try_init();
@@ -495,6 +509,58 @@ fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
         ivs.stop().await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+fn serve(args: ServeArgs) -> Result<ExitCode, String> {
+    use crate::service::{Application, config::Config};
+    init_logging();
+    let config = Config::load(args.config.as_deref()).map_err(|e| format!("--config: {e}"))?;
+    runtime()?.block_on(async {
+        let app = Application::build(config)
+            .await
+            .map_err(|e| e.to_string())?;
+        print_banner(app.info());
+        app.run(shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn print_banner(info: &crate::service::StartupInfo) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "token API:   {}", info.api_url);
+    if let Some(url) = &info.local_ivs_url {
+        let _ = writeln!(out, "local IVS:   {url}");
+    }
+    let generated = if info.key_generated {
+        " (generated now)"
+    } else {
+        ""
+    };
+    let _ = writeln!(
+        out,
+        "signing key: {}{generated}, fingerprint {}",
+        info.key_file.display(),
+        info.fingerprint
+    );
+    if let Some(demo) = &info.demo_channel {
+        let _ = writeln!(
+            out,
+            "demo channel: {} (private, anonymous access)",
+            demo.arn
+        );
+        let request = format!(
+            "curl -s -X POST {}/v1/token -H 'content-type: application/json' -d '{{\"channel\":\"demo\"}}'",
+            info.api_url
+        );
+        let _ = writeln!(out, "\nget a token:\n  {request}");
+        let _ = writeln!(
+            out,
+            "play it against the local IVS:\n  curl -s \"$({request} | sed -n 's/.*\"playback_url\":\"\\([^\"]*\\)\".*/\\1/p')\""
+        );
+    }
+    let _ = out.flush();
 }
 
 fn parse_session_version(s: &str) -> Result<ViewerSessionVersion, ClaimError> {

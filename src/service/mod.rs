@@ -1,4 +1,308 @@
-//! Everything that needs the `service` feature: the local IVS now; the token
-//! service, control module and key stores as they land.
+//! Everything that needs the `service` feature: the token service, the IVS
+//! client, and the local IVS.
+//!
+//! [`Application::build`] reads nothing but its [`Config`]: it starts the
+//! embedded local IVS in local mode, loads (or generates) the signing key,
+//! makes sure IVS holds its public half, warms the channel cache and binds
+//! the listener; [`Application::run`] serves until the shutdown future ends.
 
+pub mod channels;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ivs;
 pub mod local_ivs;
+pub mod policy;
+pub mod tokens;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
+
+use self::channels::ChannelCache;
+use self::config::{Config, IvsMode};
+use self::ivs::{ChannelInfo, Ivs};
+use self::local_ivs::{LocalIvs, LocalIvsConfig};
+use self::policy::Policy;
+use self::tokens::Minter;
+use crate::{KeySet, PrivateKey, SharedKeySet, SigningKey, TokenSigner, ViewerIdHasher};
+
+/// The file name of the active key in the key directory.
+pub const KEY_FILE: &str = "playback-key.pem";
+/// The region the embedded local IVS serves by default.
+const LOCAL_REGION: &str = "us-west-2";
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServiceError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The signing key could not be loaded or made.
+    #[error("key: {0}")]
+    Key(String),
+    /// IVS refused or could not be reached.
+    #[error(transparent)]
+    Ivs(#[from] ivs::IvsError),
+    /// The embedded local IVS could not start.
+    #[error("local IVS: {0}")]
+    LocalIvs(#[from] local_ivs::LocalIvsError),
+    /// The listener could not be bound or served.
+    #[error("listener {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What a user needs to know once the service is up.
+#[derive(Debug, Clone)]
+pub struct StartupInfo {
+    /// Where the token API listens.
+    pub api_url: String,
+    /// The embedded local IVS, in local mode.
+    pub local_ivs_url: Option<String>,
+    /// The demo channel, in local mode.
+    pub demo_channel: Option<ChannelInfo>,
+    /// The active key's fingerprint.
+    pub fingerprint: String,
+    /// The active key's file.
+    pub key_file: PathBuf,
+    /// Whether the key was generated now.
+    pub key_generated: bool,
+}
+
+/// A built service, ready to run.
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    local_ivs: Option<LocalIvs>,
+    channels: ChannelCache,
+    refresh_every: Duration,
+    grace: Duration,
+    info: StartupInfo,
+}
+
+impl Application {
+    /// Starts everything the service needs and binds its listener.
+    pub async fn build(config: Config) -> Result<Self, ServiceError> {
+        // Install the metrics recorder before the first IVS call is counted.
+        let _ = http::metrics_handle();
+        let (ivs, local_ivs) = match config.ivs.mode {
+            IvsMode::Local => {
+                let local = LocalIvs::start(LocalIvsConfig {
+                    listen: config.ivs.local_listen,
+                    ..LocalIvsConfig::default()
+                })
+                .await?;
+                let region = config.ivs.region.as_deref().unwrap_or(LOCAL_REGION);
+                (Ivs::local(local.endpoint_url(), region), Some(local))
+            }
+            IvsMode::Aws => (
+                Ivs::from_env(
+                    config.ivs.region.as_deref(),
+                    config.ivs.endpoint_url.as_deref(),
+                )
+                .await,
+                None,
+            ),
+        };
+
+        let (key, key_file, key_generated) =
+            load_or_generate_key(&config.keys.dir, config.generate_keys())?;
+        let key_arn = ivs
+            .ensure_imported(key.public_key(), "ivs-playback-auth")
+            .await?;
+        let signing_key = SigningKey::new(&key)
+            .map_err(|e| ServiceError::Key(e.to_string()))?
+            .with_ivs_key_pair_arn(key_arn);
+        let fingerprint = key.fingerprint().to_string();
+        drop(key);
+        let signer = TokenSigner::from_shared(SharedKeySet::new(KeySet::new(signing_key)));
+
+        let mut anonymous_extra = Vec::new();
+        let demo_channel = if local_ivs.is_some() && config.ivs.demo_channel {
+            let demo = ivs.ensure_private_channel("demo").await?;
+            anonymous_extra.push(demo.arn.as_str().to_owned());
+            Some(demo)
+        } else {
+            None
+        };
+
+        let channels = ChannelCache::new(
+            ivs,
+            Duration::from_secs(config.channels.negative_ttl_seconds),
+        );
+        if let Err(e) = channels.refresh().await {
+            tracing::warn!(error = %e, "channel cache not warm yet; /readyz stays 503 until a refresh succeeds");
+        }
+
+        let viewer_ids = match &config.viewer_ids.secret {
+            Some(secret) => ViewerIdHasher::new(secret.expose_secret().as_bytes())
+                .map_err(|e| ServiceError::Key(e.to_string()))?,
+            None => {
+                tracing::warn!("viewer_ids.secret is not set: viewer ids change at every restart");
+                let mut secret = [0u8; 32];
+                for chunk in secret.chunks_mut(16) {
+                    chunk.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..chunk.len()]);
+                }
+                ViewerIdHasher::new(&secret).map_err(|e| ServiceError::Key(e.to_string()))?
+            }
+        };
+        let policy = Policy::new(&config, &anonymous_extra, viewer_ids);
+        let minter = Minter::new(
+            signer,
+            Duration::from_secs(config.tokens.share_bucket_seconds),
+        );
+        let state = http::AppState::new(
+            channels.clone(),
+            policy,
+            minter,
+            config.server.max_body_bytes,
+            config.request_timeout(),
+            config.channels.allow_public,
+        );
+        let router = http::router(state, &config.server.cors_origins);
+        let listener = TcpListener::bind(config.server.listen)
+            .await
+            .map_err(|source| ServiceError::Listen {
+                addr: config.server.listen,
+                source,
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| ServiceError::Listen {
+                addr: config.server.listen,
+                source,
+            })?;
+        let info = StartupInfo {
+            api_url: format!("http://{addr}"),
+            local_ivs_url: local_ivs.as_ref().map(|l| l.endpoint_url().to_owned()),
+            demo_channel,
+            fingerprint,
+            key_file,
+            key_generated,
+        };
+        Ok(Self {
+            listener,
+            router,
+            local_ivs,
+            channels,
+            refresh_every: Duration::from_secs(config.channels.refresh_seconds.max(1)),
+            grace: Duration::from_secs(config.server.shutdown_grace_seconds),
+            info,
+        })
+    }
+
+    /// What was started.
+    pub fn info(&self) -> &StartupInfo {
+        &self.info
+    }
+
+    /// The bound address of the token API.
+    pub fn local_addr(&self) -> Result<SocketAddr, std::io::Error> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// (up to the grace period) and stops the local IVS.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServiceError> {
+        let addr = self
+            .listener
+            .local_addr()
+            .map_err(|source| ServiceError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+        let channels = self.channels.clone();
+        let every = self.refresh_every;
+        let refresher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = channels.refresh().await {
+                    tracing::warn!(error = %e, "channel cache refresh failed; serving what is cached");
+                }
+            }
+        });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut stop_rx2 = stop_rx.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let mut graceful = stop_rx;
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
+            let _ = graceful.wait_for(|s| *s).await;
+        });
+        let grace = self.grace;
+        let result = tokio::select! {
+            r = server => r.map_err(|source| ServiceError::Listen { addr, source }),
+            () = async move {
+                let _ = stop_rx2.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("in-flight requests did not finish within the grace period");
+                Ok(())
+            }
+        };
+        refresher.abort();
+        if let Some(local) = self.local_ivs {
+            local.stop().await;
+        }
+        result
+    }
+}
+
+/// The active key from the key directory, generated there when allowed.
+fn load_or_generate_key(
+    dir: &Path,
+    generate: bool,
+) -> Result<(PrivateKey, PathBuf, bool), ServiceError> {
+    let path = dir.join(KEY_FILE);
+    if path.exists() {
+        let key = PrivateKey::read_file(&path).map_err(|e| ServiceError::Key(e.to_string()))?;
+        return Ok((key, path, false));
+    }
+    if !generate {
+        return Err(ServiceError::Key(format!(
+            "{} does not exist; make one with `ivs-playback-auth keys generate --out {}` (or set keys.generate_if_missing)",
+            path.display(),
+            dir.display()
+        )));
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        builder.mode(0o700);
+    }
+    builder
+        .create(dir)
+        .map_err(|e| ServiceError::Key(format!("{}: {e}", dir.display())))?;
+    let key = PrivateKey::generate().map_err(|e| ServiceError::Key(e.to_string()))?;
+    key.write_pem_file(&path)
+        .map_err(|e| ServiceError::Key(e.to_string()))?;
+    let public = dir.join("playback-key.pub.pem");
+    if !public.exists() {
+        key.public_key()
+            .write_pem_file(&public)
+            .map_err(|e| ServiceError::Key(e.to_string()))?;
+    }
+    Ok((key, path, true))
+}

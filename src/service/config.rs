@@ -1,0 +1,455 @@
+//! The service's configuration: a TOML file, then `IVS_AUTH__SECTION__KEY`
+//! environment overrides, checked at start-up with errors that name the key.
+//! With no file at all, the zero-config defaults run everything locally.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use ipnet::IpNet;
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::MaximumResolution;
+
+/// The whole configuration, as read.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The HTTP listener and its limits.
+    pub server: ServerConfig,
+    /// Where IVS is.
+    pub ivs: IvsConfig,
+    /// Where the signing key is.
+    pub keys: KeysConfig,
+    /// Token lifetimes and sharing.
+    pub tokens: TokensConfig,
+    /// The channel cache.
+    pub channels: ChannelsConfig,
+    /// Trusted backends, each with its entitlements.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// Access without credentials, for channels marked so.
+    pub anonymous: AnonymousConfig,
+    /// Pseudonymous viewer ids.
+    pub viewer_ids: ViewerIdConfig,
+    /// Mint-time network policy.
+    pub policy: PolicyConfig,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the token API.
+    pub listen: SocketAddr,
+    /// Requests taking longer are answered 503.
+    pub request_timeout_ms: u64,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Browser origins allowed to call the API directly (CORS); `*` for any.
+    pub cors_origins: Vec<String>,
+    /// Seconds to let in-flight requests finish on shutdown.
+    pub shutdown_grace_seconds: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout_ms: 5_000,
+            max_body_bytes: 64 * 1024,
+            cors_origins: Vec::new(),
+            shutdown_grace_seconds: 10,
+        }
+    }
+}
+
+/// `[ivs]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IvsConfig {
+    /// `local`: start the embedded local IVS (the zero-config default);
+    /// `aws`: talk to IVS through aws-sdk-ivs with the default credential chain.
+    pub mode: IvsMode,
+    /// AWS region (aws mode; default from the environment's AWS config).
+    pub region: Option<String>,
+    /// Endpoint override (aws mode), e.g. a local IVS started elsewhere.
+    pub endpoint_url: Option<String>,
+    /// Where the embedded local IVS listens (local mode).
+    pub local_listen: SocketAddr,
+    /// In local mode, create a private channel named `demo` (anonymous access).
+    pub demo_channel: bool,
+}
+
+impl Default for IvsConfig {
+    fn default() -> Self {
+        Self {
+            mode: IvsMode::Local,
+            region: None,
+            endpoint_url: None,
+            local_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            demo_channel: true,
+        }
+    }
+}
+
+/// Which IVS the service talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IvsMode {
+    /// The embedded local IVS.
+    Local,
+    /// Amazon IVS (or an endpoint override).
+    Aws,
+}
+
+/// `[keys]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// The directory key store.
+    pub dir: PathBuf,
+    /// Generate a key in `dir` when there is none (dev convenience; on by
+    /// default only in local mode).
+    pub generate_if_missing: Option<bool>,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("keys"),
+            generate_if_missing: None,
+        }
+    }
+}
+
+/// `[tokens]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokensConfig {
+    /// Lifetime when the caller does not ask for one.
+    pub default_ttl_seconds: u64,
+    /// Shareable tokens' `exp` is aligned to this many seconds, so that one
+    /// signature serves every request in the bucket.
+    pub share_bucket_seconds: u64,
+}
+
+impl Default for TokensConfig {
+    fn default() -> Self {
+        Self {
+            default_ttl_seconds: 300,
+            share_bucket_seconds: 30,
+        }
+    }
+}
+
+/// `[channels]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ChannelsConfig {
+    /// How often the cache is refreshed from IVS in the background.
+    pub refresh_seconds: u64,
+    /// How long an unknown channel is remembered as unknown.
+    pub negative_ttl_seconds: u64,
+    /// Mint tokens for public channels too (they are pointless: IVS ignores
+    /// them); otherwise 409.
+    pub allow_public: bool,
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Self {
+            refresh_seconds: 60,
+            negative_ttl_seconds: 10,
+            allow_public: false,
+        }
+    }
+}
+
+/// `[[api_keys]]`: one trusted backend.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who this is, for logs and audit.
+    pub name: String,
+    /// Lowercase hex SHA-256 of the key the caller sends in `X-Api-Key`.
+    pub sha256: String,
+    /// Channels it may mint for: ARNs, names, or globs (`team-*`, `*`).
+    pub channels: Vec<String>,
+    /// Longest lifetime it may ask for.
+    #[serde(default = "default_max_ttl")]
+    pub max_ttl_seconds: u64,
+    /// Origins put in tokens when the caller names none.
+    #[serde(default)]
+    pub default_origins: Vec<String>,
+    /// Origins the caller may ask for (empty: only the defaults).
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    /// May ask for single-use tokens.
+    #[serde(default)]
+    pub allow_single_use: bool,
+    /// Resolutions it may ask for (empty: any). Tokens without a cap are
+    /// refused when this is set.
+    #[serde(default)]
+    pub allowed_resolutions: Vec<MaximumResolution>,
+    /// Requests per second (token bucket; burst of the same size).
+    #[serde(default = "default_rate")]
+    pub rate_per_second: u32,
+}
+
+fn default_max_ttl() -> u64 {
+    600
+}
+
+fn default_rate() -> u32 {
+    100
+}
+
+/// `[anonymous]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnonymousConfig {
+    /// Channels anyone may get a token for: ARNs, names or globs.
+    pub channels: Vec<String>,
+    /// Lifetime of anonymous tokens.
+    pub ttl_seconds: u64,
+    /// Origins put in anonymous tokens (hotlink protection).
+    pub origins: Vec<String>,
+    /// Requests per second per client IP.
+    pub rate_per_ip_per_second: u32,
+}
+
+impl Default for AnonymousConfig {
+    fn default() -> Self {
+        Self {
+            channels: Vec::new(),
+            ttl_seconds: 300,
+            origins: Vec::new(),
+            rate_per_ip_per_second: 10,
+        }
+    }
+}
+
+/// `[viewer_ids]`
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ViewerIdConfig {
+    /// At least 32 bytes; viewer ids are HMAC-SHA-256 of the user id with it.
+    /// Generated per run when absent (ids then change at every restart).
+    #[serde(serialize_with = "never_serialize_secret")]
+    pub secret: Option<SecretString>,
+}
+
+fn never_serialize_secret<S: serde::Serializer>(
+    _: &Option<SecretString>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.serialize_none()
+}
+
+/// `[policy]`
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    /// Client networks allowed to mint (empty: all).
+    pub allow_cidrs: Vec<IpNet>,
+    /// Client networks refused.
+    pub deny_cidrs: Vec<IpNet>,
+    /// Header carrying the viewer's country, trusted only when set (e.g.
+    /// `CloudFront-Viewer-Country`).
+    pub country_header: Option<String>,
+    /// Countries allowed (ISO 3166 alpha-2; empty: all).
+    pub allow_countries: Vec<String>,
+    /// Countries refused.
+    pub deny_countries: Vec<String>,
+}
+
+/// A configuration that could not be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Reads the file (if any) and the environment, then checks everything.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError(format!("{}: no such file", path.display())));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(Env::prefixed("IVS_AUTH__").split("__"));
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError(figment_message(&e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Whether a missing key is generated.
+    pub fn generate_keys(&self) -> bool {
+        self.keys
+            .generate_if_missing
+            .unwrap_or(self.ivs.mode == IvsMode::Local)
+    }
+
+    /// The request timeout.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.server.request_timeout_ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let err = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
+        if self.tokens.default_ttl_seconds == 0 {
+            return err("tokens.default_ttl_seconds", "must be at least 1".into());
+        }
+        if self.tokens.share_bucket_seconds == 0 || self.tokens.share_bucket_seconds > 300 {
+            return err("tokens.share_bucket_seconds", "must be 1 to 300".into());
+        }
+        if self.server.max_body_bytes < 256 {
+            return err("server.max_body_bytes", "must be at least 256".into());
+        }
+        if self.server.request_timeout_ms == 0 {
+            return err("server.request_timeout_ms", "must be at least 1".into());
+        }
+        if self.anonymous.rate_per_ip_per_second == 0 {
+            return err(
+                "anonymous.rate_per_ip_per_second",
+                "must be at least 1".into(),
+            );
+        }
+        for (i, origin) in self.anonymous.origins.iter().enumerate() {
+            if let Err(e) = crate::Origin::parse(origin) {
+                return err(&format!("anonymous.origins[{i}]"), e.to_string());
+            }
+        }
+        let mut names = BTreeMap::new();
+        for (i, key) in self.api_keys.iter().enumerate() {
+            let at = |field: &str| format!("api_keys[{i}].{field}");
+            if key.name.is_empty() {
+                return err(&at("name"), "must not be empty".into());
+            }
+            if names.insert(key.name.clone(), i).is_some() {
+                return err(&at("name"), format!("`{}` is used twice", key.name));
+            }
+            if key.sha256.len() != 64
+                || !key
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return err(
+                    &at("sha256"),
+                    "must be 64 lowercase hex digits (sha256sum of the key)".into(),
+                );
+            }
+            if key.channels.is_empty() {
+                return err(
+                    &at("channels"),
+                    "must list at least one channel or glob".into(),
+                );
+            }
+            if key.max_ttl_seconds == 0 {
+                return err(&at("max_ttl_seconds"), "must be at least 1".into());
+            }
+            if key.rate_per_second == 0 {
+                return err(&at("rate_per_second"), "must be at least 1".into());
+            }
+            for (j, origin) in key
+                .default_origins
+                .iter()
+                .chain(&key.allowed_origins)
+                .enumerate()
+            {
+                if origin != "*"
+                    && let Err(e) = crate::Origin::parse(origin)
+                {
+                    return err(&at(&format!("origins[{j}]")), e.to_string());
+                }
+            }
+        }
+        if let Some(secret) = &self.viewer_ids.secret {
+            use secrecy::ExposeSecret as _;
+            if secret.expose_secret().len() < 32 {
+                return err("viewer_ids.secret", "must be at least 32 bytes".into());
+            }
+        }
+        for (i, c) in self
+            .policy
+            .allow_countries
+            .iter()
+            .chain(&self.policy.deny_countries)
+            .enumerate()
+        {
+            if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+                return err(
+                    &format!("policy.countries[{i}]"),
+                    format!("`{c}` is not an ISO 3166 alpha-2 code like `DE`"),
+                );
+            }
+        }
+        if (!self.policy.allow_countries.is_empty() || !self.policy.deny_countries.is_empty())
+            && self.policy.country_header.is_none()
+        {
+            return err(
+                "policy.country_header",
+                "is required when country rules are set (which header carries the country?)".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// figment's error, with the key path first.
+fn figment_message(e: &figment::Error) -> String {
+    let mut out = Vec::new();
+    for e in e.clone() {
+        let key = e.path.join(".");
+        let message = e.kind.to_string();
+        out.push(if key.is_empty() {
+            message
+        } else {
+            format!("{key}: {message}")
+        });
+    }
+    out.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_config_is_local_with_generated_keys() {
+        let config = Config::default();
+        config.validate().unwrap();
+        assert_eq!(config.ivs.mode, IvsMode::Local);
+        assert!(config.generate_keys());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[server]\nlisten = 5\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("server.listen"), "{e}");
+        std::fs::write(&file, "[tokens]\nshare_bucket_seconds = 0\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("tokens.share_bucket_seconds"), "{e}");
+        std::fs::write(
+            &file,
+            "[[api_keys]]\nname='a'\nsha256='xyz'\nchannels=['*']\n",
+        )
+        .unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("api_keys[0].sha256"), "{e}");
+        std::fs::write(&file, "[serverx]\n").unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("serverx"), "{e}");
+    }
+}

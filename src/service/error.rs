@@ -1,0 +1,185 @@
+//! Errors of the token API: one enum, one `match` from error to status and
+//! stable code, a JSON body `{"error": {"code", "message", "field"}}`.
+
+use std::time::Duration;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// An error answer of the token API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppError {
+    /// The request is malformed or a field is invalid (400).
+    BadRequest {
+        /// Stable code: `invalid_json`, `invalid_field`, `missing_field`.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+        /// The field at fault, if one.
+        field: Option<String>,
+    },
+    /// No valid credentials (401).
+    Unauthenticated(String),
+    /// The caller may not have this (403); the message names the rule.
+    Forbidden {
+        /// Stable code: `not_entitled`, `policy_denied`, `viewer_revoked`.
+        code: &'static str,
+        /// Which rule refused.
+        message: String,
+        /// The field at fault, if one.
+        field: Option<String>,
+    },
+    /// IVS does not know the channel (404).
+    ChannelNotFound(String),
+    /// The channel is public: a token would be pointless (409).
+    ChannelNotPrivate(String),
+    /// The body is larger than allowed (413).
+    PayloadTooLarge(usize),
+    /// The body is not JSON (415).
+    UnsupportedMediaType,
+    /// Too many requests (429).
+    RateLimited {
+        /// When to try again.
+        retry_after: Duration,
+        /// Which limit.
+        message: String,
+    },
+    /// The service cannot mint now (503): no key, IVS unreachable.
+    Unavailable {
+        /// Stable code: `no_active_key`, `ivs_unavailable`, `timeout`.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// No such endpoint (404).
+    NoRoute,
+    /// A fault of ours (500); the details are logged, not sent.
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    code: &'a str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+impl AppError {
+    /// A 400 naming a field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code: "invalid_field",
+            message: message.into(),
+            field: Some(field.into()),
+        }
+    }
+
+    /// A 403 from entitlements, naming the field that asked too much.
+    pub fn not_entitled(field: Option<&str>, message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            code: "not_entitled",
+            message: message.into(),
+            field: field.map(str::to_owned),
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::ChannelNotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
+            Self::ChannelNotPrivate(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. }
+            | Self::Forbidden { code, .. }
+            | Self::Unavailable { code, .. } => code,
+            Self::Unauthenticated(_) => "unauthenticated",
+            Self::ChannelNotFound(_) => "channel_not_found",
+            Self::ChannelNotPrivate(_) => "channel_not_private",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::NoRoute => "not_found",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The message for the caller.
+    pub fn message(&self) -> String {
+        match self {
+            Self::BadRequest { message, .. }
+            | Self::Forbidden { message, .. }
+            | Self::Unavailable { message, .. }
+            | Self::RateLimited { message, .. }
+            | Self::Unauthenticated(message) => message.clone(),
+            Self::ChannelNotFound(c) => format!("IVS has no channel `{c}`"),
+            Self::ChannelNotPrivate(c) => {
+                format!("channel {c} is public (authorized: false): IVS plays it without a token")
+            }
+            Self::PayloadTooLarge(max) => format!("the request body is larger than {max} bytes"),
+            Self::UnsupportedMediaType => {
+                "the request body must be JSON (Content-Type: application/json)".into()
+            }
+            Self::NoRoute => "no such endpoint; tokens come from POST /v1/token".into(),
+            Self::Internal => "internal error; it has been logged".into(),
+        }
+    }
+
+    /// The field at fault.
+    pub fn field_name(&self) -> Option<&str> {
+        match self {
+            Self::BadRequest { field, .. } | Self::Forbidden { field, .. } => field.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        let message = self.message();
+        serde_json::to_value(Body {
+            error: Detail {
+                code: self.code(),
+                message: &message,
+                field: self.field_name(),
+            },
+        })
+        .unwrap_or_default()
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), self.body().to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if let Self::RateLimited { retry_after, .. } = &self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                headers.insert(header::RETRY_AFTER, v);
+            }
+        }
+        response
+    }
+}

@@ -1,0 +1,170 @@
+//! Minting: claims from a grant, signed by the active key; tokens that can be
+//! shared are signed once per claims and `exp` bucket.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use moka::sync::Cache;
+
+use super::error::AppError;
+use super::ivs::ChannelInfo;
+use super::policy::Grant;
+use crate::claims::unix_seconds;
+use crate::{Error, Fingerprint, PlaybackClaims, TokenSigner};
+
+/// A minted token and what the caller needs to know of it.
+#[derive(Debug, Clone)]
+pub struct Minted {
+    /// The token.
+    pub token: String,
+    /// Its `exp`, Unix seconds.
+    pub expires_at: u64,
+    /// When the caller should ask again, Unix seconds.
+    pub refresh_after: u64,
+    /// The key that signed it.
+    pub fingerprint: Fingerprint,
+    /// Served from the shared-token cache.
+    pub cached: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ShareKey {
+    channel: String,
+    origins: Option<String>,
+    strict: bool,
+    resolution: Option<&'static str>,
+    exp: u64,
+}
+
+/// Signs tokens and keeps the shareable ones.
+pub struct Minter {
+    signer: TokenSigner,
+    shared: Cache<ShareKey, Arc<Minted>>,
+    bucket: u64,
+}
+
+impl Minter {
+    /// A minter over a signer; shareable tokens align `exp` to `bucket` s.
+    pub fn new(signer: TokenSigner, bucket: Duration) -> Self {
+        Self {
+            signer,
+            shared: Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(bucket + Duration::from_secs(1))
+                .build(),
+            bucket: bucket.as_secs().max(1),
+        }
+    }
+
+    /// The signer.
+    pub fn signer(&self) -> &TokenSigner {
+        &self.signer
+    }
+
+    /// Mints a token for a channel as granted.
+    pub fn mint(
+        &self,
+        channel: &ChannelInfo,
+        grant: &Grant,
+        now: SystemTime,
+    ) -> Result<Minted, AppError> {
+        let now_s = unix_seconds(now);
+        let ttl = grant.ttl.as_secs();
+        let shareable = grant.viewer.is_none() && !grant.single_use;
+        if !shareable {
+            let minted = self.sign(channel, grant, now, now_s + ttl)?;
+            return Ok(minted);
+        }
+        // Every request in the same bucket gets the same `exp`, hence the same
+        // claims and the same token.
+        let aligned = (now_s + ttl) / self.bucket * self.bucket;
+        let exp = if aligned > now_s + ttl / 2 {
+            aligned
+        } else {
+            now_s + ttl
+        };
+        let key = ShareKey {
+            channel: channel.arn.as_str().to_owned(),
+            origins: grant.origins.as_ref().map(ToString::to_string),
+            strict: grant.strict,
+            resolution: grant.resolution.map(|r| r.as_str()),
+            exp,
+        };
+        if let Some(hit) = self.shared.get(&key) {
+            metrics::counter!("token_cache_total", "result" => "hit").increment(1);
+            return Ok(Minted {
+                cached: true,
+                ..Minted::clone(&hit)
+            });
+        }
+        metrics::counter!("token_cache_total", "result" => "miss").increment(1);
+        let minted = Arc::new(self.sign(channel, grant, now, exp)?);
+        self.shared.insert(key, Arc::clone(&minted));
+        Ok(Minted::clone(&minted))
+    }
+
+    fn sign(
+        &self,
+        channel: &ChannelInfo,
+        grant: &Grant,
+        now: SystemTime,
+        exp: u64,
+    ) -> Result<Minted, AppError> {
+        let mut builder = PlaybackClaims::builder(channel.arn.clone())
+            .expires_at(
+                crate::ExpiresAt::from_unix_seconds(exp)
+                    .map_err(|e| AppError::field("ttl_seconds", e.to_string()))?,
+            )
+            .strict_origin_enforcement(grant.strict);
+        if let Some(origins) = &grant.origins {
+            builder = builder.allowed_origins(origins.clone());
+        }
+        if grant.single_use {
+            builder = builder.single_use();
+        }
+        if let Some(viewer) = &grant.viewer {
+            builder = builder.viewer_id(viewer.clone());
+        }
+        if let Some(r) = grant.resolution {
+            builder = builder.maximum_resolution(r);
+        }
+        let claims = builder.build_at(now).map_err(|e| match e {
+            Error::Claim(c) => claim_error(&c),
+            other => {
+                tracing::error!(error = %other, "building claims");
+                AppError::Internal
+            }
+        })?;
+        let token = self.signer.sign_at(&claims, now).map_err(|e| {
+            tracing::error!(error = %e, "signing");
+            AppError::Unavailable {
+                code: "signing_failed",
+                message: "the token could not be signed".into(),
+            }
+        })?;
+        let now_s = unix_seconds(now);
+        let ttl = exp.saturating_sub(now_s);
+        Ok(Minted {
+            fingerprint: *token.fingerprint(),
+            expires_at: exp,
+            refresh_after: exp.saturating_sub((ttl / 4).max(1)).max(now_s),
+            token: token.into_string(),
+            cached: false,
+        })
+    }
+}
+
+/// A claim rule broken by what the caller asked, named by the request field.
+fn claim_error(e: &crate::ClaimError) -> AppError {
+    use crate::claims::names;
+    let field = match e.claim() {
+        names::EXP => "ttl_seconds",
+        names::ALLOW_ORIGIN => "origins",
+        names::STRICT_ORIGIN => "strict_origin",
+        names::VIEWER_ID => "viewer_id",
+        names::MAXIMUM_RESOLUTION => "maximum_resolution",
+        names::SINGLE_USE_UUID => "single_use",
+        _ => "channel",
+    };
+    AppError::field(field, e.to_string())
+}
