@@ -2,7 +2,7 @@
 
 // Helpers outside #[test] functions unwrap too: a set-up failure should stop
 // the test loudly.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
 

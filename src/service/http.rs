@@ -276,12 +276,35 @@ fn answer(minted: &Minted, channel: &super::ivs::ChannelInfo) -> Value {
 }
 
 /// One request, from the caller to the answer.
+/// A channel reference must be a channel ARN or an IVS channel name, so that
+/// nothing malformed ever reaches IVS.
+fn check_channel_reference(reference: &str) -> Result<(), AppError> {
+    if reference.starts_with("arn:") {
+        return crate::ChannelArn::parse(reference)
+            .map(|_| ())
+            .map_err(|e| AppError::field("channel", e.to_string()));
+    }
+    let name_ok = reference.len() <= 128
+        && reference
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if name_ok {
+        Ok(())
+    } else {
+        Err(AppError::field(
+            "channel",
+            "must be a channel ARN or a channel name (letters, digits, `-` and `_`, at most 128)",
+        ))
+    }
+}
+
 async fn mint_one(
     state: &AppState,
     caller: &Caller,
     request: &TokenRequest,
 ) -> Result<Value, AppError> {
     let inner = &state.inner;
+    check_channel_reference(&request.channel)?;
     let channel = inner
         .channels
         .resolve(&request.channel)

@@ -3,11 +3,13 @@
 // Each test crate uses a different part of this module, and `pub` here only
 // means "shared with the test crates".
 #![allow(dead_code, unreachable_pub)]
-// A set-up failure should stop the test loudly.
-#![allow(clippy::unwrap_used)]
+// A set-up failure should stop the test loudly (unwrap, panic).
+#![allow(clippy::unwrap_used, clippy::panic)]
 
 #[cfg(feature = "service")]
 pub mod local_ivs;
+#[cfg(feature = "service")]
+pub mod service;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

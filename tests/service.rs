@@ -1,0 +1,713 @@
+//! The token service: the real binary on loopback, with its embedded local
+//! IVS; every minted token is played against the local IVS.
+
+// Helpers outside #[test] functions unwrap too: a set-up failure should stop
+// the test loudly.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::time::SystemTime;
+
+use common::service::{TestService, sha256_hex};
+use ivs_playback_auth::{PublicKey, Verifier};
+use serde_json::{Value, json};
+
+const BACKEND_KEY: &str = "ivsk_backend_0123456789abcdef";
+const LIMITED_KEY: &str = "ivsk_limited_0123456789abcdef";
+
+fn config() -> String {
+    format!(
+        r#"
+cors_origins = ["https://app.example.com"]
+
+[[api_keys]]
+name = "backend"
+sha256 = "{}"
+channels = ["demo", "team-*"]
+max_ttl_seconds = 900
+default_origins = ["https://app.example.com"]
+allowed_origins = ["https://admin.example.com"]
+allow_single_use = true
+rate_per_second = 1000
+
+[[api_keys]]
+name = "limited"
+sha256 = "{}"
+channels = ["demo"]
+max_ttl_seconds = 120
+allowed_resolutions = ["SD"]
+rate_per_second = 5
+
+[anonymous]
+rate_per_ip_per_second = 1000
+
+[viewer_ids]
+secret = "0123456789abcdef0123456789abcdef-test-secret"
+"#,
+        sha256_hex(BACKEND_KEY),
+        sha256_hex(LIMITED_KEY)
+    )
+}
+
+async fn service() -> TestService {
+    TestService::start(&config()).await
+}
+
+fn public_key(s: &TestService) -> PublicKey {
+    PublicKey::read_file(s.dir.path().join("keys/playback-key.pub.pem")).unwrap()
+}
+
+/// Plays a playback URL against the local IVS: (status, body).
+async fn play(s: &TestService, url: &str, origin: Option<&str>) -> (u16, String) {
+    let mut request = s.http.get(url);
+    if let Some(origin) = origin {
+        request = request.header("origin", origin);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn claims_of(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn assert_error(status: u16, body: &Value, want_status: u16, code: &str) {
+    assert_eq!(status, want_status, "{body}");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn an_api_key_mints_a_token_that_plays_and_verifies_independently() {
+    let s = service().await;
+    let (status, body) = s.token(Some(BACKEND_KEY), json!({"channel": "demo"})).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["token"].as_str().unwrap();
+    let playback_url = body["playback_url"].as_str().unwrap();
+    assert!(playback_url.starts_with(&s.ivs) && playback_url.ends_with(token));
+    let claims = claims_of(token);
+    assert_eq!(claims["aws:channel-arn"], body["channel_arn"]);
+    assert_eq!(
+        claims["aws:access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(claims["exp"], body["expires_at"]);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let exp = body["expires_at"].as_u64().unwrap();
+    assert!(
+        exp > now && exp <= now + 300,
+        "exp {exp} is seconds, within the default TTL"
+    );
+    assert!(body["refresh_after"].as_u64().unwrap() < exp);
+
+    // The jsonwebtoken crate agrees, and so does our verifier.
+    let key = public_key(&s);
+    let decoding = jsonwebtoken::DecodingKey::from_ec_pem(key.to_pem().as_bytes()).unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES384);
+    validation.set_required_spec_claims(&["exp"]);
+    jsonwebtoken::decode::<Value>(token, &decoding, &validation).unwrap();
+    Verifier::new([&key]).verify(token).unwrap();
+
+    let (status, playlist) = play(&s, playback_url, Some("https://app.example.com")).await;
+    assert_eq!(status, 200, "{playlist}");
+    assert!(playlist.starts_with("#EXTM3U"));
+    let (status, _) = play(&s, playback_url, Some("https://evil.example")).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn viewer_and_single_use_tokens_are_per_viewer_and_play_once() {
+    let s = service().await;
+    let (status, body) = s
+        .token(Some(BACKEND_KEY), json!({"channel": "demo", "viewer_id": "alice@example.com", "origins": ["https://admin.example.com"]}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let claims = claims_of(body["token"].as_str().unwrap());
+    let viewer = claims["aws:viewer-id"].as_str().unwrap();
+    assert_eq!(viewer.len(), 40);
+    assert!(!viewer.contains("alice"));
+    assert_eq!(
+        claims["aws:access-control-allow-origin"],
+        "https://admin.example.com"
+    );
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(claims["exp"].as_u64().unwrap() <= now + 595);
+    // The same user gets the same pseudonym, and a fresh token each time.
+    let (_, again) = s
+        .token(
+            Some(BACKEND_KEY),
+            json!({"channel": "demo", "viewer_id": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        claims_of(again["token"].as_str().unwrap())["aws:viewer-id"],
+        viewer
+    );
+    assert_ne!(again["token"], body["token"]);
+    assert_eq!(
+        play(&s, body["playback_url"].as_str().unwrap(), None)
+            .await
+            .0,
+        200
+    );
+
+    let (status, single) = s
+        .token(
+            Some(BACKEND_KEY),
+            json!({"channel": "demo", "single_use": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{single}");
+    let url = single["playback_url"].as_str().unwrap();
+    assert_eq!(play(&s, url, None).await.0, 200);
+    let (status, refusal) = play(&s, url, None).await;
+    assert_eq!(status, 403);
+    assert!(refusal.contains("already used"));
+}
+
+#[tokio::test]
+async fn shareable_tokens_are_signed_once_per_bucket() {
+    let s = service().await;
+    let (_, a) = s.token(None, json!({"channel": "demo"})).await;
+    let (_, b) = s.token(None, json!({"channel": "demo"})).await;
+    assert_eq!(
+        a["token"], b["token"],
+        "anonymous tokens with the same claims are shared"
+    );
+    assert_eq!(
+        play(&s, a["playback_url"].as_str().unwrap(), None).await.0,
+        200
+    );
+    let (_, c) = s
+        .token(None, json!({"channel": "demo", "maximum_resolution": "SD"}))
+        .await;
+    assert_ne!(a["token"], c["token"]);
+    let (_, metrics) = {
+        let r = s
+            .http
+            .get(format!("{}/metrics", s.api))
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.text().await.unwrap())
+    };
+    assert!(
+        metrics.contains("token_cache_total{result=\"hit\"}"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn entitlements_can_be_narrowed_never_widened() {
+    let s = service().await;
+    let client = s.ivs_client();
+    client
+        .create_channel()
+        .name("team-a")
+        .authorized(true)
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_channel()
+        .name("other")
+        .authorized(true)
+        .send()
+        .await
+        .unwrap();
+    client
+        .create_channel()
+        .name("public-one")
+        .send()
+        .await
+        .unwrap();
+
+    let (status, body) = s
+        .token(
+            Some(BACKEND_KEY),
+            json!({"channel": "team-a", "ttl_seconds": 60}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        play(&s, body["playback_url"].as_str().unwrap(), None)
+            .await
+            .0,
+        200
+    );
+
+    let cases = [
+        (
+            BACKEND_KEY,
+            json!({"channel": "other"}),
+            403,
+            "not_entitled",
+            Some("channel"),
+        ),
+        (
+            BACKEND_KEY,
+            json!({"channel": "demo", "ttl_seconds": 901}),
+            403,
+            "not_entitled",
+            Some("ttl_seconds"),
+        ),
+        (
+            BACKEND_KEY,
+            json!({"channel": "demo", "origins": ["https://evil.example"]}),
+            403,
+            "not_entitled",
+            Some("origins[0]"),
+        ),
+        (
+            BACKEND_KEY,
+            json!({"channel": "demo", "origins": ["*"]}),
+            403,
+            "not_entitled",
+            Some("origins"),
+        ),
+        (
+            BACKEND_KEY,
+            json!({"channel": "demo", "viewer_id": "v", "ttl_seconds": 700}),
+            400,
+            "invalid_field",
+            Some("ttl_seconds"),
+        ),
+        (
+            LIMITED_KEY,
+            json!({"channel": "demo", "maximum_resolution": "HD"}),
+            403,
+            "not_entitled",
+            Some("maximum_resolution"),
+        ),
+        (
+            LIMITED_KEY,
+            json!({"channel": "demo", "single_use": true}),
+            403,
+            "not_entitled",
+            Some("single_use"),
+        ),
+        (
+            LIMITED_KEY,
+            json!({"channel": "team-a"}),
+            403,
+            "not_entitled",
+            Some("channel"),
+        ),
+        (
+            BACKEND_KEY,
+            json!({"channel": "public-one"}),
+            409,
+            "channel_not_private",
+            None,
+        ),
+        (
+            BACKEND_KEY,
+            json!({"channel": "no-such-channel"}),
+            404,
+            "channel_not_found",
+            None,
+        ),
+    ];
+    for (key, request, status_want, code, field) in cases {
+        let (status, body) = s.token(Some(key), request.clone()).await;
+        assert_error(status, &body, status_want, code);
+        assert_eq!(body["error"]["field"].as_str(), field, "{request}: {body}");
+    }
+    // The limited key gets its resolution cap without asking.
+    let (status, body) = s.token(Some(LIMITED_KEY), json!({"channel": "demo"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims_of(body["token"].as_str().unwrap())["aws:maximum-resolution"],
+        "SD"
+    );
+}
+
+#[tokio::test]
+async fn callers_must_authenticate_for_non_anonymous_channels() {
+    let s = service().await;
+    s.ivs_client()
+        .create_channel()
+        .name("team-b")
+        .authorized(true)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = s
+        .token(Some("ivsk_forged"), json!({"channel": "demo"}))
+        .await;
+    assert_error(status, &body, 401, "unauthenticated");
+    let (status, body) = s.token(None, json!({"channel": "team-b"})).await;
+    assert_error(status, &body, 401, "unauthenticated");
+    let r = s
+        .http
+        .post(format!("{}/v1/token", s.api))
+        .header("content-type", "application/json")
+        .header("authorization", "Bearer not.a.jwt")
+        .body(r#"{"channel":"demo"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let (status, body) = s
+        .token(None, json!({"channel": "demo", "viewer_id": "x"}))
+        .await;
+    assert_error(status, &body, 403, "not_entitled");
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after() {
+    let s = service().await;
+    let mut limited = 0;
+    for _ in 0..12 {
+        let r = s
+            .http
+            .post(format!("{}/v1/token", s.api))
+            .header("content-type", "application/json")
+            .header("x-api-key", LIMITED_KEY)
+            .body(r#"{"channel":"demo"}"#)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            limited += 1;
+            assert!(r.headers().get("retry-after").is_some());
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited");
+        }
+    }
+    assert!(limited >= 5, "{limited} of 12 limited at 5/s");
+}
+
+#[tokio::test]
+async fn cors_preflight_is_answered_for_configured_origins() {
+    let s = service().await;
+    let preflight = |origin: &'static str| {
+        s.http
+            .request(reqwest::Method::OPTIONS, format!("{}/v1/token", s.api))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-api-key")
+            .send()
+    };
+    let ok = preflight("https://app.example.com").await.unwrap();
+    assert!(ok.status().is_success());
+    assert_eq!(
+        ok.headers()["access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    let other = preflight("https://evil.example").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn batches_answer_per_item() {
+    let s = service().await;
+    let (status, body) = s
+        .post(
+            "/v1/tokens",
+            Some(BACKEND_KEY),
+            json!({"requests": [{"channel": "demo"}, {"channel": "missing"}, {"channel": 5}]})
+                .to_string(),
+            "application/json",
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert!(results[0]["token"].is_string());
+    assert_eq!(results[1]["error"]["code"], "channel_not_found");
+    assert_eq!(results[1]["status"], 404);
+    assert_eq!(results[2]["error"]["field"], "requests[2].channel");
+    let too_many: Vec<Value> = (0..51).map(|_| json!({"channel": "demo"})).collect();
+    let (status, body) = s
+        .post(
+            "/v1/tokens",
+            Some(BACKEND_KEY),
+            json!({"requests": too_many}).to_string(),
+            "application/json",
+        )
+        .await;
+    assert_error(status, &body, 400, "invalid_field");
+}
+
+#[tokio::test]
+async fn at_least_100_bad_requests_get_documented_4xx_and_no_5xx() {
+    let s = service().await;
+    let mut cases: Vec<(Option<&str>, String, &str)> = Vec::new();
+    let json_ct = "application/json";
+    for body in [
+        "",
+        "{",
+        "}",
+        "[]",
+        "null",
+        "1",
+        "\"demo\"",
+        "{\"channel\":}",
+        "{channel:\"demo\"}",
+        "{\"channel\":\"demo\",}",
+        "\u{0}",
+        "{\"channel\":\"demo\"",
+        "[{\"channel\":\"demo\"}]",
+        "{\"channel\":\"\\ud800\"}",
+        "tru",
+    ] {
+        cases.push((Some(BACKEND_KEY), body.to_owned(), json_ct));
+    }
+    let wrong_types = [
+        json!({"channel": 1}),
+        json!({"channel": null}),
+        json!({"channel": ["demo"]}),
+        json!({"channel": {"a": 1}}),
+        json!({"channel": true}),
+        json!({"channel": ""}),
+        json!({"channel": "x".repeat(300)}),
+        json!({}),
+        json!({"channel": "demo", "ttl_seconds": "60"}),
+        json!({"channel": "demo", "ttl_seconds": -1}),
+        json!({"channel": "demo", "ttl_seconds": 1.5}),
+        json!({"channel": "demo", "ttl_seconds": 0}),
+        json!({"channel": "demo", "single_use": "yes"}),
+        json!({"channel": "demo", "single_use": 1}),
+        json!({"channel": "demo", "strict_origin": "true"}),
+        json!({"channel": "demo", "origins": "https://a.com"}),
+        json!({"channel": "demo", "origins": [1]}),
+        json!({"channel": "demo", "origins": [null]}),
+        json!({"channel": "demo", "origins": []}),
+        json!({"channel": "demo", "maximum_resolution": "4K"}),
+        json!({"channel": "demo", "maximum_resolution": 1}),
+        json!({"channel": "demo", "maximum_resolution": "sd"}),
+        json!({"channel": "demo", "viewer_id": 5}),
+        json!({"channel": "demo", "viewer_id": ""}),
+        json!({"channel": "demo", "viewer_id": "x".repeat(300)}),
+        json!({"channel": "demo", "unknown": 1}),
+        json!({"channel": "demo", "exp": 1}),
+        json!({"channel": "demo", "strict_origin": []}),
+        json!({"channel": "demo", "origins": ["*", "https://a.com"]}),
+        json!({"channel": "demo", "ttl_seconds": 18_446_744_073_709_551_615u64}),
+        json!({"channel": "demo", "ttl_seconds": 1e30}),
+        json!({"channel": "demo", "ttl_seconds": null, "x": 1}),
+        json!({"channel": "demo", "origins": [["https://a.com"]]}),
+        json!({"channel": "demo", "origins": {"a": 1}}),
+        json!({"channel": "demo", "origins": vec!["https://a.com"; 21]}),
+        json!({"channel": "demo", "viewer_id": ["v"]}),
+        json!({"channel": "demo", "single_use": null, "strict_origin": 0}),
+        json!({"Channel": "demo"}),
+        json!({"channel": "demo", "maximum_resolution": ""}),
+        json!({"channel": "demo", "maximum_resolution": "FULL-HD"}),
+    ];
+    for body in wrong_types {
+        cases.push((Some(BACKEND_KEY), body.to_string(), json_ct));
+    }
+    for origin in [
+        "example.com",
+        "https://app.example.com/path",
+        "https://app.example.com?x",
+        "ftp//x",
+        "https://",
+        "https://a.*.com",
+        "https://*",
+        "https://exa mple.com",
+        "https://app.example.com:99999",
+        "javascript:alert(1)",
+        "https://user@app.example.com",
+        "https://app.example.com#f",
+        "",
+        " ",
+        "https://ex\u{e4}mple.com",
+    ] {
+        cases.push((
+            Some(BACKEND_KEY),
+            json!({"channel": "demo", "origins": [origin]}).to_string(),
+            json_ct,
+        ));
+    }
+    for channel in [
+        "arn:aws:ivs:us-west-2:123456789012:channel/",
+        "arn:aws:ivs:us-west-2:123456789012:stream-key/abc",
+        "arn:aws:ivs:us-west-2:123456789012:channel/doesNotExist",
+        "arn:aws:s3:::bucket",
+        "arn:aws:ivs:US:1:channel/a",
+        "arn:aws:ivs:us-west-2:123456789012:playback-key/abc",
+        "../../etc/passwd",
+        "demo\n",
+        "DEMO",
+        "nope",
+    ] {
+        cases.push((
+            Some(BACKEND_KEY),
+            json!({"channel": channel}).to_string(),
+            json_ct,
+        ));
+    }
+    let long_key = "k".repeat(5000);
+    for key in [
+        "",
+        "x",
+        "ivsk_backend_0123456789abcdeF",
+        "ivsk_backend_0123456789abcde",
+        long_key.as_str(),
+    ] {
+        cases.push((
+            Some(key),
+            json!({"channel": "demo", "viewer_id": "v"}).to_string(),
+            json_ct,
+        ));
+    }
+    for ct in [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data",
+        "application/xml",
+        "",
+    ] {
+        cases.push((
+            Some(BACKEND_KEY),
+            json!({"channel": "demo"}).to_string(),
+            ct,
+        ));
+    }
+    let huge = format!(
+        "{{\"channel\":\"demo\",\"pad\":\"{}\"}}",
+        "x".repeat(100_000)
+    );
+    cases.push((Some(BACKEND_KEY), huge, json_ct));
+    cases.push((Some(BACKEND_KEY), "[".repeat(10_000), json_ct));
+    for i in 0..10 {
+        cases.push((
+            None,
+            json!({"channel": format!("private-{i}")}).to_string(),
+            json_ct,
+        ));
+    }
+    // Forged or foreign credentials: the Authorization header is refused.
+    let mut auth_cases = 0;
+    for auth in [
+        "Bearer x.y.z",
+        "Bearer ",
+        "Basic dXNlcjpwYXNz",
+        "Bearer eyJhbGciOiJub25lIn0.e30.",
+        "garbage",
+    ] {
+        let r = s
+            .http
+            .post(format!("{}/v1/token", s.api))
+            .header("content-type", json_ct)
+            .header("authorization", auth)
+            .body(json!({"channel": "demo"}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{auth}");
+        auth_cases += 1;
+    }
+    assert!(
+        cases.len() + auth_cases >= 100,
+        "{} cases",
+        cases.len() + auth_cases
+    );
+
+    for (key, body, ct) in &cases {
+        let mut request = s
+            .http
+            .post(format!("{}/v1/token", s.api))
+            .body(body.clone());
+        if !ct.is_empty() {
+            request = request.header("content-type", *ct);
+        }
+        if let Some(key) = key
+            && let Ok(v) = reqwest::header::HeaderValue::from_str(key)
+        {
+            request = request.header("x-api-key", v);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        assert!(
+            (400..500).contains(&status),
+            "{status} for {key:?} {ct} {}: {text}",
+            &body[..body.len().min(80)]
+        );
+        let json: Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        assert!(json["error"]["code"].is_string(), "{text}");
+    }
+    // Still healthy after all that.
+    let r = s
+        .http
+        .get(format!("{}/healthz", s.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.api))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("outcome=\"internal\""), "{metrics}");
+}
+
+#[tokio::test]
+async fn health_readiness_and_unknown_routes() {
+    let s = service().await;
+    let r = s
+        .http
+        .get(format!("{}/readyz", s.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["ready"], true);
+    assert_eq!(body["active_key"], public_key(&s).fingerprint().to_string());
+    let r = s.http.get(format!("{}/nope", s.api)).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_service_cleanly() {
+    let s = service().await;
+    let (status, _) = s.token(None, json!({"channel": "demo"})).await;
+    assert_eq!(status, 200);
+    let exit = s.terminate().await;
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[tokio::test]
+async fn a_bad_config_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[tokens]\nshare_bucket_seconds = 0\n").unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivs-playback-auth"))
+        .args(["serve", "--config", file.to_str().unwrap()])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("tokens.share_bucket_seconds"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}
