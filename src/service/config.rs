@@ -432,6 +432,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.example.toml");
+        let example = Config::load(Some(&path)).unwrap();
+        let defaults = Config::default();
+        assert_eq!(
+            serde_json::to_value(&example).unwrap(),
+            serde_json::to_value(&defaults).unwrap()
+        );
+    }
+
+    #[test]
     fn errors_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");
