@@ -711,3 +711,144 @@ async fn a_bad_config_is_refused_naming_the_key() {
     assert!(err.contains("tokens.share_bucket_seconds"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
 }
+
+/// An identity provider on loopback: a JWKS with one P-384 key, and JWTs
+/// signed by it.
+struct TestIdp {
+    key: ivs_playback_auth::PrivateKey,
+    jwks_url: String,
+}
+
+impl TestIdp {
+    async fn start() -> Self {
+        use base64::Engine as _;
+        let key = ivs_playback_auth::PrivateKey::generate().unwrap();
+        let point = key.public_key().to_sec1_bytes();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-384", "kid": "idp-1", "alg": "ES384", "use": "sig",
+            "x": b64.encode(&point[1..49]), "y": b64.encode(&point[49..97]),
+        }]});
+        let app = axum::Router::new().route(
+            "/jwks.json",
+            axum::routing::get(move || {
+                let jwks = jwks.clone();
+                async move { axum::Json(jwks) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            key,
+            jwks_url: format!("http://{addr}/jwks.json"),
+        }
+    }
+
+    fn jwt(&self, claims: Value, kid: &str) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+        header.kid = Some(kid.to_owned());
+        let key =
+            jsonwebtoken::EncodingKey::from_ec_pem(self.key.to_pkcs8_pem().unwrap().as_bytes())
+                .unwrap();
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn viewer_jwts_from_the_identity_provider_are_verified_against_its_jwks() {
+    let idp = TestIdp::start().await;
+    let s = TestService::start(&format!(
+        "{}\n[viewer_jwt]\nissuer = \"https://idp.test/\"\naudience = \"ivs-playback\"\njwks_url = \"{}\"\nleeway_seconds = 5\n",
+        config(),
+        idp.jwks_url
+    ))
+    .await;
+    s.ivs_client()
+        .create_channel()
+        .name("premium")
+        .authorized(true)
+        .send()
+        .await
+        .unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let good = json!({"iss": "https://idp.test/", "aud": "ivs-playback", "sub": "user-1234",
+        "exp": now + 600, "ivs_channels": ["premium"]});
+    let call = |jwt: String, body: Value| {
+        let http = s.http.clone();
+        let url = format!("{}/v1/token", s.api);
+        async move {
+            let r = http
+                .post(url)
+                .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {jwt}"))
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, body) = call(
+        idp.jwt(good.clone(), "idp-1"),
+        json!({"channel": "premium"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let claims = claims_of(body["token"].as_str().unwrap());
+    let viewer = claims["aws:viewer-id"].as_str().unwrap();
+    assert_eq!(viewer.len(), 40);
+    assert!(!viewer.contains("user-1234"));
+    assert_eq!(
+        play(&s, body["playback_url"].as_str().unwrap(), None)
+            .await
+            .0,
+        200
+    );
+
+    let (status, body) = call(idp.jwt(good.clone(), "idp-1"), json!({"channel": "demo"})).await;
+    assert_error(status, &body, 403, "not_entitled");
+    let (status, body) = call(
+        idp.jwt(good.clone(), "idp-1"),
+        json!({"channel": "premium", "viewer_id": "x"}),
+    )
+    .await;
+    assert_error(status, &body, 403, "not_entitled");
+
+    let mut expired = good.clone();
+    expired["exp"] = json!(now - 60);
+    let mut wrong_aud = good.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    let mut wrong_iss = good.clone();
+    wrong_iss["iss"] = json!("https://evil.test/");
+    let mut no_sub = good.clone();
+    no_sub.as_object_mut().unwrap().remove("sub");
+    let tampered = {
+        let jwt = idp.jwt(good.clone(), "idp-1");
+        let mut parts: Vec<String> = jwt.split('.').map(str::to_owned).collect();
+        parts[1] = parts[1].replacen('e', "f", 1);
+        parts.join(".")
+    };
+    let other_idp = TestIdp::start().await;
+    for (what, jwt) in [
+        ("expired", idp.jwt(expired, "idp-1")),
+        ("wrong audience", idp.jwt(wrong_aud, "idp-1")),
+        ("wrong issuer", idp.jwt(wrong_iss, "idp-1")),
+        ("no sub", idp.jwt(no_sub, "idp-1")),
+        ("unknown kid", idp.jwt(good.clone(), "idp-9")),
+        ("another key", other_idp.jwt(good.clone(), "idp-1")),
+        ("tampered", tampered),
+        (
+            "alg none",
+            "eyJhbGciOiJub25lIiwia2lkIjoiaWRwLTEifQ.eyJzdWIiOiJ4In0.".to_owned(),
+        ),
+        ("garbage", "not-a-jwt".to_owned()),
+    ] {
+        let (status, body) = call(jwt, json!({"channel": "premium"})).await;
+        assert_eq!(status, 401, "{what}: {body}");
+        assert_eq!(body["error"]["code"], "unauthenticated", "{what}");
+    }
+}

@@ -37,6 +37,8 @@ pub struct Config {
     pub viewer_ids: ViewerIdConfig,
     /// Mint-time network policy.
     pub policy: PolicyConfig,
+    /// Viewer JWTs from the application's identity provider.
+    pub viewer_jwt: Option<super::viewer::ViewerJwtConfig>,
 }
 
 /// `[server]`
@@ -371,6 +373,9 @@ impl Config {
                     return err(&at(&format!("origins[{j}]")), e.to_string());
                 }
             }
+        }
+        if let Some(viewer) = &self.viewer_jwt {
+            viewer.validate().map_err(ConfigError)?;
         }
         if let Some(secret) = &self.viewer_ids.secret {
             use secrecy::ExposeSecret as _;

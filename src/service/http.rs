@@ -21,6 +21,7 @@ use super::channels::{ChannelCache, Lookup};
 use super::error::AppError;
 use super::policy::{Caller, Policy, TokenRequest};
 use super::tokens::{Minted, Minter};
+use super::viewer::ViewerAuth;
 use crate::MaximumResolution;
 
 /// Most channels in one batch request.
@@ -34,6 +35,7 @@ pub struct AppState {
 
 struct Inner {
     channels: ChannelCache,
+    viewers: Option<Arc<ViewerAuth>>,
     policy: Policy,
     minter: Minter,
     max_body: usize,
@@ -45,6 +47,7 @@ impl AppState {
     /// Bundles the parts.
     pub fn new(
         channels: ChannelCache,
+        viewers: Option<Arc<ViewerAuth>>,
         policy: Policy,
         minter: Minter,
         max_body: usize,
@@ -54,6 +57,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 channels,
+                viewers,
                 policy,
                 minter,
                 max_body,
@@ -275,6 +279,26 @@ fn answer(minted: &Minted, channel: &super::ivs::ChannelInfo) -> Value {
     })
 }
 
+/// The caller: a viewer JWT in `Authorization: Bearer`, an API key, or
+/// nobody.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    ip: std::net::IpAddr,
+) -> Result<Caller, AppError> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match (bearer, &state.inner.viewers) {
+        (Some(token), Some(viewers)) if !headers.contains_key(super::policy::API_KEY_HEADER) => {
+            let viewer = viewers.verify(token.trim()).await?;
+            Ok(state.inner.policy.viewer_caller(viewer))
+        }
+        _ => state.inner.policy.authenticate(headers, ip),
+    }
+}
+
 /// One request, from the caller to the answer.
 /// A channel reference must be a channel ARN or an IVS channel name, so that
 /// nothing malformed ever reaches IVS.
@@ -387,7 +411,7 @@ async fn token(
     let work = async {
         let policy = &state.inner.policy;
         policy.check_network(ip, &headers)?;
-        let caller = policy.authenticate(&headers, ip)?;
+        let caller = authenticate(&state, &headers, ip).await?;
         policy.rate_limit(&caller, 1)?;
         let value = read_json(&headers, body, state.inner.max_body).await?;
         let request = parse_request(&value, "")?;
@@ -417,7 +441,7 @@ async fn tokens(
     let work = async {
         let policy = &state.inner.policy;
         policy.check_network(ip, &headers)?;
-        let caller = policy.authenticate(&headers, ip)?;
+        let caller = authenticate(&state, &headers, ip).await?;
         let value = read_json(&headers, body, state.inner.max_body).await?;
         let items = value
             .get("requests")

@@ -14,6 +14,7 @@ pub mod ivs;
 pub mod local_ivs;
 pub mod policy;
 pub mod tokens;
+pub mod viewer;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -85,6 +86,7 @@ pub struct Application {
     router: axum::Router,
     local_ivs: Option<LocalIvs>,
     channels: ChannelCache,
+    viewer_auth: Option<std::sync::Arc<viewer::ViewerAuth>>,
     refresh_every: Duration,
     grace: Duration,
     info: StartupInfo,
@@ -156,6 +158,14 @@ impl Application {
                 ViewerIdHasher::new(&secret).map_err(|e| ServiceError::Key(e.to_string()))?
             }
         };
+        let viewer_auth = match &config.viewer_jwt {
+            Some(section) => Some(std::sync::Arc::new(
+                viewer::ViewerAuth::new(section.clone())
+                    .await
+                    .map_err(|e| ServiceError::Config(config::ConfigError(e)))?,
+            )),
+            None => None,
+        };
         let policy = Policy::new(&config, &anonymous_extra, viewer_ids);
         let minter = Minter::new(
             signer,
@@ -163,6 +173,7 @@ impl Application {
         );
         let state = http::AppState::new(
             channels.clone(),
+            viewer_auth.clone(),
             policy,
             minter,
             config.server.max_body_bytes,
@@ -195,6 +206,7 @@ impl Application {
             router,
             local_ivs,
             channels,
+            viewer_auth,
             refresh_every: Duration::from_secs(config.channels.refresh_seconds.max(1)),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
             info,
@@ -236,6 +248,16 @@ impl Application {
                 }
             }
         });
+        let jwks_refresher = self.viewer_auth.clone().map(|auth| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(auth.refresh_every());
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    auth.refresh().await;
+                }
+            })
+        });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let mut stop_rx2 = stop_rx.clone();
         tokio::spawn(async move {
@@ -261,6 +283,9 @@ impl Application {
             }
         };
         refresher.abort();
+        if let Some(task) = jwks_refresher {
+            task.abort();
+        }
         if let Some(local) = self.local_ivs {
             local.stop().await;
         }

@@ -19,6 +19,7 @@ use subtle::ConstantTimeEq as _;
 use super::config::{AnonymousConfig, ApiKeyConfig, Config, PolicyConfig};
 use super::error::AppError;
 use super::ivs::ChannelInfo;
+use super::viewer::{Viewer, ViewerJwtConfig};
 use crate::claims::SHORT_LIVED_LIMIT;
 use crate::{AllowedOrigins, MaximumResolution, Origin, ViewerId, ViewerIdHasher};
 
@@ -129,6 +130,18 @@ pub enum Caller {
     ApiKey(Arc<ApiKeyRule>),
     /// Nobody in particular, from this address.
     Anonymous(IpAddr),
+    /// A viewer with a verified JWT.
+    Viewer(Arc<ViewerCaller>),
+}
+
+/// A verified viewer, as the policy sees it.
+#[derive(Debug)]
+pub struct ViewerCaller {
+    /// `sub`, kept only for the rate limiter's key.
+    subject: String,
+    /// `aws:viewer-id` for this viewer.
+    pseudonym: ViewerId,
+    channels: Vec<Pattern>,
 }
 
 impl Caller {
@@ -137,6 +150,8 @@ impl Caller {
         match self {
             Self::ApiKey(rule) => format!("api_key:{}", rule.name),
             Self::Anonymous(_) => "anonymous".into(),
+            // The pseudonym, never `sub`: it may be personal data.
+            Self::Viewer(v) => format!("viewer:{}", v.pseudonym),
         }
     }
 }
@@ -168,6 +183,9 @@ pub struct Policy {
     network: PolicyConfig,
     default_ttl: u64,
     viewer_ids: ViewerIdHasher,
+    viewer_jwt: Option<ViewerJwtConfig>,
+    viewer_origins: Option<AllowedOrigins>,
+    viewer_limiter: DefaultKeyedRateLimiter<String>,
 }
 
 fn quota(per_second: u32) -> Quota {
@@ -225,6 +243,17 @@ impl Policy {
             network: config.policy.clone(),
             default_ttl: config.tokens.default_ttl_seconds,
             viewer_ids,
+            viewer_origins: config
+                .viewer_jwt
+                .as_ref()
+                .and_then(|v| origins_of(&v.origins)),
+            viewer_limiter: RateLimiter::keyed(quota(
+                config
+                    .viewer_jwt
+                    .as_ref()
+                    .map_or(1, |v| v.rate_per_viewer_per_second),
+            )),
+            viewer_jwt: config.viewer_jwt.clone(),
         }
     }
 
@@ -253,6 +282,15 @@ impl Policy {
             ));
         }
         Ok(Caller::Anonymous(ip))
+    }
+
+    /// The caller for a verified viewer JWT.
+    pub fn viewer_caller(&self, viewer: Viewer) -> Caller {
+        Caller::Viewer(Arc::new(ViewerCaller {
+            pseudonym: self.viewer_ids.viewer_id(&viewer.subject),
+            subject: viewer.subject,
+            channels: viewer.channels.into_iter().map(Pattern).collect(),
+        }))
     }
 
     /// IP and country rules, before anything else.
@@ -310,6 +348,10 @@ impl Policy {
         let (result, which) = match caller {
             Caller::ApiKey(rule) => (rule.limiter.check_n(n), format!("API key {}", rule.name)),
             Caller::Anonymous(ip) => (self.ip_limiter.check_key_n(ip, n), format!("client {ip}")),
+            Caller::Viewer(v) => (
+                self.viewer_limiter.check_key_n(&v.subject, n),
+                format!("viewer {}", v.pseudonym),
+            ),
         };
         match result {
             Ok(Ok(())) => Ok(()),
@@ -339,6 +381,7 @@ impl Policy {
         match caller {
             Caller::ApiKey(rule) => self.entitle_api_key(rule, channel, request),
             Caller::Anonymous(_) => self.entitle_anonymous(channel, request),
+            Caller::Viewer(v) => self.entitle_viewer(v, channel, request),
         }
     }
 
@@ -468,6 +511,75 @@ impl Policy {
             single_use: request.single_use,
             viewer: self.viewer(request)?,
             resolution,
+        })
+    }
+
+    fn entitle_viewer(
+        &self,
+        viewer: &ViewerCaller,
+        channel: &ChannelInfo,
+        request: &TokenRequest,
+    ) -> Result<Grant, AppError> {
+        let Some(config) = &self.viewer_jwt else {
+            return Err(AppError::Unauthenticated(
+                "viewer tokens are not configured".into(),
+            ));
+        };
+        if !viewer.channels.iter().any(|p| p.matches(channel)) {
+            return Err(AppError::not_entitled(
+                Some("channel"),
+                format!(
+                    "the viewer token does not list channel {} in `{}`",
+                    channel.arn, config.channels_claim
+                ),
+            ));
+        }
+        if request.viewer_id.is_some() {
+            return Err(AppError::not_entitled(
+                Some("viewer_id"),
+                "a viewer's id comes from its token's `sub`; leave viewer_id out",
+            ));
+        }
+        if request.single_use && !config.allow_single_use {
+            return Err(AppError::not_entitled(
+                Some("single_use"),
+                "viewers may not ask for single-use tokens",
+            ));
+        }
+        let ttl = Self::ttl(
+            request.ttl_seconds,
+            self.default_ttl.min(config.max_ttl_seconds),
+            config.max_ttl_seconds,
+            "viewer access",
+        )?;
+        let origins = match &request.origins {
+            None => self.viewer_origins.clone(),
+            Some(list) => {
+                let parsed = Self::parse_origins(list)?;
+                if let Some(configured) = self.viewer_origins.as_ref().filter(|c| !c.is_any())
+                    && let Some((i, o)) = parsed
+                        .iter()
+                        .enumerate()
+                        .find(|(_, o)| !configured.origins().contains(o))
+                {
+                    return Err(AppError::not_entitled(
+                        Some(&format!("origins[{i}]")),
+                        format!("viewer tokens may not allow origin {o}"),
+                    ));
+                }
+                Some(
+                    AllowedOrigins::from_origins(parsed)
+                        .map_err(|e| AppError::field("origins", e.to_string()))?,
+                )
+            }
+        };
+        Ok(Grant {
+            ttl: Duration::from_secs(ttl),
+            origins,
+            strict: request.strict_origin,
+            single_use: request.single_use,
+            viewer: Some(viewer.pseudonym.clone()),
+            resolution: request.maximum_resolution,
         })
     }
 
