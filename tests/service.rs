@@ -852,3 +852,71 @@ async fn viewer_jwts_from_the_identity_provider_are_verified_against_its_jwks() 
         assert_eq!(body["error"]["code"], "unauthenticated", "{what}");
     }
 }
+
+#[tokio::test]
+async fn the_openapi_document_describes_what_the_service_answers() {
+    let s = service().await;
+    let doc: Value = s
+        .http
+        .get(format!("{}/openapi.json", s.api))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let post = &doc["paths"]["/v1/token"]["post"];
+    for status in [
+        "200", "400", "401", "403", "404", "409", "413", "415", "429", "503",
+    ] {
+        assert!(
+            post["responses"][status].is_object(),
+            "{status} is documented"
+        );
+    }
+    assert!(doc["paths"]["/v1/tokens"]["post"].is_object());
+    let schemas = &doc["components"]["schemas"];
+    let props = |name: &str| -> Vec<String> {
+        let mut keys: Vec<String> = schemas[name]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    };
+    // A real answer has exactly the documented fields.
+    let (_, body) = s.token(Some(BACKEND_KEY), json!({"channel": "demo"})).await;
+    let mut got: Vec<String> = body.as_object().unwrap().keys().cloned().collect();
+    got.sort();
+    assert_eq!(got, props("TokenResponse"));
+    let (_, error) = s
+        .token(
+            Some(BACKEND_KEY),
+            json!({"channel": "demo", "ttl_seconds": "x"}),
+        )
+        .await;
+    let mut got: Vec<String> = error["error"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    got.sort();
+    assert_eq!(got, props("ErrorDetail"));
+    // Every field the service accepts is documented.
+    assert_eq!(
+        props("TokenRequest"),
+        [
+            "channel",
+            "maximum_resolution",
+            "origins",
+            "single_use",
+            "strict_origin",
+            "ttl_seconds",
+            "viewer_id"
+        ]
+    );
+}

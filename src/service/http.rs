@@ -93,6 +93,7 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
+        .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .with_state(state);
     let cors = if cors_origins.is_empty() {
@@ -490,6 +491,15 @@ async fn tokens(
         }),
     };
     finish(started, result)
+}
+
+async fn openapi() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        super::openapi::json(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> Response {

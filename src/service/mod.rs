@@ -12,6 +12,7 @@ pub mod error;
 pub mod http;
 pub mod ivs;
 pub mod local_ivs;
+pub mod openapi;
 pub mod policy;
 pub mod tokens;
 pub mod viewer;

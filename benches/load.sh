@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Load benchmark of POST /v1/token, in one run, on this machine:
+#   1. the ceiling: two cores' raw aws-lc-rs ES384 signing rate (examples/sign_rate.rs);
+#   2. the signing path: viewer tokens through an API key (every request signs);
+#   3. the shared path: anonymous tokens for the demo channel (signed once per bucket);
+#   4. p99 latency of the signing path at half its peak rate (oha, fixed rate);
+#   5. the same signing load against the IVS docs' Node snippet behind express (benches/node-baseline);
+#   6. the service's peak RSS.
+# It installs what it needs (wrk from Debian, oha from crates.io, the Node packages from the lock file).
+#
+#   benches/load.sh            # DURATION=10 CONNECTIONS=64 by default
+set -euo pipefail
+cd "$(dirname "$0")/.."
+duration=${DURATION:-10}
+connections=${CONNECTIONS:-64}
+export PATH="$HOME/.cargo/bin:$PATH"
+
+command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; }
+command -v oha >/dev/null || cargo install oha --locked
+command -v node >/dev/null || { echo "node is needed for the baseline" >&2; exit 1; }
+(cd benches/node-baseline && npm ci --no-audit --no-fund --silent)
+cargo build --release --locked --bin ivs-playback-auth --example sign_rate
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+key=bench-api-key-0123456789
+cat >"$work/config.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+[keys]
+dir = "$work/keys"
+[[api_keys]]
+name = "bench"
+sha256 = "$(printf %s "$key" | sha256sum | cut -c1-64)"
+channels = ["*"]
+rate_per_second = 10000000
+[anonymous]
+rate_per_ip_per_second = 10000000
+[viewer_ids]
+secret = "load-benchmark-secret-0123456789abcdef"
+EOF
+
+RUST_LOG=error target/release/ivs-playback-auth serve --config "$work/config.toml" >"$work/serve.out" 2>"$work/serve.err" &
+serve_pid=$!
+pids+=("$serve_pid")
+for _ in $(seq 100); do grep -q '^demo channel' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+api=$(sed -n 's/^token API: *//p' "$work/serve.out")
+[ -n "$api" ] || { cat "$work/serve.err" >&2; exit 1; }
+demo_arn=$(sed -n 's/^demo channel: \([^ ]*\).*/\1/p' "$work/serve.out")
+playback=$(curl -s -X POST "$api/v1/token" -H 'content-type: application/json' -d '{"channel":"demo"}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["playback_url"].split("?")[0])')
+
+node benches/node-baseline/server.js 0 "$work/keys/playback-key.pem" "$demo_arn" "$playback" >"$work/node.out" 2>&1 &
+node_pid=$!
+pids+=("$node_pid")
+for _ in $(seq 100); do grep -q listening "$work/node.out" 2>/dev/null && break; sleep 0.1; done
+node_port=$(sed -n 's/^listening on //p' "$work/node.out")
+[ -n "$node_port" ] || { cat "$work/node.out" >&2; exit 1; }
+node_api="http://127.0.0.1:$node_port"
+
+lua() { # file body [api-key]
+  cat >"$1" <<EOF
+wrk.method = "POST"
+wrk.body = '$2'
+wrk.headers["Content-Type"] = "application/json"
+${3:+wrk.headers["X-Api-Key"] = "$3"}
+EOF
+}
+lua "$work/viewer.lua" '{"channel":"demo","viewer_id":"bench-user"}' "$key"
+lua "$work/shared.lua" '{"channel":"demo"}'
+
+wrk_run() { # name url lua -> "rps p50 p99"
+  local out
+  out=$(wrk -t1 -c"$connections" -d"${duration}s" --latency -s "$3" "$2/v1/token")
+  echo "$out" >"$work/$1.wrk"
+  local non2xx
+  non2xx=$(echo "$out" | sed -n 's/^ *Non-2xx or 3xx responses: *//p')
+  [ -z "$non2xx" ] || { echo "$1: $non2xx failed responses" >&2; echo "$out" >&2; exit 1; }
+  printf '%s %s %s\n' \
+    "$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')" \
+    "$(echo "$out" | awk '$1 == "50%" {print $2}')" \
+    "$(echo "$out" | awk '$1 == "99%" {print $2}')"
+}
+
+echo "measuring the raw signing rate on 2 threads..." >&2
+raw=$(target/release/examples/sign_rate 2 "$duration")
+echo "signing path..." >&2
+read -r sign_rps sign_p50 sign_p99 < <(wrk_run signing "$api" "$work/viewer.lua")
+echo "shared path..." >&2
+read -r shared_rps shared_p50 shared_p99 < <(wrk_run shared "$api" "$work/shared.lua")
+half=$(python3 -c "print(int(float('$sign_rps') / 2))")
+echo "signing path at half peak ($half/s)..." >&2
+oha -z "${duration}s" -q "$half" -c 32 --no-tui --output-format json -m POST \
+  -H 'content-type: application/json' -H "x-api-key: $key" \
+  -d '{"channel":"demo","viewer_id":"bench-user"}' "$api/v1/token" >"$work/half.json"
+read -r half_p50 half_p99 half_ok < <(python3 - "$work/half.json" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+p = d["latencyPercentiles"]
+codes = d.get("statusCodeDistribution", {})
+print(f'{p["p50"] * 1000:.3f}ms {p["p99"] * 1000:.3f}ms {codes.get("200", 0)}/{sum(codes.values())}')
+EOF
+)
+rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
+echo "Node baseline..." >&2
+read -r node_rps node_p50 node_p99 < <(wrk_run node "$node_api" "$work/viewer.lua")
+
+python3 - "$raw" "$sign_rps" "$shared_rps" "$node_rps" "$rss_kb" <<EOF | tee target/load-report.txt
+import sys
+raw, sign, shared, node, rss = map(float, sys.argv[1:])
+print("POST /v1/token on loopback, ${connections} connections, ${duration} s each, wrk -t1 and oha on the same 2 cores")
+print(f"raw aws-lc-rs ES384 sign, 2 threads: {raw:,.0f}/s")
+print(f"signing path (viewer tokens):        {sign:,.0f}/s  p50 ${sign_p50} p99 ${sign_p99}  = {sign / raw:.2f}x raw (goal >= 0.80)")
+print(f"shared path (anonymous, cached):     {shared:,.0f}/s  p50 ${shared_p50} p99 ${shared_p99}  = {shared / sign:.1f}x signing (goal >= 4)")
+print(f"signing path at half peak (oha -q):  p50 ${half_p50} p99 ${half_p99} ok ${half_ok}  (goal p99 <= 2 ms)")
+print(f"Node docs snippet (express):         {node:,.0f}/s  p50 ${node_p50} p99 ${node_p99}  -> ours {sign / node:.1f}x (goal >= 20)")
+print(f"service peak RSS (VmHWM):            {rss / 1024:.1f} MB (goal <= 30)")
+EOF
