@@ -920,3 +920,56 @@ async fn the_openapi_document_describes_what_the_service_answers() {
         ]
     );
 }
+
+#[tokio::test]
+async fn network_and_country_rules_refuse_before_anything_else() {
+    let denied = TestService::start(&format!(
+        "{}\n[policy]\ndeny_cidrs = [\"127.0.0.0/8\"]\n",
+        config()
+    ))
+    .await;
+    let (status, body) = denied
+        .token(Some(BACKEND_KEY), json!({"channel": "demo"}))
+        .await;
+    assert_error(status, &body, 403, "policy_denied");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("policy.deny_cidrs")
+    );
+
+    let geo = TestService::start(&format!(
+        "{}\n[policy]\ncountry_header = \"CloudFront-Viewer-Country\"\nallow_countries = [\"DE\", \"FR\"]\ndeny_countries = [\"FR\"]\n",
+        config()
+    ))
+    .await;
+    let ask = |country: Option<&'static str>| {
+        let mut r = geo
+            .http
+            .post(format!("{}/v1/token", geo.api))
+            .header("content-type", "application/json")
+            .header("x-api-key", BACKEND_KEY)
+            .body(r#"{"channel":"demo"}"#);
+        if let Some(c) = country {
+            r = r.header("cloudfront-viewer-country", c);
+        }
+        async move {
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    assert_eq!(ask(Some("DE")).await.0, 200);
+    let (status, body) = ask(Some("FR")).await;
+    assert_error(status, &body, 403, "policy_denied");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deny_countries")
+    );
+    let (status, body) = ask(Some("US")).await;
+    assert_error(status, &body, 403, "policy_denied");
+    let (status, _) = ask(None).await;
+    assert_eq!(status, 403, "no country header: not in the allow list");
+}

@@ -30,40 +30,34 @@ pub const MAX_BATCH: usize = 50;
 /// Everything a request needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    inner: Arc<Inner>,
+    inner: Arc<AppParts>,
 }
 
-struct Inner {
-    channels: ChannelCache,
-    viewers: Option<Arc<ViewerAuth>>,
-    policy: Policy,
-    minter: Minter,
-    max_body: usize,
-    timeout: Duration,
-    allow_public: bool,
+/// What the handlers share.
+pub struct AppParts {
+    /// The channel cache.
+    pub channels: ChannelCache,
+    /// Viewer JWT verification, when configured.
+    pub viewers: Option<Arc<ViewerAuth>>,
+    /// Who may mint what.
+    pub policy: Policy,
+    /// Signing and the shared-token cache.
+    pub minter: Minter,
+    /// Largest request body.
+    pub max_body: usize,
+    /// Longest a request may take.
+    pub timeout: Duration,
+    /// Mint for public channels too.
+    pub allow_public: bool,
+    /// When the active key was made (for its age metric).
+    pub key_created: SystemTime,
 }
 
 impl AppState {
-    /// Bundles the parts.
-    pub fn new(
-        channels: ChannelCache,
-        viewers: Option<Arc<ViewerAuth>>,
-        policy: Policy,
-        minter: Minter,
-        max_body: usize,
-        timeout: Duration,
-        allow_public: bool,
-    ) -> Self {
+    /// Shares the parts.
+    pub fn new(parts: AppParts) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                channels,
-                viewers,
-                policy,
-                minter,
-                max_body,
-                timeout,
-                allow_public,
-            }),
+            inner: Arc::new(parts),
         }
     }
 }
@@ -538,6 +532,10 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     let set = state.inner.minter.signer().key_set().snapshot();
     metrics::gauge!("active_key_info", "fingerprint" => set.active().fingerprint().to_string())
         .set(1.0);
+    let age = SystemTime::now()
+        .duration_since(state.inner.key_created)
+        .unwrap_or_default();
+    metrics::gauge!("active_key_age_seconds").set(age.as_secs_f64());
     match metrics_handle() {
         Some(handle) => (
             StatusCode::OK,

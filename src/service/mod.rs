@@ -128,6 +128,9 @@ impl Application {
             .with_ivs_key_pair_arn(key_arn);
         let fingerprint = key.fingerprint().to_string();
         drop(key);
+        let key_created = std::fs::metadata(&key_file)
+            .and_then(|m| m.modified())
+            .unwrap_or_else(|_| std::time::SystemTime::now());
         let signer = TokenSigner::from_shared(SharedKeySet::new(KeySet::new(signing_key)));
 
         let mut anonymous_extra = Vec::new();
@@ -172,15 +175,16 @@ impl Application {
             signer,
             Duration::from_secs(config.tokens.share_bucket_seconds),
         );
-        let state = http::AppState::new(
-            channels.clone(),
-            viewer_auth.clone(),
+        let state = http::AppState::new(http::AppParts {
+            channels: channels.clone(),
+            viewers: viewer_auth.clone(),
             policy,
             minter,
-            config.server.max_body_bytes,
-            config.request_timeout(),
-            config.channels.allow_public,
-        );
+            max_body: config.server.max_body_bytes,
+            timeout: config.request_timeout(),
+            allow_public: config.channels.allow_public,
+            key_created,
+        });
         let router = http::router(state, &config.server.cors_origins);
         let listener = TcpListener::bind(config.server.listen)
             .await
