@@ -62,19 +62,25 @@ node_port=$(sed -n 's/^listening on //p' "$work/node.out")
 node_api="http://127.0.0.1:$node_port"
 
 lua() { # file body [api-key]
-  cat >"$1" <<EOF
-wrk.method = "POST"
-wrk.body = '$2'
-wrk.headers["Content-Type"] = "application/json"
-${3:+wrk.headers["X-Api-Key"] = "$3"}
-EOF
+  {
+    echo 'wrk.method = "POST"'
+    echo "wrk.body = '$2'"
+    echo 'wrk.headers["Content-Type"] = "application/json"'
+    if [ -n "${3:-}" ]; then echo "wrk.headers[\"X-Api-Key\"] = \"$3\""; fi
+  } >"$1"
 }
 lua "$work/viewer.lua" '{"channel":"demo","viewer_id":"bench-user"}' "$key"
 lua "$work/shared.lua" '{"channel":"demo"}'
 
-wrk_run() { # name url lua -> "rps p50 p99"
-  local out
+cpu_seconds() { # pid -> user+system CPU seconds so far
+  awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"
+}
+
+wrk_run() { # name url lua -> "rps p50 p99"; the server's CPU seconds go to $work/name.cpu
+  local out before
+  before=$(cpu_seconds "$4")
   out=$(wrk -t1 -c"$connections" -d"${duration}s" --latency -s "$3" "$2/v1/token")
+  python3 -c "print($(cpu_seconds "$4") - $before)" >"$work/$1.cpu"
   echo "$out" >"$work/$1.wrk"
   local non2xx
   non2xx=$(echo "$out" | sed -n 's/^ *Non-2xx or 3xx responses: *//p')
@@ -88,9 +94,9 @@ wrk_run() { # name url lua -> "rps p50 p99"
 echo "measuring the raw signing rate on 2 threads..." >&2
 raw=$(target/release/examples/sign_rate 2 "$duration")
 echo "signing path..." >&2
-read -r sign_rps sign_p50 sign_p99 < <(wrk_run signing "$api" "$work/viewer.lua")
+read -r sign_rps sign_p50 sign_p99 < <(wrk_run signing "$api" "$work/viewer.lua" "$serve_pid")
 echo "shared path..." >&2
-read -r shared_rps shared_p50 shared_p99 < <(wrk_run shared "$api" "$work/shared.lua")
+read -r shared_rps shared_p50 shared_p99 < <(wrk_run shared "$api" "$work/shared.lua" "$serve_pid")
 half=$(python3 -c "print(int(float('$sign_rps') / 2))")
 echo "signing path at half peak ($half/s)..." >&2
 oha -z "${duration}s" -q "$half" -c 32 --no-tui --output-format json -m POST \
@@ -106,14 +112,17 @@ EOF
 )
 rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
 echo "Node baseline..." >&2
-read -r node_rps node_p50 node_p99 < <(wrk_run node "$node_api" "$work/viewer.lua")
+read -r node_rps node_p50 node_p99 < <(wrk_run node "$node_api" "$work/viewer.lua" "$node_pid")
 
-python3 - "$raw" "$sign_rps" "$shared_rps" "$node_rps" "$rss_kb" <<EOF | tee target/load-report.txt
+sign_cpu=$(cat "$work/signing.cpu")
+python3 - "$raw" "$sign_rps" "$shared_rps" "$node_rps" "$rss_kb" "$sign_cpu" <<EOF | tee target/load-report.txt
 import sys
-raw, sign, shared, node, rss = map(float, sys.argv[1:])
+raw, sign, shared, node, rss, sign_cpu = map(float, sys.argv[1:])
 print("POST /v1/token on loopback, ${connections} connections, ${duration} s each, wrk -t1 and oha on the same 2 cores")
 print(f"raw aws-lc-rs ES384 sign, 2 threads: {raw:,.0f}/s")
 print(f"signing path (viewer tokens):        {sign:,.0f}/s  p50 ${sign_p50} p99 ${sign_p99}  = {sign / raw:.2f}x raw (goal >= 0.80)")
+print(f"  the service used {sign_cpu / ${duration}:.2f} of the 2 cores (the load generator the rest): "
+      f"{sign * ${duration} / sign_cpu:,.0f} tokens per service CPU-second = {sign * ${duration} / sign_cpu / (raw / 2):.2f}x one core's raw rate")
 print(f"shared path (anonymous, cached):     {shared:,.0f}/s  p50 ${shared_p50} p99 ${shared_p99}  = {shared / sign:.1f}x signing (goal >= 4)")
 print(f"signing path at half peak (oha -q):  p50 ${half_p50} p99 ${half_p99} ok ${half_ok}  (goal p99 <= 2 ms)")
 print(f"Node docs snippet (express):         {node:,.0f}/s  p50 ${node_p50} p99 ${node_p99}  -> ours {sign / node:.1f}x (goal >= 20)")
