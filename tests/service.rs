@@ -973,3 +973,90 @@ async fn network_and_country_rules_refuse_before_anything_else() {
     let (status, _) = ask(None).await;
     assert_eq!(status, 403, "no country header: not in the allow list");
 }
+
+#[tokio::test]
+async fn aws_mode_talks_to_ivs_through_the_sdk_and_starts_no_local_ivs() {
+    use ivs_playback_auth::service::local_ivs::{LocalIvs, LocalIvsConfig};
+    // Standing in for Amazon IVS: a local IVS that checks SigV4 signatures,
+    // so the service's credential chain is exercised for real.
+    let ivs = LocalIvs::start(LocalIvsConfig {
+        credentials: vec![(
+            "AKIDSERVICE".into(),
+            "service-secret".into(),
+            Some("444455556666".into()),
+        )],
+        ..LocalIvsConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aws.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[ivs]\nmode = \"aws\"\nregion = \"eu-west-1\"\nendpoint_url = \"{}\"\n[keys]\ndir = \"{}\"\ngenerate_if_missing = true\n",
+            config(),
+            ivs.endpoint_url(),
+            dir.path().join("keys").display()
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDSERVICE"),
+        ("AWS_SECRET_ACCESS_KEY", "service-secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+    ];
+    // A private channel in IVS before the service starts: the warm-up finds it.
+    let client = {
+        use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region};
+        aws_sdk_ivs::Client::from_conf(
+            aws_sdk_ivs::Config::builder()
+                .behavior_version(BehaviorVersion::latest())
+                .region(Region::new("eu-west-1"))
+                .endpoint_url(ivs.endpoint_url())
+                .credentials_provider(Credentials::new(
+                    "AKIDSERVICE",
+                    "service-secret",
+                    None,
+                    None,
+                    "t",
+                ))
+                .build(),
+        )
+    };
+    client
+        .create_channel()
+        .name("team-prod")
+        .authorized(true)
+        .send()
+        .await
+        .unwrap();
+    let s = TestService::start_with_env(dir, &file, &env).await;
+    assert!(s.ivs.is_empty(), "no local IVS in aws mode");
+    // The service imported its key into "IVS".
+    let pairs = client.list_playback_key_pairs().send().await.unwrap();
+    assert_eq!(pairs.key_pairs().len(), 1);
+    let (status, body) = s
+        .token(Some(BACKEND_KEY), json!({"channel": "team-prod"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body["channel_arn"]
+            .as_str()
+            .unwrap()
+            .contains(":eu-west-1:444455556666:channel/")
+    );
+    let (status, playlist) = play(
+        &s,
+        body["playback_url"].as_str().unwrap(),
+        Some("https://app.example.com"),
+    )
+    .await;
+    assert_eq!(status, 200, "{playlist}");
+    // No demo channel outside local mode.
+    let (status, _) = s.token(None, json!({"channel": "demo"})).await;
+    assert_eq!(status, 404);
+    ivs.stop().await;
+}

@@ -41,8 +41,18 @@ impl TestService {
     }
 
     pub async fn start_with_file(dir: tempfile::TempDir, config: &std::path::Path) -> Self {
+        Self::start_with_env(dir, config, &[]).await
+    }
+
+    /// Starts `serve` with extra environment variables.
+    pub async fn start_with_env(
+        dir: tempfile::TempDir,
+        config: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_ivs-playback-auth"))
             .args(["serve", "--config", config.to_str().unwrap()])
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
@@ -59,7 +69,8 @@ impl TestService {
                 if let Some(url) = line.strip_prefix("local IVS:") {
                     ivs = Some(url.trim().to_owned());
                 }
-                if api.is_some() && ivs.is_some() {
+                // The key line comes after the addresses, in every mode.
+                if line.starts_with("signing key:") {
                     break;
                 }
             }
