@@ -1058,5 +1058,46 @@ async fn aws_mode_talks_to_ivs_through_the_sdk_and_starts_no_local_ivs() {
     // No demo channel outside local mode.
     let (status, _) = s.token(None, json!({"channel": "demo"})).await;
     assert_eq!(status, 404);
+    // IVS gone: cached channels still mint, an unknown one is a 503, not a 500.
     ivs.stop().await;
+    let (status, _) = s
+        .token(Some(BACKEND_KEY), json!({"channel": "team-prod"}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = s
+        .token(Some(BACKEND_KEY), json!({"channel": "team-new"}))
+        .await;
+    assert_error(status, &body, 503, "ivs_unavailable");
+}
+
+#[tokio::test]
+async fn environment_variables_override_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[keys]\ndir = \"{}\"\n",
+            config(),
+            dir.path().join("keys").display()
+        ),
+    )
+    .unwrap();
+    let s = TestService::start_with_env(
+        dir,
+        &file,
+        &[("IVS_AUTH__TOKENS__DEFAULT_TTL_SECONDS", "120")],
+    )
+    .await;
+    let (_, body) = s
+        .token(
+            Some(BACKEND_KEY),
+            json!({"channel": "demo", "viewer_id": "v"}),
+        )
+        .await;
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(body["expires_at"].as_u64().unwrap() <= now + 121, "{body}");
 }
