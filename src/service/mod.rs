@@ -253,6 +253,17 @@ impl Application {
                 }
             }
         });
+        // The Prometheus recorder buffers histogram samples until upkeep
+        // drains them into buckets; without it memory grows with traffic.
+        let upkeep = tokio::spawn(async {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                if let Some(handle) = http::metrics_handle() {
+                    handle.run_upkeep();
+                }
+            }
+        });
         let jwks_refresher = self.viewer_auth.clone().map(|auth| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(auth.refresh_every());
@@ -288,6 +299,7 @@ impl Application {
             }
         };
         refresher.abort();
+        upkeep.abort();
         if let Some(task) = jwks_refresher {
             task.abort();
         }
