@@ -394,6 +394,21 @@ fn finish(started: Instant, result: Result<Value, AppError>) -> Response {
     }
 }
 
+/// The request's work, or 503 `timeout` when it takes too long.
+async fn within(
+    timeout: Duration,
+    work: impl std::future::Future<Output = Result<Value, AppError>>,
+) -> Result<Value, AppError> {
+    tokio::time::timeout(timeout, work)
+        .await
+        .unwrap_or_else(|_| {
+            Err(AppError::Unavailable {
+                code: "timeout",
+                message: format!("the request took longer than {} ms", timeout.as_millis()),
+            })
+        })
+}
+
 async fn token(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -414,14 +429,7 @@ async fn token(
             audit_refusal(&caller.name(), &request.channel, e);
         })
     };
-    let result = match tokio::time::timeout(timeout, work).await {
-        Ok(result) => result,
-        Err(_) => Err(AppError::Unavailable {
-            code: "timeout",
-            message: format!("the request took longer than {} ms", timeout.as_millis()),
-        }),
-    };
-    finish(started, result)
+    finish(started, within(timeout, work).await)
 }
 
 async fn tokens(
@@ -477,14 +485,7 @@ async fn tokens(
         }
         Ok(json!({ "results": results }))
     };
-    let result = match tokio::time::timeout(timeout, work).await {
-        Ok(result) => result,
-        Err(_) => Err(AppError::Unavailable {
-            code: "timeout",
-            message: format!("the request took longer than {} ms", timeout.as_millis()),
-        }),
-    };
-    finish(started, result)
+    finish(started, within(timeout, work).await)
 }
 
 async fn openapi() -> Response {

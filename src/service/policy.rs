@@ -514,6 +514,33 @@ impl Policy {
         })
     }
 
+    /// The origins a caller without its own origin rights gets: the
+    /// configured ones, or a subset it asks for.
+    fn narrow_origins(
+        requested: Option<&[String]>,
+        configured: Option<&AllowedOrigins>,
+        who: &str,
+    ) -> Result<Option<AllowedOrigins>, AppError> {
+        let Some(list) = requested else {
+            return Ok(configured.cloned());
+        };
+        let parsed = Self::parse_origins(list)?;
+        if let Some(configured) = configured.filter(|c| !c.is_any())
+            && let Some((i, o)) = parsed
+                .iter()
+                .enumerate()
+                .find(|(_, o)| !configured.origins().contains(o))
+        {
+            return Err(AppError::not_entitled(
+                Some(&format!("origins[{i}]")),
+                format!("{who} may not allow origin {o}"),
+            ));
+        }
+        AllowedOrigins::from_origins(parsed)
+            .map(Some)
+            .map_err(|e| AppError::field("origins", e.to_string()))
+    }
+
     fn entitle_viewer(
         &self,
         viewer: &ViewerCaller,
@@ -552,27 +579,11 @@ impl Policy {
             config.max_ttl_seconds,
             "viewer access",
         )?;
-        let origins = match &request.origins {
-            None => self.viewer_origins.clone(),
-            Some(list) => {
-                let parsed = Self::parse_origins(list)?;
-                if let Some(configured) = self.viewer_origins.as_ref().filter(|c| !c.is_any())
-                    && let Some((i, o)) = parsed
-                        .iter()
-                        .enumerate()
-                        .find(|(_, o)| !configured.origins().contains(o))
-                {
-                    return Err(AppError::not_entitled(
-                        Some(&format!("origins[{i}]")),
-                        format!("viewer tokens may not allow origin {o}"),
-                    ));
-                }
-                Some(
-                    AllowedOrigins::from_origins(parsed)
-                        .map_err(|e| AppError::field("origins", e.to_string()))?,
-                )
-            }
-        };
+        let origins = Self::narrow_origins(
+            request.origins.as_deref(),
+            self.viewer_origins.as_ref(),
+            "viewer tokens",
+        )?;
         Ok(Grant {
             ttl: Duration::from_secs(ttl),
             origins,
@@ -606,27 +617,11 @@ impl Policy {
             self.anonymous.ttl_seconds,
             "anonymous access",
         )?;
-        let origins = match (&request.origins, &self.anonymous_origins) {
-            (None, configured) => configured.clone(),
-            (Some(list), configured) => {
-                let parsed = Self::parse_origins(list)?;
-                if let Some(configured) = configured.as_ref().filter(|c| !c.is_any())
-                    && let Some((i, o)) = parsed
-                        .iter()
-                        .enumerate()
-                        .find(|(_, o)| !configured.origins().contains(o))
-                {
-                    return Err(AppError::not_entitled(
-                        Some(&format!("origins[{i}]")),
-                        format!("anonymous tokens may not allow origin {o}"),
-                    ));
-                }
-                Some(
-                    AllowedOrigins::from_origins(parsed)
-                        .map_err(|e| AppError::field("origins", e.to_string()))?,
-                )
-            }
-        };
+        let origins = Self::narrow_origins(
+            request.origins.as_deref(),
+            self.anonymous_origins.as_ref(),
+            "anonymous tokens",
+        )?;
         Ok(Grant {
             ttl: Duration::from_secs(ttl),
             origins,

@@ -213,19 +213,8 @@ impl Model {
                     return fail(errors, value, "Member must be a string".into());
                 };
                 let len = s.chars().count() as u64;
-                if let Some(min) = min.filter(|&m| len < m) {
-                    fail(
-                        errors,
-                        value,
-                        format!("Member must have length greater than or equal to {min}"),
-                    );
-                }
-                if let Some(max) = max.filter(|&m| len > m) {
-                    fail(
-                        errors,
-                        value,
-                        format!("Member must have length less than or equal to {max}"),
-                    );
+                if let Some(rule) = length_rule(len, *min, *max) {
+                    fail(errors, value, rule);
                 }
                 if let Some((text, _)) = pattern.as_ref().filter(|(_, re)| !re.is_match(s)) {
                     fail(
@@ -280,19 +269,8 @@ impl Model {
                     return fail(errors, value, "Member must be a list".into());
                 };
                 let len = items.len() as u64;
-                if let Some(min) = min.filter(|&m| len < m) {
-                    fail(
-                        errors,
-                        value,
-                        format!("Member must have length greater than or equal to {min}"),
-                    );
-                }
-                if let Some(max) = max.filter(|&m| len > m) {
-                    fail(
-                        errors,
-                        value,
-                        format!("Member must have length less than or equal to {max}"),
-                    );
+                if let Some(rule) = length_rule(len, *min, *max) {
+                    fail(errors, value, rule);
                 }
                 for (i, item) in items.iter().enumerate() {
                     self.check(member, item, &format!("{path}.{}.member", i + 1), errors);
@@ -308,19 +286,8 @@ impl Model {
                     return fail(errors, value, "Member must be a map".into());
                 };
                 let len = map.len() as u64;
-                if let Some(min) = min.filter(|&m| len < m) {
-                    fail(
-                        errors,
-                        value,
-                        format!("Member must have length greater than or equal to {min}"),
-                    );
-                }
-                if let Some(max) = max.filter(|&m| len > m) {
-                    fail(
-                        errors,
-                        value,
-                        format!("Member must have length less than or equal to {max}"),
-                    );
+                if let Some(rule) = length_rule(len, *min, *max) {
+                    fail(errors, value, rule);
                 }
                 for (k, v) in map {
                     self.check(
@@ -355,6 +322,17 @@ impl Model {
             Shape::Other => {}
         }
     }
+}
+
+/// The broken length rule, in AWS's words, if `len` is out of bounds.
+fn length_rule(len: u64, min: Option<u64>, max: Option<u64>) -> Option<String> {
+    if let Some(min) = min.filter(|&m| len < m) {
+        return Some(format!(
+            "Member must have length greater than or equal to {min}"
+        ));
+    }
+    max.filter(|&m| len > m)
+        .map(|max| format!("Member must have length less than or equal to {max}"))
 }
 
 fn join(path: &str, name: &str) -> String {
