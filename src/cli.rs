@@ -530,6 +530,9 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
 fn print_banner(info: &crate::service::StartupInfo) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "token API:   {}", info.api_url);
+    if let Some(url) = &info.admin_url {
+        let _ = writeln!(out, "admin API:   {url}");
+    }
     if let Some(url) = &info.local_ivs_url {
         let _ = writeln!(out, "local IVS:   {url}");
     }

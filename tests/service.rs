@@ -1101,3 +1101,77 @@ async fn environment_variables_override_the_file() {
         .as_secs();
     assert!(body["expires_at"].as_u64().unwrap() <= now + 121, "{body}");
 }
+
+#[tokio::test]
+async fn the_admin_api_refreshes_the_channel_cache_and_lets_no_one_else_in() {
+    let admin_token = "admin-token-0123456789";
+    let s = TestService::start(&format!(
+        "{}\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_sha256 = \"{}\"\n",
+        config(),
+        sha256_hex(admin_token)
+    ))
+    .await;
+    assert!(s.admin.starts_with("http://127.0.0.1:"), "{}", s.admin);
+    let refresh = format!("{}/admin/v1/channels/refresh", s.admin);
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Basic YWRtaW46YWRtaW4="),
+        Some(""),
+        Some("Bearer "),
+    ] {
+        let mut r = s.http.post(&refresh);
+        if let Some(a) = auth {
+            r = r.header("authorization", a);
+        }
+        let r = r.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{auth:?}");
+    }
+    // Unknown admin paths are refused before routing too.
+    let r = s
+        .http
+        .get(format!("{}/admin/v1/keys", s.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // The token API does not serve admin routes.
+    let r = s
+        .http
+        .post(format!("{}/admin/v1/channels/refresh", s.api))
+        .header("authorization", format!("Bearer {admin_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+
+    // A channel asked for before it exists is remembered as unknown...
+    let (status, _) = s
+        .token(Some(BACKEND_KEY), json!({"channel": "team-late"}))
+        .await;
+    assert_eq!(status, 404);
+    s.ivs_client()
+        .create_channel()
+        .name("team-late")
+        .authorized(true)
+        .send()
+        .await
+        .unwrap();
+    let (status, _) = s
+        .token(Some(BACKEND_KEY), json!({"channel": "team-late"}))
+        .await;
+    assert_eq!(status, 404, "negative cache");
+    // ...until an admin refreshes the cache.
+    let r = s
+        .http
+        .post(&refresh)
+        .header("authorization", format!("Bearer {admin_token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, body) = s
+        .token(Some(BACKEND_KEY), json!({"channel": "team-late"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}

@@ -39,6 +39,8 @@ pub struct Config {
     pub policy: PolicyConfig,
     /// Viewer JWTs from the application's identity provider.
     pub viewer_jwt: Option<super::viewer::ViewerJwtConfig>,
+    /// The admin API (off without it).
+    pub admin: Option<super::admin::AdminConfig>,
 }
 
 /// `[server]`
@@ -373,6 +375,9 @@ impl Config {
                     return err(&at(&format!("origins[{j}]")), e.to_string());
                 }
             }
+        }
+        if let Some(admin) = &self.admin {
+            admin.validate().map_err(ConfigError)?;
         }
         if let Some(viewer) = &self.viewer_jwt {
             viewer.validate().map_err(ConfigError)?;

@@ -6,6 +6,7 @@
 //! makes sure IVS holds its public half, warms the channel cache and binds
 //! the listener; [`Application::run`] serves until the shutdown future ends.
 
+pub mod admin;
 pub mod channels;
 pub mod config;
 pub mod error;
@@ -69,6 +70,8 @@ pub enum ServiceError {
 pub struct StartupInfo {
     /// Where the token API listens.
     pub api_url: String,
+    /// Where the admin API listens, when enabled.
+    pub admin_url: Option<String>,
     /// The embedded local IVS, in local mode.
     pub local_ivs_url: Option<String>,
     /// The demo channel, in local mode.
@@ -85,6 +88,7 @@ pub struct StartupInfo {
 pub struct Application {
     listener: TcpListener,
     router: axum::Router,
+    admin: Option<(TcpListener, axum::Router)>,
     local_ivs: Option<LocalIvs>,
     channels: ChannelCache,
     viewer_auth: Option<std::sync::Arc<viewer::ViewerAuth>>,
@@ -198,8 +202,34 @@ impl Application {
                 addr: config.server.listen,
                 source,
             })?;
+        let admin = match &config.admin {
+            Some(section) => {
+                let hash = section
+                    .validate()
+                    .map_err(|e| ServiceError::Config(config::ConfigError(e)))?;
+                let listener = TcpListener::bind(section.listen).await.map_err(|source| {
+                    ServiceError::Listen {
+                        addr: section.listen,
+                        source,
+                    }
+                })?;
+                Some((listener, admin::router(hash, channels.clone())))
+            }
+            None => None,
+        };
+        let admin_url = match &admin {
+            Some((l, _)) => Some(format!(
+                "http://{}",
+                l.local_addr().map_err(|source| ServiceError::Listen {
+                    addr: config.server.listen,
+                    source
+                })?
+            )),
+            None => None,
+        };
         let info = StartupInfo {
             api_url: format!("http://{addr}"),
+            admin_url,
             local_ivs_url: local_ivs.as_ref().map(|l| l.endpoint_url().to_owned()),
             demo_channel,
             fingerprint,
@@ -209,6 +239,7 @@ impl Application {
         Ok(Self {
             listener,
             router,
+            admin,
             local_ivs,
             channels,
             viewer_auth,
@@ -287,6 +318,18 @@ impl Application {
         let server = axum::serve(self.listener, service).with_graceful_shutdown(async move {
             let _ = graceful.wait_for(|s| *s).await;
         });
+        let admin_task = self.admin.map(|(listener, router)| {
+            let mut stop = stop_rx2.clone();
+            tokio::spawn(async move {
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                let served = axum::serve(listener, service).with_graceful_shutdown(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                });
+                if let Err(e) = served.await {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            })
+        });
         let grace = self.grace;
         let result = tokio::select! {
             r = server => r.map_err(|source| ServiceError::Listen { addr, source }),
@@ -300,6 +343,9 @@ impl Application {
         };
         refresher.abort();
         upkeep.abort();
+        if let Some(task) = admin_task {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
         if let Some(task) = jwks_refresher {
             task.abort();
         }

@@ -11,6 +11,7 @@ pub struct TestService {
     pub child: Child,
     pub api: String,
     pub ivs: String,
+    pub admin: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
 }
@@ -60,11 +61,14 @@ impl TestService {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
-        let (mut api, mut ivs) = (None, None);
+        let (mut api, mut ivs, mut admin) = (None, None, None);
         let read = async {
             while let Some(line) = lines.next_line().await.unwrap() {
                 if let Some(url) = line.strip_prefix("token API:") {
                     api = Some(url.trim().to_owned());
+                }
+                if let Some(url) = line.strip_prefix("admin API:") {
+                    admin = Some(url.trim().to_owned());
                 }
                 if let Some(url) = line.strip_prefix("local IVS:") {
                     ivs = Some(url.trim().to_owned());
@@ -93,6 +97,7 @@ impl TestService {
             child,
             api: api.unwrap(),
             ivs: ivs.unwrap_or_default(),
+            admin: admin.unwrap_or_default(),
             http: reqwest::Client::new(),
             dir,
         }
