@@ -2,11 +2,22 @@
 //! and reading channels for the cache, importing the signing key at start-up,
 //! and creating the demo channel in local mode. None of them is on the token
 //! path.
+//!
+//! Every call waits for its quota first (IVS allows 3 key-pair calls and 5
+//! channel calls per second per region, not adjustable), is retried by the
+//! SDK's standard retry (exponential backoff with jitter on throttling, 5xx,
+//! dropped connections and attempt timeouts), and has a deadline.
 
 use std::fmt;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
 
+use aws_sdk_ivs::config::retry::RetryConfig;
+use aws_sdk_ivs::config::timeout::TimeoutConfig;
 use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ivs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::{ChannelArn, PublicKey};
 
@@ -73,16 +84,65 @@ impl std::error::Error for IvsError {
     }
 }
 
-/// An aws-sdk-ivs client.
+/// Patience and quotas of the IVS client.
+#[derive(Debug, Clone)]
+pub struct IvsOptions {
+    /// Attempts per call, the first included.
+    pub max_attempts: u32,
+    /// Longest one attempt may take.
+    pub attempt_timeout: Duration,
+    /// Longest a call may take, retries included.
+    pub operation_timeout: Duration,
+    /// Key-pair calls per second (IVS: 3).
+    pub key_pair_calls_per_second: u32,
+    /// Channel calls per second (IVS: 5).
+    pub channel_calls_per_second: u32,
+}
+
+impl Default for IvsOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            attempt_timeout: Duration::from_secs(5),
+            operation_timeout: Duration::from_secs(20),
+            key_pair_calls_per_second: 3,
+            channel_calls_per_second: 5,
+        }
+    }
+}
+
+struct Quotas {
+    key_pairs: DefaultDirectRateLimiter,
+    channels: DefaultDirectRateLimiter,
+}
+
+impl fmt::Debug for Quotas {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Quotas")
+    }
+}
+
+fn per_second(n: u32) -> DefaultDirectRateLimiter {
+    RateLimiter::direct(Quota::per_second(
+        NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN),
+    ))
+}
+
+/// An aws-sdk-ivs client, paced to IVS's quotas.
 #[derive(Debug, Clone)]
 pub struct Ivs {
     client: aws_sdk_ivs::Client,
+    quotas: Arc<Quotas>,
 }
 
 impl Ivs {
     /// A client for real IVS: default credential chain, region from the
     /// configuration or the environment, optional endpoint override.
-    pub async fn from_env(region: Option<&str>, endpoint_url: Option<&str>) -> Self {
+    pub async fn from_env(
+        region: Option<&str>,
+        endpoint_url: Option<&str>,
+        options: &IvsOptions,
+    ) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest());
         if let Some(region) = region {
             loader = loader.region(Region::new(region.to_owned()));
@@ -91,14 +151,14 @@ impl Ivs {
             loader = loader.endpoint_url(url);
         }
         let shared = loader.load().await;
-        Self {
-            client: aws_sdk_ivs::Client::new(&shared),
-        }
+        let config = Self::patience(aws_sdk_ivs::config::Builder::from(&shared), options).build();
+        Self::with_config(config, options)
     }
 
-    /// A client for the embedded local IVS.
-    pub fn local(endpoint_url: &str, region: &str) -> Self {
-        let config = aws_sdk_ivs::Config::builder()
+    /// A client for the embedded local IVS (or any IVS at `endpoint_url`
+    /// that accepts these fixed credentials).
+    pub fn local(endpoint_url: &str, region: &str, options: &IvsOptions) -> Self {
+        let builder = aws_sdk_ivs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_owned()))
             .endpoint_url(endpoint_url)
@@ -108,28 +168,74 @@ impl Ivs {
                 None,
                 None,
                 "embedded local IVS",
-            ))
-            .build();
+            ));
+        Self::with_config(Self::patience(builder, options).build(), options)
+    }
+
+    fn patience(
+        builder: aws_sdk_ivs::config::Builder,
+        options: &IvsOptions,
+    ) -> aws_sdk_ivs::config::Builder {
+        builder
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(options.max_attempts.max(1))
+                    .with_initial_backoff(Duration::from_millis(100))
+                    .with_max_backoff(Duration::from_secs(5)),
+            )
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_attempt_timeout(options.attempt_timeout)
+                    .operation_timeout(options.operation_timeout)
+                    .build(),
+            )
+    }
+
+    fn with_config(config: aws_sdk_ivs::Config, options: &IvsOptions) -> Self {
         Self {
             client: aws_sdk_ivs::Client::from_conf(config),
+            quotas: Arc::new(Quotas {
+                key_pairs: per_second(options.key_pair_calls_per_second),
+                channels: per_second(options.channel_calls_per_second),
+            }),
         }
+    }
+
+    async fn channel_quota(&self) {
+        self.quotas.channels.until_ready().await;
+    }
+
+    async fn key_pair_quota(&self) {
+        self.quotas.key_pairs.until_ready().await;
     }
 
     /// Every channel of the region, with playback URLs (ListChannels, then
     /// BatchGetChannel by 50, since summaries have no playback URL).
     pub async fn all_channels(&self) -> Result<Vec<ChannelInfo>, IvsError> {
         let mut arns = Vec::new();
-        let mut pages = self.client.list_channels().into_paginator().send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| IvsError::from_sdk("ListChannels", e))?;
+        let mut next: Option<String> = None;
+        loop {
+            self.channel_quota().await;
+            let page = self
+                .client
+                .list_channels()
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| IvsError::from_sdk("ListChannels", e))?;
             arns.extend(
                 page.channels()
                     .iter()
                     .filter_map(|c| c.arn().map(str::to_owned)),
             );
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => break,
+            }
         }
         let mut out = Vec::with_capacity(arns.len());
         for chunk in arns.chunks(50) {
+            self.channel_quota().await;
             let got = self
                 .client
                 .batch_get_channel()
@@ -144,6 +250,7 @@ impl Ivs {
 
     /// One channel by ARN; `None` if IVS does not know it.
     pub async fn channel(&self, arn: &str) -> Result<Option<ChannelInfo>, IvsError> {
+        self.channel_quota().await;
         match self.client.get_channel().arn(arn).send().await {
             Ok(out) => Ok(out.channel().and_then(info)),
             Err(e)
@@ -158,6 +265,7 @@ impl Ivs {
 
     /// One channel by exact name; `None` if there is none.
     pub async fn channel_by_name(&self, name: &str) -> Result<Option<ChannelInfo>, IvsError> {
+        self.channel_quota().await;
         let out = self
             .client
             .list_channels()
@@ -180,27 +288,42 @@ impl Ivs {
     /// not hold it yet (matched by fingerprint).
     pub async fn ensure_imported(&self, key: &PublicKey, name: &str) -> Result<String, IvsError> {
         let fingerprint = key.fingerprint().to_string();
-        let mut pages = self
-            .client
-            .list_playback_key_pairs()
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| IvsError::from_sdk("ListPlaybackKeyPairs", e))?;
-            for summary in page.key_pairs() {
-                let Some(arn) = summary.arn() else { continue };
-                let pair = self
-                    .client
-                    .get_playback_key_pair()
-                    .arn(arn)
-                    .send()
-                    .await
-                    .map_err(|e| IvsError::from_sdk("GetPlaybackKeyPair", e))?;
-                if pair.key_pair().and_then(|k| k.fingerprint()) == Some(fingerprint.as_str()) {
-                    return Ok(arn.to_owned());
-                }
+        let mut arns = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            self.key_pair_quota().await;
+            let page = self
+                .client
+                .list_playback_key_pairs()
+                .set_next_token(next.take())
+                .send()
+                .await
+                .map_err(|e| IvsError::from_sdk("ListPlaybackKeyPairs", e))?;
+            arns.extend(
+                page.key_pairs()
+                    .iter()
+                    .filter_map(|k| k.arn().map(str::to_owned)),
+            );
+            match page.next_token() {
+                Some(token) if !token.is_empty() => next = Some(token.to_owned()),
+                _ => break,
             }
         }
+        // Summaries carry no fingerprint: each key pair is read.
+        for arn in arns {
+            self.key_pair_quota().await;
+            let pair = self
+                .client
+                .get_playback_key_pair()
+                .arn(&arn)
+                .send()
+                .await
+                .map_err(|e| IvsError::from_sdk("GetPlaybackKeyPair", e))?;
+            if pair.key_pair().and_then(|k| k.fingerprint()) == Some(fingerprint.as_str()) {
+                return Ok(arn);
+            }
+        }
+        self.key_pair_quota().await;
         let out = self
             .client
             .import_playback_key_pair()
@@ -231,6 +354,7 @@ impl Ivs {
         if let Some(existing) = self.channel_by_name(name).await? {
             return Ok(existing);
         }
+        self.channel_quota().await;
         let out = self
             .client
             .create_channel()

@@ -110,12 +110,16 @@ impl Application {
                 })
                 .await?;
                 let region = config.ivs.region.as_deref().unwrap_or(LOCAL_REGION);
-                (Ivs::local(local.endpoint_url(), region), Some(local))
+                (
+                    Ivs::local(local.endpoint_url(), region, &ivs::IvsOptions::default()),
+                    Some(local),
+                )
             }
             IvsMode::Aws => (
                 Ivs::from_env(
                     config.ivs.region.as_deref(),
                     config.ivs.endpoint_url.as_deref(),
+                    &ivs::IvsOptions::default(),
                 )
                 .await,
                 None,
