@@ -54,6 +54,11 @@ pub struct AppParts {
 }
 
 impl AppState {
+    /// Periodic clean-up of per-client state.
+    pub fn housekeeping(&self) {
+        self.inner.policy.housekeeping();
+    }
+
     /// Shares the parts.
     pub fn new(parts: AppParts) -> Self {
         Self {

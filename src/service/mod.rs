@@ -89,6 +89,7 @@ pub struct Application {
     listener: TcpListener,
     router: axum::Router,
     admin: Option<(TcpListener, axum::Router)>,
+    state: http::AppState,
     local_ivs: Option<LocalIvs>,
     channels: ChannelCache,
     viewer_auth: Option<std::sync::Arc<viewer::ViewerAuth>>,
@@ -193,7 +194,7 @@ impl Application {
             allow_public: config.channels.allow_public,
             key_created,
         });
-        let router = http::router(state, &config.server.cors_origins);
+        let router = http::router(state.clone(), &config.server.cors_origins);
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| ServiceError::Listen {
@@ -244,6 +245,7 @@ impl Application {
             listener,
             router,
             admin,
+            state,
             local_ivs,
             channels,
             viewer_auth,
@@ -290,13 +292,15 @@ impl Application {
         });
         // The Prometheus recorder buffers histogram samples until upkeep
         // drains them into buckets; without it memory grows with traffic.
-        let upkeep = tokio::spawn(async {
+        let state = self.state.clone();
+        let upkeep = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
                 if let Some(handle) = http::metrics_handle() {
                     handle.run_upkeep();
                 }
+                state.housekeeping();
             }
         });
         let jwks_refresher = self.viewer_auth.clone().map(|auth| {

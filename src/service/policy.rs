@@ -342,6 +342,16 @@ impl Policy {
         Ok(())
     }
 
+    /// Forgets rate-limit state of clients and viewers that have been quiet
+    /// long enough to be back at a full bucket, so that many distinct
+    /// addresses cannot grow memory without bound.
+    pub fn housekeeping(&self) {
+        self.ip_limiter.retain_recent();
+        self.ip_limiter.shrink_to_fit();
+        self.viewer_limiter.retain_recent();
+        self.viewer_limiter.shrink_to_fit();
+    }
+
     /// Takes `n` requests from the caller's bucket.
     pub fn rate_limit(&self, caller: &Caller, n: u32) -> Result<(), AppError> {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
@@ -644,6 +654,21 @@ fn rank(r: MaximumResolution) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn housekeeping_forgets_quiet_clients() {
+        let mut config = Config::default();
+        config.anonymous.rate_per_ip_per_second = 1000;
+        let policy = Policy::new(&config, &[], ViewerIdHasher::new(&[1u8; 32]).unwrap());
+        for i in 0..500u32 {
+            let ip = IpAddr::from(i.to_be_bytes());
+            policy.rate_limit(&Caller::Anonymous(ip), 1).unwrap();
+        }
+        assert_eq!(policy.ip_limiter.len(), 500);
+        std::thread::sleep(Duration::from_millis(50));
+        policy.housekeeping();
+        assert_eq!(policy.ip_limiter.len(), 0);
+    }
 
     #[test]
     fn globs_match_like_shells() {
