@@ -15,6 +15,7 @@ pub mod ivs;
 pub mod local_ivs;
 pub mod openapi;
 pub mod policy;
+pub mod store;
 pub mod tokens;
 pub mod viewer;
 

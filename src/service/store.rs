@@ -1,0 +1,319 @@
+//! Where private keys and rotation state live.
+//!
+//! [`KeyStore`] is the seam (the directory store now; Secrets Manager later:
+//! the trait is async for it). Rotation records each step in the state
+//! *before* its side effect, so that a crash at any point leaves a state from
+//! which a restart can converge.
+//!
+//! The directory store keeps `DIR/FINGERPRINT.pem` (PKCS#8, 0600, never
+//! overwritten) and `DIR/rotation-state.json` (replaced atomically: temporary
+//! file, fsync, rename, fsync of the directory).
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::write_replacing;
+use crate::{Fingerprint, PrivateKey};
+
+/// Where a key is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyState {
+    /// Made and stored here; IVS does not hold it yet.
+    Generated,
+    /// IVS holds its public half (fingerprint checked); not signing yet.
+    Imported,
+    /// Signing.
+    Active,
+    /// No longer signing; its tokens are still valid until `max_exp`.
+    Retiring,
+    /// Deleted from IVS; kept in the record for the audit trail.
+    Deleted,
+}
+
+/// One key as rotation knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The IVS fingerprint (`aa:bb:...`).
+    pub fingerprint: String,
+    /// Where it is in its life.
+    pub state: KeyState,
+    /// Its IVS key-pair ARN, once imported.
+    pub ivs_arn: Option<String>,
+    /// The latest `exp` of a token it signed (Unix seconds).
+    pub max_exp: Option<u64>,
+    /// When the record last changed (Unix seconds).
+    pub updated_at: u64,
+}
+
+/// Everything rotation persists.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RotationState {
+    /// Grows with every save; a store refuses to save over a newer state.
+    pub version: u64,
+    /// Every key, oldest first.
+    pub keys: Vec<KeyRecord>,
+}
+
+impl RotationState {
+    /// The signing key's record.
+    pub fn active(&self) -> Option<&KeyRecord> {
+        self.keys.iter().find(|k| k.state == KeyState::Active)
+    }
+
+    /// The record of a key.
+    pub fn find(&self, fingerprint: &str) -> Option<&KeyRecord> {
+        self.keys.iter().find(|k| k.fingerprint == fingerprint)
+    }
+}
+
+/// A store failure; the message names the file or key.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// Reading or writing failed.
+    #[error("key store: {0}")]
+    Io(String),
+    /// The state is unreadable (it is left as it is).
+    #[error("key store: {0}")]
+    Corrupt(String),
+    /// A key with this fingerprint is already stored.
+    #[error("key store: key {0} already exists")]
+    Exists(String),
+    /// No key with this fingerprint.
+    #[error("key store: no key {0}")]
+    Missing(String),
+    /// Someone saved a newer state meanwhile (another replica).
+    #[error("key store: the state changed meanwhile (version {stored} is newer than {ours})")]
+    Conflict {
+        /// The stored version.
+        stored: u64,
+        /// The version this save was based on.
+        ours: u64,
+    },
+}
+
+/// Where private keys and rotation state live.
+pub trait KeyStore: Send + Sync {
+    /// The rotation state; an empty one if none was saved yet.
+    fn load_state(&self) -> impl Future<Output = Result<RotationState, StoreError>> + Send;
+    /// Saves `state` if the stored version is still `state.version - 1`.
+    fn save_state(
+        &self,
+        state: &RotationState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Stores a new private key; never replaces one.
+    fn put_key(&self, key: &PrivateKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// A stored private key.
+    fn get_key(
+        &self,
+        fingerprint: &Fingerprint,
+    ) -> impl Future<Output = Result<PrivateKey, StoreError>> + Send;
+}
+
+/// The directory store.
+#[derive(Debug, Clone)]
+pub struct DirStore {
+    dir: PathBuf,
+}
+
+const STATE_FILE: &str = "rotation-state.json";
+
+impl DirStore {
+    /// A store in `dir` (created 0700 if missing).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+        let dir = dir.into();
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            builder.mode(0o700);
+        }
+        builder
+            .create(&dir)
+            .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
+        Ok(Self { dir })
+    }
+
+    fn key_path(&self, fingerprint: &Fingerprint) -> PathBuf {
+        self.dir
+            .join(format!("{}.pem", fingerprint.to_string().replace(':', "")))
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    fn read_state(path: &Path) -> Result<RotationState, StoreError> {
+        match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                StoreError::Corrupt(format!(
+                    "{}: unreadable rotation state ({e}); left as it is",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(RotationState::default()),
+            Err(e) => Err(StoreError::Io(format!("{}: {e}", path.display()))),
+        }
+    }
+}
+
+impl KeyStore for DirStore {
+    async fn load_state(&self) -> Result<RotationState, StoreError> {
+        let path = self.state_path();
+        tokio::task::spawn_blocking(move || Self::read_state(&path))
+            .await
+            .map_err(|e| StoreError::Io(e.to_string()))?
+    }
+
+    async fn save_state(&self, state: &RotationState) -> Result<(), StoreError> {
+        let path = self.state_path();
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let stored = Self::read_state(&path)?;
+            if stored.version + 1 != state.version {
+                return Err(StoreError::Conflict {
+                    stored: stored.version,
+                    ours: state.version.saturating_sub(1),
+                });
+            }
+            let bytes =
+                serde_json::to_vec_pretty(&state).map_err(|e| StoreError::Io(e.to_string()))?;
+            write_replacing(&path, &bytes, 0o600).map_err(|e| StoreError::Io(e.to_string()))
+        })
+        .await
+        .map_err(|e| StoreError::Io(e.to_string()))?
+    }
+
+    async fn put_key(&self, key: &PrivateKey) -> Result<(), StoreError> {
+        // A few hundred bytes written once per rotation: done in place rather
+        // than moving the key to a blocking thread.
+        let path = self.key_path(key.fingerprint());
+        let fingerprint = key.fingerprint().to_string();
+        match key.write_pem_file(&path) {
+            Ok(()) => Ok(()),
+            Err(crate::Error::KeyFileExists { .. }) => Err(StoreError::Exists(fingerprint)),
+            Err(e) => Err(StoreError::Io(e.to_string())),
+        }
+    }
+
+    async fn get_key(&self, fingerprint: &Fingerprint) -> Result<PrivateKey, StoreError> {
+        let path = self.key_path(fingerprint);
+        if !path.exists() {
+            return Err(StoreError::Missing(fingerprint.to_string()));
+        }
+        let key = PrivateKey::read_file(&path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        if key.fingerprint() != fingerprint {
+            return Err(StoreError::Corrupt(format!(
+                "{} holds key {}, not {fingerprint}",
+                path.display(),
+                key.fingerprint()
+            )));
+        }
+        Ok(key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fp: &Fingerprint, state: KeyState) -> KeyRecord {
+        KeyRecord {
+            fingerprint: fp.to_string(),
+            state,
+            ivs_arn: None,
+            max_exp: None,
+            updated_at: 1,
+        }
+    }
+
+    #[tokio::test]
+    async fn keys_are_stored_0600_once_and_read_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path().join("keys")).unwrap();
+        let key = PrivateKey::generate().unwrap();
+        store.put_key(&key).await.unwrap();
+        assert!(matches!(
+            store.put_key(&key).await,
+            Err(StoreError::Exists(_))
+        ));
+        let back = store.get_key(key.fingerprint()).await.unwrap();
+        assert_eq!(back.fingerprint(), key.fingerprint());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(store.key_path(key.fingerprint()))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let other = PrivateKey::generate().unwrap();
+        assert!(matches!(
+            store.get_key(other.fingerprint()).await,
+            Err(StoreError::Missing(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn state_saves_are_versioned_and_a_stale_save_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        let key = PrivateKey::generate().unwrap();
+        let mut state = store.load_state().await.unwrap();
+        assert_eq!(state, RotationState::default());
+        state.version = 1;
+        state
+            .keys
+            .push(record(key.fingerprint(), KeyState::Generated));
+        store.save_state(&state).await.unwrap();
+        let mut next = store.load_state().await.unwrap();
+        assert_eq!(next, state);
+        next.version = 2;
+        next.keys[0].state = KeyState::Active;
+        store.save_state(&next).await.unwrap();
+        assert_eq!(
+            store
+                .load_state()
+                .await
+                .unwrap()
+                .active()
+                .unwrap()
+                .fingerprint,
+            key.fingerprint().to_string()
+        );
+        // A replica still at version 1 cannot overwrite version 2.
+        let mut stale = state.clone();
+        stale.version = 2;
+        assert!(matches!(
+            store.save_state(&stale).await,
+            Err(StoreError::Conflict { stored: 2, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_state_is_reported_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = DirStore::open(dir.path()).unwrap();
+        std::fs::write(store.state_path(), b"{\"version\": 3, \"keys\": [").unwrap();
+        assert!(matches!(
+            store.load_state().await,
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut state = RotationState {
+            version: 4,
+            keys: Vec::new(),
+        };
+        assert!(store.save_state(&state).await.is_err());
+        state.version = 1;
+        assert!(store.save_state(&state).await.is_err());
+        assert_eq!(
+            std::fs::read(store.state_path()).unwrap(),
+            b"{\"version\": 3, \"keys\": ["
+        );
+    }
+}
