@@ -62,7 +62,7 @@ pub const MAX_VIEWER_SESSION_VERSION: u32 = i32::MAX as u32;
 /// `exp` values from here on are read as milliseconds by mistake: as seconds
 /// they lie past the year 5000. The AWS docs' Node example makes exactly this
 /// mistake, which makes tokens that never expire.
-const MILLISECONDS_THRESHOLD: u64 = 100_000_000_000;
+pub(crate) const MILLISECONDS_THRESHOLD: u64 = 100_000_000_000;
 
 const CHANNEL_ARN_MAX_LEN: usize = 128;
 const VIEWER_ID_MAX_LEN: usize = 40;
@@ -853,16 +853,20 @@ impl PlaybackClaims {
 
     /// Parses a token payload, checking every claim's type and value (not the
     /// time rules, which need a `now`). Unknown claims are returned by name.
+    #[cfg(test)]
     pub(crate) fn from_payload(payload: &[u8]) -> Result<(Self, Vec<String>), ClaimError> {
-        let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(payload)
-            .map_err(|e| {
-                ClaimError::new("payload", format!("is not a JSON object of claims: {e}"))
-            })?;
+        Self::from_map(&payload_map(payload)?)
+    }
+
+    /// Claims from a parsed payload (see [`payload_map`]).
+    pub(crate) fn from_map(
+        map: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(Self, Vec<String>), ClaimError> {
         let mut unknown = Vec::new();
         let mut channel_arn = None;
         let mut exp = None;
         let mut claims = Self::builder(ChannelArn(Box::from(""))).claims;
-        for (name, value) in &map {
+        for (name, value) in map {
             match name.as_str() {
                 names::CHANNEL_ARN => {
                     channel_arn = Some(ChannelArn::parse(json_str(names::CHANNEL_ARN, value)?)?);
@@ -927,6 +931,14 @@ impl PlaybackClaims {
         claims.check_combination()?;
         Ok((claims, unknown))
     }
+}
+
+/// A token payload as a JSON object.
+pub(crate) fn payload_map(
+    payload: &[u8],
+) -> Result<serde_json::Map<String, serde_json::Value>, ClaimError> {
+    serde_json::from_slice(payload)
+        .map_err(|e| ClaimError::new("payload", format!("is not a JSON object of claims: {e}")))
 }
 
 fn json_str<'a>(claim: &'static str, value: &'a serde_json::Value) -> Result<&'a str, ClaimError> {

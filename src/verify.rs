@@ -12,14 +12,14 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::claims::{ChannelArn, PlaybackClaims, SHORT_LIVED_LIMIT, names, unix_seconds};
+use crate::claims::{
+    ChannelArn, MILLISECONDS_THRESHOLD, PlaybackClaims, SHORT_LIVED_LIMIT, names, payload_map,
+    unix_seconds,
+};
 use crate::error::ClaimError;
 use crate::keys::{Fingerprint, PublicKey};
 use crate::keyset::KeySet;
 use crate::signer::SIGNATURE_LEN;
-
-/// `exp` at or past this (as seconds: year 5138) is taken for milliseconds.
-const MILLISECONDS_THRESHOLD: u64 = 100_000_000_000;
 
 /// Verifies IVS playback tokens against a set of public keys.
 #[derive(Clone, Debug)]
@@ -122,14 +122,17 @@ impl Verifier {
                 tried: self.fingerprints().copied().collect(),
             })?;
         let payload = decode_segment("payload", payload_b64)?;
-        let exp_raw = serde_json::from_slice::<serde_json::Value>(&payload)
-            .ok()
-            .and_then(|v| v.get(names::EXP).and_then(serde_json::Value::as_u64));
-        if let Some(exp) = exp_raw.filter(|&e| e >= MILLISECONDS_THRESHOLD) {
+        let map = payload_map(&payload).map_err(Rejection::InvalidClaim)?;
+        // Said before the other claims are judged: it is the likeliest mistake.
+        if let Some(exp) = map
+            .get(names::EXP)
+            .and_then(serde_json::Value::as_u64)
+            .filter(|&e| e >= MILLISECONDS_THRESHOLD)
+        {
             return Err(Rejection::ExpInMilliseconds { exp });
         }
         let (claims, unknown_claims) =
-            PlaybackClaims::from_payload(&payload).map_err(Rejection::InvalidClaim)?;
+            PlaybackClaims::from_map(&map).map_err(Rejection::InvalidClaim)?;
         let now_s = unix_seconds(now);
         let exp = claims.expires_at().unix_seconds();
         if exp.saturating_add(self.leeway.as_secs()) <= now_s {

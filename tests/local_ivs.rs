@@ -278,13 +278,8 @@ async fn playback_key_pairs_obey_ivs_rules() {
     }
     assert_eq!(seen, arns);
 
-    let out = c
-        .delete_playback_key_pair()
-        .arn(&arns[0])
-        .send()
-        .await
-        .unwrap();
-    let _ = out;
+    let deleted = c.delete_playback_key_pair().arn(&arns[0]).send().await;
+    assert!(deleted.is_ok(), "{deleted:?}");
     let err = c
         .delete_playback_key_pair()
         .arn(&arns[0])
@@ -868,7 +863,12 @@ async fn test_controls_are_off_unless_enabled() {
             .send()
             .await
             .unwrap();
-        assert_ne!(r.status(), 200, "{path}");
+        assert_eq!(r.status(), 404, "{path}");
+        assert_eq!(
+            r.headers()["x-amzn-errortype"],
+            "UnknownOperationException",
+            "{path}"
+        );
     }
 }
 

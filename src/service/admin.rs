@@ -37,23 +37,9 @@ fn default_admin_listen() -> SocketAddr {
 impl AdminConfig {
     /// Checks the section; errors name the key.
     pub fn validate(&self) -> Result<[u8; 32], String> {
-        let hex = &self.token_sha256;
-        if hex.len() != 64
-            || !hex
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
-            return Err(
-                "admin.token_sha256: must be 64 lowercase hex digits (sha256sum of the token)"
-                    .into(),
-            );
-        }
-        let mut hash = [0u8; 32];
-        for (i, byte) in hash.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)
-                .map_err(|_| "admin.token_sha256: not hex".to_owned())?;
-        }
-        Ok(hash)
+        super::config::sha256_from_hex(&self.token_sha256).ok_or_else(|| {
+            "admin.token_sha256: must be 64 lowercase hex digits (sha256sum of the token)".into()
+        })
     }
 }
 

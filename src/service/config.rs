@@ -271,6 +271,23 @@ pub struct PolicyConfig {
     pub deny_countries: Vec<String>,
 }
 
+/// A SHA-256 written as 64 lowercase hex digits (what `sha256sum` prints),
+/// as API keys and the admin token are stored.
+pub fn sha256_from_hex(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64
+        || !hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    let mut hash = [0u8; 32];
+    for (i, byte) in hash.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(hash)
+}
+
 /// A configuration that could not be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -340,12 +357,7 @@ impl Config {
             if names.insert(key.name.clone(), i).is_some() {
                 return err(&at("name"), format!("`{}` is used twice", key.name));
             }
-            if key.sha256.len() != 64
-                || !key
-                    .sha256
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-            {
+            if sha256_from_hex(&key.sha256).is_none() {
                 return err(
                     &at("sha256"),
                     "must be 64 lowercase hex digits (sha256sum of the key)".into(),

@@ -299,6 +299,16 @@ async fn authenticate(
     }
 }
 
+/// The network policy first, then who is calling.
+async fn admit(
+    state: &AppState,
+    ip: std::net::IpAddr,
+    headers: &HeaderMap,
+) -> Result<Caller, AppError> {
+    state.inner.policy.check_network(ip, headers)?;
+    authenticate(state, headers, ip).await
+}
+
 /// One request, from the caller to the answer.
 /// A channel reference must be a channel ARN or an IVS channel name, so that
 /// nothing malformed ever reaches IVS.
@@ -425,8 +435,7 @@ async fn token(
     let timeout = state.inner.timeout;
     let work = async {
         let policy = &state.inner.policy;
-        policy.check_network(ip, &headers)?;
-        let caller = authenticate(&state, &headers, ip).await?;
+        let caller = admit(&state, ip, &headers).await?;
         policy.rate_limit(&caller, 1)?;
         let value = read_json(&headers, body, state.inner.max_body).await?;
         let request = parse_request(&value, "")?;
@@ -448,8 +457,7 @@ async fn tokens(
     let timeout = state.inner.timeout;
     let work = async {
         let policy = &state.inner.policy;
-        policy.check_network(ip, &headers)?;
-        let caller = authenticate(&state, &headers, ip).await?;
+        let caller = admit(&state, ip, &headers).await?;
         let value = read_json(&headers, body, state.inner.max_body).await?;
         let items = value
             .get("requests")

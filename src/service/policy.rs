@@ -16,7 +16,7 @@ use ipnet::IpNet;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::config::{AnonymousConfig, ApiKeyConfig, Config, PolicyConfig};
+use super::config::{AnonymousConfig, ApiKeyConfig, Config, PolicyConfig, sha256_from_hex};
 use super::error::AppError;
 use super::ivs::ChannelInfo;
 use super::viewer::{Viewer, ViewerJwtConfig};
@@ -208,11 +208,9 @@ impl Policy {
         let api_keys = config
             .api_keys
             .iter()
-            .map(|k: &ApiKeyConfig| {
-                let mut hash = [0u8; 32];
-                for (i, byte) in hash.iter_mut().enumerate() {
-                    *byte = u8::from_str_radix(&k.sha256[2 * i..2 * i + 2], 16).unwrap_or(0);
-                }
+            // Config::load refused keys whose hash does not parse.
+            .filter_map(|k: &ApiKeyConfig| Some((k, sha256_from_hex(&k.sha256)?)))
+            .map(|(k, hash)| {
                 Arc::new(ApiKeyRule {
                     name: k.name.clone(),
                     hash,

@@ -70,6 +70,8 @@ impl Minter {
     ) -> Result<Minted, AppError> {
         let now_s = unix_seconds(now);
         let ttl = grant.ttl.as_secs();
+        // PlaybackClaims::is_shareable's rule, decided before the claims exist
+        // because a shareable token's `exp` is aligned to the bucket.
         let shareable = grant.viewer.is_none() && !grant.single_use;
         if !shareable {
             let minted = self.sign(channel, grant, now, now_s + ttl)?;

@@ -52,7 +52,7 @@ pub(crate) fn execute(
         "CreateChannel" => create_channel(input, state, ctx),
         "GetChannel" => {
             let region = region(state, ctx);
-            let channel = find_channel(region, str_of(input, "arn"))?;
+            let channel = find(&region.channels, str_of(input, "arn"))?;
             Ok(json!({ "channel": channel_doc(channel, ctx.base_url) }))
         }
         "BatchGetChannel" => Ok(batch_get_channel(input, region(state, ctx), ctx.base_url)),
@@ -61,46 +61,35 @@ pub(crate) fn execute(
         "DeleteChannel" => {
             let region = state.region_mut(ctx.scope);
             let arn = str_of(input, "arn").to_owned();
-            let id = find_channel_id(region, &arn)?;
-            region.channels.remove(&id);
+            remove(&mut region.channels, &arn)?;
             region.stream_keys.retain(|_, k| k.channel_arn != arn);
             region.revocations.remove(&arn);
             Ok(Value::Null)
         }
         "CreateStreamKey" => create_stream_key(input, state, ctx),
         "GetStreamKey" => {
-            let key = find_stream_key(region(state, ctx), str_of(input, "arn"))?;
+            let key = find(&region(state, ctx).stream_keys, str_of(input, "arn"))?;
             Ok(json!({ "streamKey": stream_key_doc(key, true) }))
         }
         "ListStreamKeys" => list_stream_keys(input, region(state, ctx)),
         "DeleteStreamKey" => {
-            let region = state.region_mut(ctx.scope);
-            let arn = str_of(input, "arn");
-            let id = region
-                .stream_keys
-                .iter()
-                .find(|(_, k)| k.arn == arn)
-                .map(|(id, _)| id.clone())
-                .ok_or_else(|| not_found("stream key", arn))?;
-            region.stream_keys.remove(&id);
+            remove(
+                &mut state.region_mut(ctx.scope).stream_keys,
+                str_of(input, "arn"),
+            )?;
             Ok(Value::Null)
         }
         "ImportPlaybackKeyPair" => import_key_pair(input, state, ctx),
         "GetPlaybackKeyPair" => {
-            let pair = find_key_pair(region(state, ctx), str_of(input, "arn"))?;
+            let pair = find(&region(state, ctx).key_pairs, str_of(input, "arn"))?;
             Ok(json!({ "keyPair": key_pair_doc(pair, true) }))
         }
         "ListPlaybackKeyPairs" => list_key_pairs(input, region(state, ctx)),
         "DeletePlaybackKeyPair" => {
-            let region = state.region_mut(ctx.scope);
-            let arn = str_of(input, "arn");
-            let id = region
-                .key_pairs
-                .iter()
-                .find(|(_, k)| k.arn == arn)
-                .map(|(id, _)| id.clone())
-                .ok_or_else(|| not_found("playback key pair", arn))?;
-            region.key_pairs.remove(&id);
+            remove(
+                &mut state.region_mut(ctx.scope).key_pairs,
+                str_of(input, "arn"),
+            )?;
             Ok(json!({}))
         }
         "StartViewerSessionRevocation" => {
@@ -203,51 +192,72 @@ fn not_found(what: &str, arn: &str) -> ApiError {
     ApiError::not_found(format!("{what} {arn} does not exist"))
 }
 
-fn find_channel_id(region: &RegionState, arn: &str) -> Result<String, ApiError> {
-    region
-        .channels
-        .iter()
-        .find(|(_, c)| c.arn() == arn)
-        .map(|(id, _)| id.clone())
-        .ok_or_else(|| not_found("channel", arn))
+/// A stored resource. Resources are kept by id, the last segment of their
+/// ARN; the whole ARN must match too, so another account, region or
+/// resource type is "not found", as in IVS.
+trait Resource {
+    const KIND: &'static str;
+    fn arn(&self) -> &str;
 }
 
-fn find_channel<'r>(region: &'r RegionState, arn: &str) -> Result<&'r Channel, ApiError> {
-    region
-        .channels
-        .values()
-        .find(|c| c.arn() == arn)
-        .ok_or_else(|| not_found("channel", arn))
+impl Resource for Channel {
+    const KIND: &'static str = "channel";
+    fn arn(&self) -> &str {
+        Channel::arn(self)
+    }
 }
 
-fn find_stream_key<'r>(region: &'r RegionState, arn: &str) -> Result<&'r StreamKey, ApiError> {
-    region
-        .stream_keys
-        .values()
-        .find(|k| k.arn == arn)
-        .ok_or_else(|| not_found("stream key", arn))
+impl Resource for StreamKey {
+    const KIND: &'static str = "stream key";
+    fn arn(&self) -> &str {
+        &self.arn
+    }
 }
 
-fn find_key_pair<'r>(region: &'r RegionState, arn: &str) -> Result<&'r KeyPair, ApiError> {
-    region
-        .key_pairs
-        .values()
-        .find(|k| k.arn == arn)
-        .ok_or_else(|| not_found("playback key pair", arn))
+impl Resource for KeyPair {
+    const KIND: &'static str = "playback key pair";
+    fn arn(&self) -> &str {
+        &self.arn
+    }
+}
+
+fn id_of(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or_default()
+}
+
+fn find<'m, T: Resource>(map: &'m BTreeMap<String, T>, arn: &str) -> Result<&'m T, ApiError> {
+    map.get(id_of(arn))
+        .filter(|r| r.arn() == arn)
+        .ok_or_else(|| not_found(T::KIND, arn))
+}
+
+fn find_mut<'m, T: Resource>(
+    map: &'m mut BTreeMap<String, T>,
+    arn: &str,
+) -> Result<&'m mut T, ApiError> {
+    map.get_mut(id_of(arn))
+        .filter(|r| r.arn() == arn)
+        .ok_or_else(|| not_found(T::KIND, arn))
+}
+
+fn remove<T: Resource>(map: &mut BTreeMap<String, T>, arn: &str) -> Result<T, ApiError> {
+    find(map, arn)?;
+    map.remove(id_of(arn))
+        .ok_or_else(|| not_found(T::KIND, arn))
 }
 
 fn resource_tags<'r>(
     region: &'r mut RegionState,
     arn: &str,
 ) -> Result<&'r mut BTreeMap<String, String>, ApiError> {
-    if let Some(c) = region.channels.values_mut().find(|c| c.arn() == arn) {
-        return Ok(&mut c.tags);
+    if find(&region.channels, arn).is_ok() {
+        return Ok(&mut find_mut(&mut region.channels, arn)?.tags);
     }
-    if let Some(k) = region.key_pairs.values_mut().find(|k| k.arn == arn) {
-        return Ok(&mut k.tags);
+    if find(&region.key_pairs, arn).is_ok() {
+        return Ok(&mut find_mut(&mut region.key_pairs, arn)?.tags);
     }
-    if let Some(k) = region.stream_keys.values_mut().find(|k| k.arn == arn) {
-        return Ok(&mut k.tags);
+    if find(&region.stream_keys, arn).is_ok() {
+        return Ok(&mut find_mut(&mut region.stream_keys, arn)?.tags);
     }
     Err(not_found("resource", arn))
 }
@@ -418,10 +428,7 @@ fn update_channel(
     region: &mut RegionState,
     base_url: &str,
 ) -> Result<Value, ApiError> {
-    let id = find_channel_id(region, str_of(input, "arn"))?;
-    let Some(channel) = region.channels.get_mut(&id) else {
-        return Err(not_found("channel", str_of(input, "arn")));
-    };
+    let channel = find_mut(&mut region.channels, str_of(input, "arn"))?;
     let mut doc = channel.doc.clone();
     for (field, _) in CHANNEL_FIELDS {
         if let Some(v) = input.get(*field).filter(|v| !v.is_null()) {
@@ -453,7 +460,7 @@ fn batch_get_channel(input: &Value, region: &RegionState, base_url: &str) -> Val
             continue;
         }
         seen.push(arn);
-        match find_channel(region, arn) {
+        match find(&region.channels, arn) {
             Ok(c) => channels.push(channel_doc(c, base_url)),
             Err(e) => errors.push(json!({ "arn": arn, "code": e.code, "message": e.message })),
         }
@@ -545,7 +552,7 @@ fn create_stream_key(
     let channel_arn = str_of(input, "channelArn").to_owned();
     let seq = state.take_seq();
     let region = state.region_mut(ctx.scope);
-    find_channel(region, &channel_arn)?;
+    find(&region.channels, &channel_arn)?;
     let existing = region
         .stream_keys
         .values()
@@ -571,7 +578,7 @@ fn create_stream_key(
 
 fn list_stream_keys(input: &Value, region: &RegionState) -> Result<Value, ApiError> {
     let channel_arn = str_of(input, "channelArn");
-    find_channel(region, channel_arn)?;
+    find(&region.channels, channel_arn)?;
     let items = region
         .stream_keys
         .values()
@@ -635,7 +642,7 @@ fn list_key_pairs(input: &Value, region: &RegionState) -> Result<Value, ApiError
 
 fn revoke(region: &mut RegionState, session: &Value) -> Result<(), ApiError> {
     let channel_arn = str_of(session, "channelArn");
-    find_channel(region, channel_arn)?;
+    find(&region.channels, channel_arn)?;
     let viewer = str_of(session, "viewerId").to_owned();
     let version = session["viewerSessionVersionsLessThanOrEqualTo"]
         .as_i64()
