@@ -1117,7 +1117,8 @@ impl PlaybackClaimsBuilder {
 /// `viewer-id = base64url(HMAC-SHA-256(secret, user_id)[..30])`: 40 characters,
 /// stable for a given secret, and not reversible without the secret. Keep the
 /// secret as safe as a signing key: whoever holds it can link viewer ids to
-/// users.
+/// users. Clones hold their own copy of the secret, zeroized on drop.
+#[derive(Clone)]
 pub struct ViewerIdHasher {
     secret: Zeroizing<Vec<u8>>,
 }

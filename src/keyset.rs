@@ -22,11 +22,22 @@ pub struct KeySet {
 
 impl KeySet {
     /// A set with one active key and nothing retiring.
-    pub fn new(active: SigningKey) -> Self {
+    pub fn new(active: impl Into<Arc<SigningKey>>) -> Self {
         Self {
-            active: Arc::new(active),
+            active: active.into(),
             retiring: Vec::new(),
         }
+    }
+
+    /// This set with one more retiring key (a key already in the set is not
+    /// added twice).
+    #[must_use]
+    pub fn with_retiring(mut self, key: impl Into<Arc<SigningKey>>) -> Self {
+        let key = key.into();
+        if self.find(key.fingerprint()).is_none() {
+            self.retiring.push(key);
+        }
+        self
     }
 
     /// The key that signs.

@@ -24,6 +24,7 @@ fn fast() -> IvsOptions {
         operation_timeout: Duration::from_secs(5),
         key_pair_calls_per_second: 1000,
         channel_calls_per_second: 1000,
+        revocation_calls_per_second: 1000,
     }
 }
 

@@ -1,23 +1,35 @@
 //! The admin API, on its own listener (loopback by default) and behind a
 //! bearer token compared in constant time. Every admin action is audited.
 //!
-//! Routes: `POST /admin/v1/channels/refresh` (drop and reload the channel
-//! cache). Key rotation and viewer revocation join it with the control module.
+//! Routes:
+//! - `GET /admin/v1/keys`: the key store's record and IVS's key pairs side by side;
+//! - `POST /admin/v1/keys/rotate` (`Idempotency-Key` header): rotate now;
+//! - `POST /admin/v1/keys/{fingerprint}/revoke`: delete a non-active key now;
+//! - `POST /admin/v1/viewers/revoke`: end viewers' sessions, deny them tokens;
+//! - `POST /admin/v1/channels/refresh`: drop and reload the channel cache.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::channels::ChannelCache;
+use super::channels::{ChannelCache, Lookup};
 use super::error::AppError;
+use super::ivs::{Ivs, ViewerSession};
+use super::revocation::Revocations;
+use super::rotation::{RotationError, Rotator};
+use super::tokens::Minter;
+use crate::claims::unix_seconds;
 
 /// `[admin]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -43,28 +55,63 @@ impl AdminConfig {
     }
 }
 
-#[derive(Clone)]
-struct AdminState {
-    token_hash: [u8; 32],
-    channels: ChannelCache,
+/// What the admin API works on.
+pub struct AdminParts {
+    /// SHA-256 of the admin bearer token.
+    pub token_hash: [u8; 32],
+    /// The channel cache.
+    pub channels: ChannelCache,
+    /// The keys.
+    pub rotator: Rotator,
+    /// Shared tokens are dropped when a key is revoked.
+    pub minter: Arc<Minter>,
+    /// The viewer deny-list.
+    pub revocations: Arc<Revocations>,
+    /// IVS, for viewer-session revocation.
+    pub ivs: Ivs,
 }
 
+#[derive(Clone)]
+struct AdminState {
+    inner: Arc<AdminParts>,
+    /// Answers of rotations by idempotency key (a retried request gets the
+    /// first answer instead of a second rotation).
+    rotations: moka::future::Cache<String, (StatusCode, String)>,
+    /// One idempotent rotation request at a time.
+    rotating: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Most sessions one revocation request may name.
+pub const MAX_REVOCATIONS: usize = 200;
+
 /// The admin router.
-pub fn router(token_hash: [u8; 32], channels: ChannelCache) -> Router {
+pub fn router(parts: AdminParts) -> Router {
     let state = AdminState {
-        token_hash,
-        channels,
+        inner: Arc::new(parts),
+        rotations: moka::future::Cache::builder()
+            .max_capacity(1_000)
+            .time_to_live(Duration::from_secs(24 * 3600))
+            .build(),
+        rotating: Arc::new(tokio::sync::Mutex::new(())),
     };
     Router::new()
         .route("/admin/v1/channels/refresh", post(refresh_channels))
+        .route("/admin/v1/keys", get(list_keys))
+        .route("/admin/v1/keys/rotate", post(rotate_keys))
+        .route("/admin/v1/keys/{fingerprint}/revoke", post(revoke_key))
+        .route("/admin/v1/viewers/revoke", post(revoke_viewers))
         .fallback(|| async { AppError::NoRoute.into_response() })
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .layer(DefaultBodyLimit::max(256 * 1024))
+        .layer(middleware::from_fn_with_state(
+            state.inner.token_hash,
+            require_token,
+        ))
         .with_state(state)
 }
 
 /// Refuses every request without the right bearer token, before routing.
 async fn require_token(
-    State(state): State<AdminState>,
+    State(token_hash): State<[u8; 32]>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
@@ -75,7 +122,7 @@ async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| Sha256::digest(t.trim().as_bytes()));
-    let ok = presented.is_some_and(|hash| bool::from(hash.as_slice().ct_eq(&state.token_hash)));
+    let ok = presented.is_some_and(|hash| bool::from(hash.as_slice().ct_eq(&token_hash)));
     if !ok {
         tracing::warn!(target: "audit", admin = true, peer = %peer, path = %request.uri().path(), decision = "refused", reason = "bad or missing admin token");
         return AppError::Unauthenticated(
@@ -88,8 +135,9 @@ async fn require_token(
 }
 
 async fn refresh_channels(State(state): State<AdminState>) -> Response {
-    state.channels.invalidate().await;
-    match state.channels.refresh().await {
+    let channels = &state.inner.channels;
+    channels.invalidate().await;
+    match channels.refresh().await {
         Ok(count) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -105,4 +153,309 @@ async fn refresh_channels(State(state): State<AdminState>) -> Response {
             .into_response()
         }
     }
+}
+
+fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// A key operation's failure as an API error.
+fn rotation_error(e: &RotationError) -> AppError {
+    let message = e.to_string();
+    match e {
+        RotationError::QuotaFull { .. } => AppError::Conflict {
+            code: "key_quota_full",
+            message,
+        },
+        RotationError::ActiveKey(_) => AppError::Conflict {
+            code: "active_key",
+            message,
+        },
+        RotationError::UnknownKey(_) => AppError::NotFound {
+            code: "unknown_key",
+            message,
+        },
+        RotationError::Ivs(_) => AppError::Unavailable {
+            code: "ivs_unavailable",
+            message,
+        },
+        RotationError::Store(_) => AppError::Unavailable {
+            code: "key_store_unavailable",
+            message,
+        },
+        RotationError::Check(_) => AppError::Unavailable {
+            code: "rotation_check_failed",
+            message,
+        },
+        RotationError::NoKey(_) => AppError::Unavailable {
+            code: "no_active_key",
+            message,
+        },
+    }
+}
+
+async fn list_keys(State(state): State<AdminState>) -> Response {
+    match state.inner.rotator.view().await {
+        Ok(view) => json(
+            StatusCode::OK,
+            &serde_json::to_value(&view).unwrap_or_default(),
+        ),
+        Err(e) => rotation_error(&e).into_response(),
+    }
+}
+
+async fn rotate_keys(State(state): State<AdminState>, headers: axum::http::HeaderMap) -> Response {
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.is_empty() && k.len() <= 128 => Some(k.to_owned()),
+        Some(_) => {
+            return AppError::BadRequest {
+                code: "invalid_header",
+                message: "Idempotency-Key must be 1 to 128 visible ASCII characters".into(),
+                field: Some("Idempotency-Key".into()),
+            }
+            .into_response();
+        }
+    };
+    let _one_at_a_time = state.rotating.lock().await;
+    if let Some(key) = &key
+        && let Some((status, body)) = state.rotations.get(key).await
+    {
+        return (
+            status,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::HeaderName::from_static("idempotent-replay"), "true"),
+            ],
+            body,
+        )
+            .into_response();
+    }
+    let (status, body) = match state.inner.rotator.rotate().await {
+        Ok(done) => (
+            StatusCode::OK,
+            serde_json::to_value(&done).unwrap_or_default(),
+        ),
+        Err(e) => {
+            tracing::warn!(target: "audit", admin = true, action = "rotate", decision = "failed", error = %e);
+            let e = rotation_error(&e);
+            (e.status(), e.body())
+        }
+    };
+    let body = body.to_string();
+    // A refusal or failure is not remembered: retrying with the same key
+    // tries again once the cause is gone.
+    if let Some(key) = key
+        && status.is_success()
+    {
+        state.rotations.insert(key, (status, body.clone())).await;
+    }
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn revoke_key(State(state): State<AdminState>, Path(fingerprint): Path<String>) -> Response {
+    // `aa:bb:...` or the same 32 hex digits without colons.
+    let fingerprint =
+        if fingerprint.len() == 32 && fingerprint.bytes().all(|b| b.is_ascii_hexdigit()) {
+            fingerprint
+                .as_bytes()
+                .chunks(2)
+                .map(|c| String::from_utf8_lossy(c).to_lowercase())
+                .collect::<Vec<_>>()
+                .join(":")
+        } else {
+            fingerprint.to_lowercase()
+        };
+    if fingerprint.parse::<crate::Fingerprint>().is_err() {
+        return AppError::field(
+            "fingerprint",
+            "must be an IVS key fingerprint: 16 hex bytes, `aa:bb:...` or 32 hex digits",
+        )
+        .into_response();
+    }
+    match state.inner.rotator.revoke(&fingerprint).await {
+        Ok(revoked) => {
+            state.inner.minter.forget_shared();
+            tracing::warn!(target: "audit", admin = true, action = "key_revoked", fingerprint = %revoked.fingerprint, killed = revoked.unexpired_tokens_killed);
+            json(
+                StatusCode::OK,
+                &serde_json::to_value(&revoked).unwrap_or_default(),
+            )
+        }
+        Err(e) => rotation_error(&e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeViewers {
+    sessions: Vec<SessionRef>,
+    /// How long the service refuses tokens to these viewers (default a day;
+    /// at least the second of the revocation).
+    #[serde(default = "default_block")]
+    block_seconds: u64,
+}
+
+fn default_block() -> u64 {
+    24 * 3600
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionRef {
+    /// Channel ARN or name.
+    channel: String,
+    /// The viewer as the application knows it (what it sent as `viewer_id`,
+    /// or the viewer JWT's `sub`); hashed as the token API hashes it.
+    #[serde(default)]
+    viewer_id: Option<String>,
+    /// Or the `aws:viewer-id` itself, as seen in tokens and audit lines.
+    #[serde(default)]
+    pseudonym: Option<String>,
+}
+
+async fn revoke_viewers(State(state): State<AdminState>, body: Bytes) -> Response {
+    let request: RevokeViewers = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return AppError::BadRequest {
+                code: "invalid_json",
+                message: format!("the body must be {{\"sessions\": [{{\"channel\", \"viewer_id\" | \"pseudonym\"}}], \"block_seconds\"?}}: {e}"),
+                field: None,
+            }
+            .into_response();
+        }
+    };
+    if request.sessions.is_empty() || request.sessions.len() > MAX_REVOCATIONS {
+        return AppError::field(
+            "sessions",
+            format!("must list 1 to {MAX_REVOCATIONS} sessions"),
+        )
+        .into_response();
+    }
+    if request.block_seconds > 366 * 24 * 3600 {
+        return AppError::field("block_seconds", "must be at most a year").into_response();
+    }
+    let now = unix_seconds(SystemTime::now());
+    let Ok(up_to) = i32::try_from(now) else {
+        return AppError::Unavailable {
+            code: "clock",
+            message: "the clock is past 2038: session versions no longer fit IVS's filter".into(),
+        }
+        .into_response();
+    };
+    let until = now + request.block_seconds.max(1);
+    // Resolve each item; a bad item fails alone.
+    let mut results: Vec<serde_json::Value> = Vec::with_capacity(request.sessions.len());
+    let mut to_revoke = Vec::new();
+    for (i, item) in request.sessions.iter().enumerate() {
+        let viewer = match (&item.viewer_id, &item.pseudonym) {
+            (Some(v), None) if !v.is_empty() && v.len() <= 1024 => {
+                state.inner.revocations.pseudonym(v).as_str().to_owned()
+            }
+            (None, Some(p)) => match crate::ViewerId::parse(p) {
+                Ok(v) => v.as_str().to_owned(),
+                Err(e) => {
+                    results.push(item_error(i, "invalid_field", "pseudonym", &e.to_string()));
+                    continue;
+                }
+            },
+            _ => {
+                results.push(item_error(
+                    i,
+                    "invalid_field",
+                    "viewer_id",
+                    "give exactly one of viewer_id (1 to 1024 bytes) and pseudonym",
+                ));
+                continue;
+            }
+        };
+        let channel = match state.inner.channels.resolve(&item.channel).await {
+            Ok(c) => c,
+            Err(Lookup::NotFound) => {
+                results.push(item_error(
+                    i,
+                    "channel_not_found",
+                    "channel",
+                    &format!("IVS has no channel `{}`", item.channel),
+                ));
+                continue;
+            }
+            Err(Lookup::Unavailable(e)) => {
+                results.push(item_error(i, "ivs_unavailable", "channel", &e.to_string()));
+                continue;
+            }
+        };
+        // Stop minting at once, before IVS is even asked.
+        state.inner.revocations.deny(&channel.arn, &viewer, until);
+        results.push(serde_json::json!({ "index": i, "channel_arn": channel.arn.as_str(), "viewer_id": viewer }));
+        to_revoke.push((
+            results.len() - 1,
+            ViewerSession {
+                channel_arn: channel.arn.clone(),
+                viewer_id: viewer,
+                versions_up_to: up_to,
+            },
+        ));
+    }
+    let sessions: Vec<ViewerSession> = to_revoke.iter().map(|(_, s)| s.clone()).collect();
+    let outcome = if sessions.is_empty() {
+        Ok(Vec::new())
+    } else {
+        state.inner.ivs.revoke_viewer_sessions(&sessions).await
+    };
+    match outcome {
+        Ok(answers) => {
+            for ((at, _), answer) in to_revoke.iter().zip(answers) {
+                if let Some(obj) = results[*at].as_object_mut() {
+                    match answer {
+                        None => {
+                            obj.insert("revoked".into(), true.into());
+                        }
+                        Some((code, message)) => {
+                            obj.insert("revoked".into(), false.into());
+                            obj.insert(
+                                "error".into(),
+                                serde_json::json!({ "code": code, "message": message }),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "viewer revocation failed at IVS");
+            for (at, _) in &to_revoke {
+                if let Some(obj) = results[*at].as_object_mut() {
+                    obj.insert("revoked".into(), false.into());
+                    obj.insert(
+                        "error".into(),
+                        serde_json::json!({ "code": "ivs_unavailable", "message": e.to_string() }),
+                    );
+                }
+            }
+        }
+    }
+    tracing::warn!(target: "audit", admin = true, action = "viewers_revoked", sessions = results.len(), versions_up_to = up_to, blocked_until = until);
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "results": results,
+            "versions_up_to": up_to,
+            "blocked_until": until,
+        }),
+    )
+}
+
+fn item_error(index: usize, code: &str, field: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({
+        "index": index,
+        "revoked": false,
+        "error": { "code": code, "message": message, "field": field },
+    })
 }

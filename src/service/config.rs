@@ -41,6 +41,8 @@ pub struct Config {
     pub viewer_jwt: Option<super::viewer::ViewerJwtConfig>,
     /// The admin API (off without it).
     pub admin: Option<super::admin::AdminConfig>,
+    /// Key rotation.
+    pub rotation: super::rotation::RotationConfig,
 }
 
 /// `[server]`
@@ -318,6 +320,23 @@ impl Config {
             .unwrap_or(self.ivs.mode == IvsMode::Local)
     }
 
+    /// The longest TTL any caller can be granted: a retired key's tokens
+    /// have all expired this long after it stopped signing.
+    pub fn longest_ttl(&self) -> Duration {
+        let longest = self
+            .api_keys
+            .iter()
+            .map(|k| k.max_ttl_seconds)
+            .chain([
+                self.tokens.default_ttl_seconds,
+                self.anonymous.ttl_seconds,
+                self.viewer_jwt.as_ref().map_or(0, |v| v.max_ttl_seconds),
+            ])
+            .max()
+            .unwrap_or(0);
+        Duration::from_secs(longest)
+    }
+
     /// The request timeout.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.server.request_timeout_ms)
@@ -390,6 +409,9 @@ impl Config {
         }
         if let Some(admin) = &self.admin {
             admin.validate().map_err(ConfigError)?;
+        }
+        if self.rotation.sweep_seconds == 0 {
+            return err("rotation.sweep_seconds", "must be at least 1".into());
         }
         if let Some(viewer) = &self.viewer_jwt {
             viewer.validate().map_err(ConfigError)?;

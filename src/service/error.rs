@@ -54,6 +54,21 @@ pub enum AppError {
     },
     /// No such endpoint (404).
     NoRoute,
+    /// Something named does not exist (404), e.g. `unknown_key`.
+    NotFound {
+        /// Stable code.
+        code: &'static str,
+        /// What was not found.
+        message: String,
+    },
+    /// The request conflicts with the current state (409), e.g.
+    /// `key_quota_full`, `active_key`.
+    Conflict {
+        /// Stable code.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
     /// A fault of ours (500); the details are logged, not sent.
     Internal,
 }
@@ -96,8 +111,10 @@ impl AppError {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Self::ChannelNotFound(_) | Self::NoRoute => StatusCode::NOT_FOUND,
-            Self::ChannelNotPrivate(_) => StatusCode::CONFLICT,
+            Self::ChannelNotFound(_) | Self::NoRoute | Self::NotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            Self::ChannelNotPrivate(_) | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -111,7 +128,9 @@ impl AppError {
         match self {
             Self::BadRequest { code, .. }
             | Self::Forbidden { code, .. }
-            | Self::Unavailable { code, .. } => code,
+            | Self::Unavailable { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::Conflict { code, .. } => code,
             Self::Unauthenticated(_) => "unauthenticated",
             Self::ChannelNotFound(_) => "channel_not_found",
             Self::ChannelNotPrivate(_) => "channel_not_private",
@@ -129,6 +148,8 @@ impl AppError {
             Self::BadRequest { message, .. }
             | Self::Forbidden { message, .. }
             | Self::Unavailable { message, .. }
+            | Self::NotFound { message, .. }
+            | Self::Conflict { message, .. }
             | Self::RateLimited { message, .. }
             | Self::Unauthenticated(message) => message.clone(),
             Self::ChannelNotFound(c) => format!("IVS has no channel `{c}`"),

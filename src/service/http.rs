@@ -20,6 +20,8 @@ use tower_http::trace::TraceLayer;
 use super::channels::{ChannelCache, Lookup};
 use super::error::AppError;
 use super::policy::{Caller, Policy, TokenRequest};
+use super::revocation::Revocations;
+use super::rotation::Rotator;
 use super::tokens::{Minted, Minter};
 use super::viewer::ViewerAuth;
 use crate::MaximumResolution;
@@ -42,21 +44,26 @@ pub struct AppParts {
     /// Who may mint what.
     pub policy: Policy,
     /// Signing and the shared-token cache.
-    pub minter: Minter,
+    pub minter: Arc<Minter>,
     /// Largest request body.
     pub max_body: usize,
     /// Longest a request may take.
     pub timeout: Duration,
     /// Mint for public channels too.
     pub allow_public: bool,
-    /// When the active key was made (for its age metric).
-    pub key_created: SystemTime,
+    /// Revoked viewers.
+    pub revocations: Arc<Revocations>,
+    /// The keys (for the key-age metric).
+    pub rotator: Rotator,
 }
 
 impl AppState {
     /// Periodic clean-up of per-client state.
     pub fn housekeeping(&self) {
         self.inner.policy.housekeeping();
+        self.inner
+            .revocations
+            .prune(crate::claims::unix_seconds(SystemTime::now()));
     }
 
     /// Shares the parts.
@@ -357,6 +364,22 @@ async fn mint_one(
         return Err(AppError::ChannelNotPrivate(channel.arn.to_string()));
     }
     let grant = inner.policy.entitle(caller, &channel, request)?;
+    if let Some(viewer) = &grant.viewer {
+        let now = crate::claims::unix_seconds(SystemTime::now());
+        if let Some(until) = inner
+            .revocations
+            .denied_until(&channel.arn, viewer.as_str(), now)
+        {
+            return Err(AppError::Forbidden {
+                code: "viewer_revoked",
+                message: format!(
+                    "this viewer's sessions on {} were revoked; no token until {until} (Unix seconds)",
+                    channel.arn
+                ),
+                field: None,
+            });
+        }
+    }
     let minted = inner.minter.mint(&channel, &grant, SystemTime::now())?;
     tracing::info!(
         target: "audit",
@@ -546,10 +569,9 @@ async fn metrics_text(State(state): State<AppState>) -> Response {
     let set = state.inner.minter.signer().key_set().snapshot();
     metrics::gauge!("active_key_info", "fingerprint" => set.active().fingerprint().to_string())
         .set(1.0);
-    let age = SystemTime::now()
-        .duration_since(state.inner.key_created)
-        .unwrap_or_default();
-    metrics::gauge!("active_key_age_seconds").set(age.as_secs_f64());
+    let age = crate::claims::unix_seconds(SystemTime::now())
+        .saturating_sub(state.inner.rotator.active_since());
+    metrics::gauge!("active_key_age_seconds").set(age as f64);
     match metrics_handle() {
         Some(handle) => (
             StatusCode::OK,

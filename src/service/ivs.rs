@@ -34,6 +34,30 @@ pub struct ChannelInfo {
     pub playback_url: String,
 }
 
+/// A playback key pair as IVS holds it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyPairInfo {
+    /// Its ARN.
+    pub arn: String,
+    /// Its name.
+    pub name: String,
+    /// Its fingerprint (`aa:bb:...`).
+    pub fingerprint: String,
+    /// Its tags.
+    pub tags: std::collections::BTreeMap<String, String>,
+}
+
+/// One viewer's sessions on one channel, to revoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewerSession {
+    /// The channel.
+    pub channel_arn: ChannelArn,
+    /// The `aws:viewer-id` of its tokens.
+    pub viewer_id: String,
+    /// Sessions whose `aws:viewer-session-version` is at most this end.
+    pub versions_up_to: i32,
+}
+
 /// An IVS call that failed; the SDK error is kept as the source.
 #[derive(Debug)]
 pub struct IvsError {
@@ -97,6 +121,8 @@ pub struct IvsOptions {
     pub key_pair_calls_per_second: u32,
     /// Channel calls per second (IVS: 5).
     pub channel_calls_per_second: u32,
+    /// BatchStartViewerSessionRevocation calls per second (IVS: 2).
+    pub revocation_calls_per_second: u32,
 }
 
 impl Default for IvsOptions {
@@ -107,6 +133,7 @@ impl Default for IvsOptions {
             operation_timeout: Duration::from_secs(20),
             key_pair_calls_per_second: 3,
             channel_calls_per_second: 5,
+            revocation_calls_per_second: 2,
         }
     }
 }
@@ -114,6 +141,7 @@ impl Default for IvsOptions {
 struct Quotas {
     key_pairs: DefaultDirectRateLimiter,
     channels: DefaultDirectRateLimiter,
+    revocations: DefaultDirectRateLimiter,
 }
 
 impl fmt::Debug for Quotas {
@@ -197,6 +225,7 @@ impl Ivs {
             quotas: Arc::new(Quotas {
                 key_pairs: per_second(options.key_pair_calls_per_second),
                 channels: per_second(options.channel_calls_per_second),
+                revocations: per_second(options.revocation_calls_per_second),
             }),
         }
     }
@@ -284,10 +313,10 @@ impl Ivs {
         }
     }
 
-    /// The ARN of the key pair holding `key` in IVS, importing it if IVS does
-    /// not hold it yet (matched by fingerprint).
-    pub async fn ensure_imported(&self, key: &PublicKey, name: &str) -> Result<String, IvsError> {
-        let fingerprint = key.fingerprint().to_string();
+    /// Every playback key pair of the region, with fingerprints
+    /// (ListPlaybackKeyPairs, then GetPlaybackKeyPair each: summaries carry
+    /// no fingerprint; a region holds at most 3).
+    pub async fn key_pairs(&self) -> Result<Vec<KeyPairInfo>, IvsError> {
         let mut arns = Vec::new();
         let mut next: Option<String> = None;
         loop {
@@ -309,44 +338,142 @@ impl Ivs {
                 _ => break,
             }
         }
-        // Summaries carry no fingerprint: each key pair is read.
+        let mut out = Vec::with_capacity(arns.len());
         for arn in arns {
-            self.key_pair_quota().await;
-            let pair = self
-                .client
-                .get_playback_key_pair()
-                .arn(&arn)
-                .send()
-                .await
-                .map_err(|e| IvsError::from_sdk("GetPlaybackKeyPair", e))?;
-            if pair.key_pair().and_then(|k| k.fingerprint()) == Some(fingerprint.as_str()) {
-                return Ok(arn);
+            // Deleted between the listing and now: not held any more.
+            if let Some(pair) = self.key_pair(&arn).await? {
+                out.push(pair);
             }
         }
+        Ok(out)
+    }
+
+    /// One key pair by ARN; `None` if IVS does not hold it.
+    pub async fn key_pair(&self, arn: &str) -> Result<Option<KeyPairInfo>, IvsError> {
         self.key_pair_quota().await;
-        let out = self
+        match self.client.get_playback_key_pair().arn(arn).send().await {
+            Ok(out) => Ok(out.key_pair().and_then(key_pair_info)),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(IvsError::from_sdk("GetPlaybackKeyPair", e)),
+        }
+    }
+
+    /// Imports a public key; the answer's fingerprint is checked against the
+    /// key's own.
+    pub async fn import_key_pair(
+        &self,
+        key: &PublicKey,
+        name: &str,
+        tags: &[(&str, &str)],
+    ) -> Result<KeyPairInfo, IvsError> {
+        let fingerprint = key.fingerprint().to_string();
+        self.key_pair_quota().await;
+        let mut call = self
             .client
             .import_playback_key_pair()
             .public_key_material(key.to_pem())
-            .name(name)
+            .name(name);
+        for (k, v) in tags {
+            call = call.tags(*k, *v);
+        }
+        let out = call
             .send()
             .await
             .map_err(|e| IvsError::from_sdk("ImportPlaybackKeyPair", e))?;
-        let pair = out.key_pair().ok_or_else(|| {
+        let pair = out.key_pair().and_then(key_pair_info).ok_or_else(|| {
             IvsError::other("ImportPlaybackKeyPair", "no key pair in the answer".into())
         })?;
-        if pair.fingerprint() != Some(fingerprint.as_str()) {
+        if pair.fingerprint != fingerprint {
             return Err(IvsError::other(
                 "ImportPlaybackKeyPair",
                 format!(
-                    "IVS reports fingerprint {:?}, the key's is {fingerprint}",
-                    pair.fingerprint()
+                    "IVS reports fingerprint {}, the key's is {fingerprint}",
+                    pair.fingerprint
                 ),
             ));
         }
-        pair.arn()
-            .map(str::to_owned)
-            .ok_or_else(|| IvsError::other("ImportPlaybackKeyPair", "no ARN in the answer".into()))
+        Ok(pair)
+    }
+
+    /// Deletes a key pair; `false` if IVS did not hold it (already deleted).
+    pub async fn delete_key_pair(&self, arn: &str) -> Result<bool, IvsError> {
+        self.key_pair_quota().await;
+        match self.client.delete_playback_key_pair().arn(arn).send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(IvsError::from_sdk("DeletePlaybackKeyPair", e)),
+        }
+    }
+
+    /// The ARN of the key pair holding `key` in IVS, importing it if IVS does
+    /// not hold it yet (matched by fingerprint).
+    pub async fn ensure_imported(&self, key: &PublicKey, name: &str) -> Result<String, IvsError> {
+        let fingerprint = key.fingerprint().to_string();
+        if let Some(pair) = self
+            .key_pairs()
+            .await?
+            .into_iter()
+            .find(|p| p.fingerprint == fingerprint)
+        {
+            return Ok(pair.arn);
+        }
+        Ok(self.import_key_pair(key, name, &[]).await?.arn)
+    }
+
+    /// Revokes viewer sessions (BatchStartViewerSessionRevocation by 20, at
+    /// IVS's 2 calls/s). Returns one result per item, in order: `None` when
+    /// IVS accepted it, else IVS's error code and message.
+    pub async fn revoke_viewer_sessions(
+        &self,
+        items: &[ViewerSession],
+    ) -> Result<Vec<Option<(String, String)>>, IvsError> {
+        use aws_sdk_ivs::types::BatchStartViewerSessionRevocationViewerSession as Item;
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(20) {
+            let mut sessions = Vec::with_capacity(chunk.len());
+            for s in chunk {
+                sessions.push(
+                    Item::builder()
+                        .channel_arn(s.channel_arn.as_str())
+                        .viewer_id(s.viewer_id.as_str())
+                        .viewer_session_versions_less_than_or_equal_to(s.versions_up_to)
+                        .build()
+                        .map_err(|e| {
+                            IvsError::other("BatchStartViewerSessionRevocation", e.to_string())
+                        })?,
+                );
+            }
+            self.quotas.revocations.until_ready().await;
+            let answer = self
+                .client
+                .batch_start_viewer_session_revocation()
+                .set_viewer_sessions(Some(sessions))
+                .send()
+                .await
+                .map_err(|e| IvsError::from_sdk("BatchStartViewerSessionRevocation", e))?;
+            for s in chunk {
+                let error = answer.errors().iter().find(|e| {
+                    e.channel_arn() == s.channel_arn.as_str() && e.viewer_id() == s.viewer_id
+                });
+                out.push(error.map(|e| {
+                    (
+                        e.code().unwrap_or("Error").to_owned(),
+                        e.message().unwrap_or_default().to_owned(),
+                    )
+                }));
+            }
+        }
+        Ok(out)
     }
 
     /// A private channel with this name, created if missing.
@@ -367,6 +494,18 @@ impl Ivs {
             .and_then(info)
             .ok_or_else(|| IvsError::other("CreateChannel", "no channel in the answer".into()))
     }
+}
+
+fn key_pair_info(k: &aws_sdk_ivs::types::PlaybackKeyPair) -> Option<KeyPairInfo> {
+    Some(KeyPairInfo {
+        arn: k.arn()?.to_owned(),
+        name: k.name().unwrap_or_default().to_owned(),
+        fingerprint: k.fingerprint()?.to_owned(),
+        tags: k
+            .tags()
+            .map(|t| t.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default(),
+    })
 }
 
 fn info(c: &aws_sdk_ivs::types::Channel) -> Option<ChannelInfo> {

@@ -15,13 +15,16 @@ pub mod ivs;
 pub mod local_ivs;
 pub mod openapi;
 pub mod policy;
+pub mod revocation;
+pub mod rotation;
 pub mod store;
 pub mod tokens;
 pub mod viewer;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
@@ -32,8 +35,9 @@ use self::config::{Config, IvsMode};
 use self::ivs::{ChannelInfo, Ivs};
 use self::local_ivs::{LocalIvs, LocalIvsConfig};
 use self::policy::Policy;
+use self::rotation::{FirstKey, RotationConfig, RotationError, Rotator, RotatorOptions};
 use self::tokens::Minter;
-use crate::{KeySet, PrivateKey, SharedKeySet, SigningKey, TokenSigner, ViewerIdHasher};
+use crate::{TokenSigner, ViewerIdHasher};
 
 /// The file name of the active key in the key directory.
 pub const KEY_FILE: &str = "playback-key.pem";
@@ -53,6 +57,9 @@ pub enum ServiceError {
     /// IVS refused or could not be reached.
     #[error(transparent)]
     Ivs(#[from] ivs::IvsError),
+    /// The keys could not be reconciled with IVS.
+    #[error("keys: {0}")]
+    Rotation(#[from] RotationError),
     /// The embedded local IVS could not start.
     #[error("local IVS: {0}")]
     LocalIvs(#[from] local_ivs::LocalIvsError),
@@ -94,6 +101,8 @@ pub struct Application {
     local_ivs: Option<LocalIvs>,
     channels: ChannelCache,
     viewer_auth: Option<std::sync::Arc<viewer::ViewerAuth>>,
+    rotator: Rotator,
+    rotation: RotationConfig,
     refresh_every: Duration,
     grace: Duration,
     info: StartupInfo,
@@ -128,21 +137,6 @@ impl Application {
             ),
         };
 
-        let (key, key_file, key_generated) =
-            load_or_generate_key(&config.keys.dir, config.generate_keys())?;
-        let key_arn = ivs
-            .ensure_imported(key.public_key(), "ivs-playback-auth")
-            .await?;
-        let signing_key = SigningKey::new(&key)
-            .map_err(|e| ServiceError::Key(e.to_string()))?
-            .with_ivs_key_pair_arn(key_arn);
-        let fingerprint = key.fingerprint().to_string();
-        drop(key);
-        let key_created = std::fs::metadata(&key_file)
-            .and_then(|m| m.modified())
-            .unwrap_or_else(|_| std::time::SystemTime::now());
-        let signer = TokenSigner::from_shared(SharedKeySet::new(KeySet::new(signing_key)));
-
         let mut anonymous_extra = Vec::new();
         let demo_channel = if local_ivs.is_some() && config.ivs.demo_channel {
             let demo = ivs.ensure_private_channel("demo").await?;
@@ -152,6 +146,45 @@ impl Application {
             None
         };
 
+        // The keys: the store's record reconciled with IVS; a fresh store
+        // adopts keys/playback-key.pem (generated in local mode).
+        let store = store::DirStore::open(&config.keys.dir)
+            .map_err(|e| ServiceError::Key(e.to_string()))?;
+        let canary = match (&config.rotation.canary_channel, &demo_channel) {
+            (Some(name), _) => {
+                let found = if name.starts_with("arn:") {
+                    ivs.channel(name).await?
+                } else {
+                    ivs.channel_by_name(name).await?
+                };
+                let c = found.ok_or_else(|| {
+                    ServiceError::Config(config::ConfigError(format!(
+                        "rotation.canary_channel: IVS has no channel `{name}`"
+                    )))
+                })?;
+                Some((c.arn, c.playback_url))
+            }
+            (None, Some(demo)) => Some((demo.arn.clone(), demo.playback_url.clone())),
+            (None, None) => None,
+        };
+        let started = Rotator::start(
+            ivs.clone(),
+            store,
+            RotatorOptions {
+                longest_ttl: config.longest_ttl(),
+                skew: Duration::from_secs(config.rotation.skew_seconds),
+                canary,
+                first_key: Some(FirstKey {
+                    path: config.keys.dir.join(KEY_FILE),
+                    generate: config.generate_keys(),
+                }),
+            },
+        )
+        .await?;
+        let rotator = started.rotator.clone();
+        let signer = TokenSigner::from_shared(rotator.keys().clone());
+
+        let ivs_for_admin = ivs.clone();
         let channels = ChannelCache::new(
             ivs,
             Duration::from_secs(config.channels.negative_ttl_seconds),
@@ -180,20 +213,23 @@ impl Application {
             )),
             None => None,
         };
-        let policy = Policy::new(&config, &anonymous_extra, viewer_ids);
-        let minter = Minter::new(
+        let policy = Policy::new(&config, &anonymous_extra, viewer_ids.clone());
+        let revocations = Arc::new(revocation::Revocations::new(viewer_ids));
+        let minter = Arc::new(Minter::new(
             signer,
             Duration::from_secs(config.tokens.share_bucket_seconds),
-        );
+            Arc::clone(rotator.ledger()),
+        ));
         let state = http::AppState::new(http::AppParts {
             channels: channels.clone(),
             viewers: viewer_auth.clone(),
             policy,
-            minter,
+            minter: Arc::clone(&minter),
             max_body: config.server.max_body_bytes,
             timeout: config.request_timeout(),
             allow_public: config.channels.allow_public,
-            key_created,
+            revocations: Arc::clone(&revocations),
+            rotator: rotator.clone(),
         });
         let router = http::router(state.clone(), &config.server.cors_origins);
         let listener = TcpListener::bind(config.server.listen)
@@ -219,7 +255,17 @@ impl Application {
                         source,
                     }
                 })?;
-                Some((listener, admin::router(hash, channels.clone())))
+                Some((
+                    listener,
+                    admin::router(admin::AdminParts {
+                        token_hash: hash,
+                        channels: channels.clone(),
+                        rotator: rotator.clone(),
+                        minter: Arc::clone(&minter),
+                        revocations: Arc::clone(&revocations),
+                        ivs: ivs_for_admin.clone(),
+                    }),
+                ))
             }
             None => None,
         };
@@ -238,9 +284,9 @@ impl Application {
             admin_url,
             local_ivs_url: local_ivs.as_ref().map(|l| l.endpoint_url().to_owned()),
             demo_channel,
-            fingerprint,
-            key_file,
-            key_generated,
+            fingerprint: started.fingerprint,
+            key_file: started.key_file,
+            key_generated: started.generated,
         };
         Ok(Self {
             listener,
@@ -250,6 +296,8 @@ impl Application {
             local_ivs,
             channels,
             viewer_auth,
+            rotator,
+            rotation: config.rotation.clone(),
             refresh_every: Duration::from_secs(config.channels.refresh_seconds.max(1)),
             grace: Duration::from_secs(config.server.shutdown_grace_seconds),
             info,
@@ -304,6 +352,36 @@ impl Application {
                 state.housekeeping();
             }
         });
+        // Retired keys are deleted once their tokens have expired; the
+        // schedule rotates.
+        let rotator = self.rotator.clone();
+        let sweep_every = Duration::from_secs(self.rotation.sweep_seconds.max(1));
+        let sweeper = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(sweep_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = rotator.sweep().await {
+                    tracing::warn!(error = %e, "key sweep failed; retrying at the next one");
+                }
+            }
+        });
+        let scheduler = (self.rotation.interval_seconds > 0).then(|| {
+            let rotator = self.rotator.clone();
+            let every = Duration::from_secs(self.rotation.interval_seconds);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match rotator.rotate().await {
+                        Ok(r) => tracing::info!(active = %r.active, took_ms = r.took_ms, "scheduled rotation done"),
+                        Err(e) => tracing::error!(error = %e, "scheduled rotation failed; the current key keeps signing"),
+                    }
+                }
+            })
+        });
         let jwks_refresher = self.viewer_auth.clone().map(|auth| {
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(auth.refresh_every());
@@ -352,6 +430,10 @@ impl Application {
         };
         refresher.abort();
         upkeep.abort();
+        sweeper.abort();
+        if let Some(task) = scheduler {
+            task.abort();
+        }
         if let Some(task) = admin_task {
             let _ = tokio::time::timeout(grace, task).await;
         }
@@ -363,43 +445,4 @@ impl Application {
         }
         result
     }
-}
-
-/// The active key from the key directory, generated there when allowed.
-fn load_or_generate_key(
-    dir: &Path,
-    generate: bool,
-) -> Result<(PrivateKey, PathBuf, bool), ServiceError> {
-    let path = dir.join(KEY_FILE);
-    if path.exists() {
-        let key = PrivateKey::read_file(&path).map_err(|e| ServiceError::Key(e.to_string()))?;
-        return Ok((key, path, false));
-    }
-    if !generate {
-        return Err(ServiceError::Key(format!(
-            "{} does not exist; make one with `ivs-playback-auth keys generate --out {}` (or set keys.generate_if_missing)",
-            path.display(),
-            dir.display()
-        )));
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt as _;
-        builder.mode(0o700);
-    }
-    builder
-        .create(dir)
-        .map_err(|e| ServiceError::Key(format!("{}: {e}", dir.display())))?;
-    let key = PrivateKey::generate().map_err(|e| ServiceError::Key(e.to_string()))?;
-    key.write_pem_file(&path)
-        .map_err(|e| ServiceError::Key(e.to_string()))?;
-    let public = dir.join("playback-key.pub.pem");
-    if !public.exists() {
-        key.public_key()
-            .write_pem_file(&public)
-            .map_err(|e| ServiceError::Key(e.to_string()))?;
-    }
-    Ok((key, path, true))
 }

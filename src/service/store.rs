@@ -42,8 +42,16 @@ pub struct KeyRecord {
     pub state: KeyState,
     /// Its IVS key-pair ARN, once imported.
     pub ivs_arn: Option<String>,
-    /// The latest `exp` of a token it signed (Unix seconds).
+    /// The latest `exp` of a token it signed (Unix seconds), recorded when
+    /// it retires.
     pub max_exp: Option<u64>,
+    /// When it stopped signing (Unix seconds).
+    #[serde(default)]
+    pub retired_at: Option<u64>,
+    /// When it may be deleted: its last token's expiry plus the skew margin
+    /// (Unix seconds).
+    #[serde(default)]
+    pub delete_after: Option<u64>,
     /// When the record last changed (Unix seconds).
     pub updated_at: u64,
 }
@@ -53,6 +61,10 @@ pub struct KeyRecord {
 pub struct RotationState {
     /// Grows with every save; a store refuses to save over a newer state.
     pub version: u64,
+    /// This store's id, tagged on the key pairs it imports, so that keys
+    /// that are not ours are never touched.
+    #[serde(default)]
+    pub store_id: String,
     /// Every key, oldest first.
     pub keys: Vec<KeyRecord>,
 }
@@ -138,7 +150,8 @@ impl DirStore {
         Ok(Self { dir })
     }
 
-    fn key_path(&self, fingerprint: &Fingerprint) -> PathBuf {
+    /// The file of a stored key.
+    pub fn key_path(&self, fingerprint: &Fingerprint) -> PathBuf {
         self.dir
             .join(format!("{}.pem", fingerprint.to_string().replace(':', "")))
     }
@@ -227,6 +240,8 @@ mod tests {
             state,
             ivs_arn: None,
             max_exp: None,
+            retired_at: None,
+            delete_after: None,
             updated_at: 1,
         }
     }
@@ -306,7 +321,7 @@ mod tests {
         ));
         let mut state = RotationState {
             version: 4,
-            keys: Vec::new(),
+            ..RotationState::default()
         };
         assert!(store.save_state(&state).await.is_err());
         state.version = 1;

@@ -9,6 +9,7 @@ use moka::sync::Cache;
 use super::error::AppError;
 use super::ivs::ChannelInfo;
 use super::policy::Grant;
+use super::rotation::TokenLedger;
 use crate::claims::unix_seconds;
 use crate::{Error, Fingerprint, PlaybackClaims, TokenSigner};
 
@@ -39,15 +40,18 @@ struct ShareKey {
 /// Signs tokens and keeps the shareable ones.
 pub struct Minter {
     signer: TokenSigner,
+    ledger: Arc<TokenLedger>,
     shared: Cache<ShareKey, Arc<Minted>>,
     bucket: u64,
 }
 
 impl Minter {
-    /// A minter over a signer; shareable tokens align `exp` to `bucket` s.
-    pub fn new(signer: TokenSigner, bucket: Duration) -> Self {
+    /// A minter over a signer; shareable tokens align `exp` to `bucket` s;
+    /// every signature is counted in `ledger`.
+    pub fn new(signer: TokenSigner, bucket: Duration, ledger: Arc<TokenLedger>) -> Self {
         Self {
             signer,
+            ledger,
             shared: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(bucket + Duration::from_secs(1))
@@ -59,6 +63,12 @@ impl Minter {
     /// The signer.
     pub fn signer(&self) -> &TokenSigner {
         &self.signer
+    }
+
+    /// Drops every shared token (a key was revoked: its tokens must not be
+    /// served again).
+    pub fn forget_shared(&self) {
+        self.shared.invalidate_all();
     }
 
     /// Mints a token for a channel as granted.
@@ -125,7 +135,13 @@ impl Minter {
             builder = builder.single_use();
         }
         if let Some(viewer) = &grant.viewer {
-            builder = builder.viewer_id(viewer.clone());
+            // The session version is the minting second: a revocation at
+            // second T ends sessions ≤ T (see revocation.rs).
+            let version = crate::ViewerSessionVersion::new(unix_seconds(now))
+                .map_err(|e| AppError::field("viewer_id", e.to_string()))?;
+            builder = builder
+                .viewer_id(viewer.clone())
+                .viewer_session_version(version);
         }
         if let Some(r) = grant.resolution {
             builder = builder.maximum_resolution(r);
@@ -145,6 +161,7 @@ impl Minter {
             }
         })?;
         let now_s = unix_seconds(now);
+        self.ledger.record(token.fingerprint(), exp);
         let ttl = exp.saturating_sub(now_s);
         Ok(Minted {
             fingerprint: *token.fingerprint(),

@@ -1,0 +1,92 @@
+//! Viewer revocation: a local deny-list that stops minting for a revoked
+//! viewer at once, and the session versions IVS revokes by.
+//!
+//! Every viewer token carries `aws:viewer-session-version` = the Unix second
+//! it was minted (the spec: keep it in 0..=2^31-1; Unix seconds work until
+//! 2038). Revoking at second `T` asks IVS to end the viewer's sessions with a
+//! version ≤ `T`; tokens minted after `T` carry a larger version and play.
+//! No per-viewer counter needs to survive a restart. The deny-list covers at
+//! least the second of the revocation (a token minted then would be revoked
+//! on arrival) and, by default, much longer.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::{ChannelArn, ViewerId, ViewerIdHasher};
+
+/// Revoked viewers, per channel, until when.
+pub struct Revocations {
+    hasher: ViewerIdHasher,
+    denied: Mutex<HashMap<(String, String), u64>>,
+}
+
+impl std::fmt::Debug for Revocations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Revocations").finish_non_exhaustive()
+    }
+}
+
+impl Revocations {
+    /// An empty deny-list; viewer ids are hashed as the token API hashes them.
+    pub fn new(hasher: ViewerIdHasher) -> Self {
+        Self {
+            hasher,
+            denied: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The `aws:viewer-id` the token API puts in tokens for this viewer.
+    pub fn pseudonym(&self, viewer: &str) -> ViewerId {
+        self.hasher.viewer_id(viewer)
+    }
+
+    /// Refuses tokens for `viewer` on `channel` until `until` (Unix seconds,
+    /// exclusive). A later revocation only extends.
+    pub fn deny(&self, channel: &ChannelArn, viewer: &str, until: u64) {
+        if let Ok(mut map) = self.denied.lock() {
+            let entry = map
+                .entry((channel.as_str().to_owned(), viewer.to_owned()))
+                .or_insert(0);
+            *entry = (*entry).max(until);
+        }
+    }
+
+    /// Until when `viewer` is refused on `channel`, if it is at `now`.
+    pub fn denied_until(&self, channel: &ChannelArn, viewer: &str, now: u64) -> Option<u64> {
+        let map = self.denied.lock().ok()?;
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&(channel.as_str().to_owned(), viewer.to_owned()))
+            .copied()
+            .filter(|until| now < *until)
+    }
+
+    /// Forgets entries that ended.
+    pub fn prune(&self, now: u64) {
+        if let Ok(mut map) = self.denied.lock() {
+            map.retain(|_, until| now < *until);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_denial_holds_until_its_end_and_only_extends() {
+        let r = Revocations::new(ViewerIdHasher::new(&[7u8; 32]).unwrap());
+        let ch = ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:channel/abcd").unwrap();
+        let other = ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:channel/efgh").unwrap();
+        let v = r.pseudonym("alice");
+        r.deny(&ch, v.as_str(), 100);
+        r.deny(&ch, v.as_str(), 50);
+        assert_eq!(r.denied_until(&ch, v.as_str(), 99), Some(100));
+        assert_eq!(r.denied_until(&ch, v.as_str(), 100), None);
+        assert_eq!(r.denied_until(&other, v.as_str(), 10), None);
+        assert_eq!(r.denied_until(&ch, r.pseudonym("bob").as_str(), 10), None);
+        r.prune(100);
+        assert!(r.denied.lock().unwrap().is_empty());
+    }
+}
