@@ -828,14 +828,24 @@ async fn import_if_needed(
             &name[..name.len().min(128)],
             &[(STORE_TAG, state.store_id.as_str())],
         )
-        .await
-        .map_err(|e| match e.code() {
-            Some("ServiceQuotaExceededException") => RotationError::QuotaFull {
+        .await;
+    let pair = match pair {
+        Ok(pair) => pair,
+        // An import whose answer was lost, then retried: IVS holds the key.
+        Err(e) if e.code() == Some("ConflictException") => ivs
+            .key_pairs()
+            .await?
+            .into_iter()
+            .find(|p| p.fingerprint == fingerprint)
+            .ok_or(RotationError::Ivs(e))?,
+        Err(e) if e.code() == Some("ServiceQuotaExceededException") => {
+            return Err(RotationError::QuotaFull {
                 held,
                 detail: e.to_string(),
-            },
-            _ => RotationError::Ivs(e),
-        })?;
+            });
+        }
+        Err(e) => return Err(RotationError::Ivs(e)),
+    };
     if let Some(k) = state.keys.iter_mut().find(|k| k.fingerprint == fingerprint) {
         k.ivs_arn = Some(pair.arn.clone());
     }

@@ -14,6 +14,8 @@ pub struct TestService {
     pub admin: String,
     pub http: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The service's stderr (JSON log lines) so far.
+    pub logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 pub fn sha256_hex(key: &str) -> String {
@@ -91,8 +93,22 @@ impl TestService {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
-        // Keep draining stdout so the child never blocks on a full pipe.
+        // Keep draining stdout and stderr so the child never blocks on a
+        // full pipe (every mint writes an audit line); the log is kept.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut logs = logs.lock().unwrap();
+                    if logs.len() < 100_000 {
+                        logs.push(line);
+                    }
+                }
+            });
+        }
         Self {
             child,
             api: api.unwrap(),
@@ -100,6 +116,7 @@ impl TestService {
             admin: admin.unwrap_or_default(),
             http: reqwest::Client::new(),
             dir,
+            logs,
         }
     }
 

@@ -1,0 +1,997 @@
+//! Key rotation and revocation, end to end: the real binary (`serve` in aws
+//! mode) talks HTTP to a local IVS started by the test, which also checks
+//! every token played. Token lifetimes are seconds long so retired keys
+//! expire within the test.
+
+// Helpers outside #[test] functions unwrap too: a set-up failure should stop
+// the test loudly.
+#![allow(clippy::unwrap_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::local_ivs::{ACCESS_KEY, SECRET, TestIvs};
+use common::service::{TestService, sha256_hex};
+use ivs_playback_auth::service::rotation::CRASH_HOOK_ENV;
+use ivs_playback_auth::{PrivateKey, Verifier};
+use serde_json::{Value, json};
+
+const ADMIN: &str = "rotation-admin-token-0123456789";
+const API_KEY: &str = "rotation-backend-key-0123456789";
+
+struct Rig {
+    ivs: TestIvs,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+}
+
+impl Rig {
+    async fn new(rotation_extra: &str) -> Self {
+        let ivs = TestIvs::start().await;
+        let client = ivs.client("us-west-2");
+        client
+            .create_channel()
+            .name("stage")
+            .authorized(true)
+            .send()
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+[server]
+listen = "127.0.0.1:0"
+[ivs]
+mode = "aws"
+region = "us-west-2"
+endpoint_url = "{url}"
+[keys]
+dir = "{keys}"
+generate_if_missing = true
+[tokens]
+default_ttl_seconds = 3
+share_bucket_seconds = 1
+[anonymous]
+channels = ["stage"]
+ttl_seconds = 3
+rate_per_ip_per_second = 100000
+[[api_keys]]
+name = "backend"
+sha256 = "{api}"
+channels = ["*"]
+max_ttl_seconds = 3
+rate_per_second = 100000
+[viewer_ids]
+secret = "rotation-test-viewer-secret-0123456789"
+[admin]
+listen = "127.0.0.1:0"
+token_sha256 = "{admin}"
+[rotation]
+skew_seconds = 1
+sweep_seconds = 1
+canary_channel = "stage"
+{rotation_extra}
+"#,
+                url = ivs.url(),
+                keys = dir.path().join("keys").display(),
+                api = sha256_hex(API_KEY),
+                admin = sha256_hex(ADMIN),
+            ),
+        )
+        .unwrap();
+        Self { ivs, dir, config }
+    }
+
+    fn env(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
+        let mut env = vec![
+            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", SECRET),
+            ("AWS_REGION", "us-west-2"),
+            ("AWS_CONFIG_FILE", "/dev/null"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+        ];
+        env.extend_from_slice(extra);
+        env
+    }
+
+    async fn serve(&self) -> TestService {
+        self.serve_with(&[]).await
+    }
+
+    async fn serve_with(&self, extra: &[(&'static str, &'static str)]) -> TestService {
+        TestService::start_with_env(
+            tempfile::tempdir().unwrap(),
+            &self.config,
+            &Self::env(extra),
+        )
+        .await
+    }
+
+    fn keys_dir(&self) -> PathBuf {
+        self.dir.path().join("keys")
+    }
+
+    fn state(&self) -> Value {
+        serde_json::from_slice(&std::fs::read(self.keys_dir().join("rotation-state.json")).unwrap())
+            .unwrap()
+    }
+
+    /// Fingerprints of the key pairs IVS holds.
+    async fn ivs_fingerprints(&self) -> Vec<String> {
+        let client = self.ivs.client("us-west-2");
+        let list = client.list_playback_key_pairs().send().await.unwrap();
+        let mut out = Vec::new();
+        for k in list.key_pairs() {
+            let got = client
+                .get_playback_key_pair()
+                .arn(k.arn().unwrap())
+                .send()
+                .await
+                .unwrap();
+            out.push(got.key_pair().unwrap().fingerprint().unwrap().to_owned());
+        }
+        out
+    }
+
+    /// The invariants after any run: at most 3 keys in IVS, the active key
+    /// among them, every one of ours recorded in the state.
+    async fn check_invariants(&self) {
+        let held = self.ivs_fingerprints().await;
+        assert!(held.len() <= 3, "IVS holds {held:?}");
+        let state = self.state();
+        let active: Vec<&Value> = state["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["state"] == "active")
+            .collect();
+        assert_eq!(active.len(), 1, "{state:#}");
+        let fp = active[0]["fingerprint"].as_str().unwrap();
+        assert!(
+            held.iter().any(|h| h == fp),
+            "active {fp} not in IVS {held:?}"
+        );
+    }
+}
+
+fn key_of(dir: &Path, fingerprint: &str) -> PrivateKey {
+    PrivateKey::read_file(dir.join(format!("{}.pem", fingerprint.replace(':', "")))).unwrap()
+}
+
+async fn admin(
+    s: &TestService,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut req = s
+        .http
+        .request(method, format!("{}{path}", s.admin))
+        .header("authorization", format!("Bearer {ADMIN}"));
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: {text}")),
+    )
+}
+
+async fn rotate(s: &TestService) -> (u16, Value) {
+    admin(s, reqwest::Method::POST, "/admin/v1/keys/rotate", None).await
+}
+
+/// Mints a viewer token and a shared token and plays both against the
+/// local IVS.
+async fn mint_and_play(s: &TestService, viewer: &str) -> Result<(), String> {
+    for (key, body) in [
+        (
+            Some(API_KEY),
+            json!({"channel": "stage", "viewer_id": viewer}),
+        ),
+        (None, json!({"channel": "stage"})),
+    ] {
+        let (status, answer) = s.token(key, body).await;
+        if status != 200 {
+            return Err(format!("mint {status}: {answer}"));
+        }
+        let played = s
+            .http
+            .get(answer["playback_url"].as_str().unwrap())
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = played.status().as_u16();
+        let text = played.text().await.unwrap_or_default();
+        if status != 200 {
+            return Err(format!("play {status}: {text}"));
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_under_load_fails_no_play_and_the_old_key_is_deleted_after_its_tokens() {
+    let rig = Rig::new("").await;
+    let s = Arc::new(rig.serve().await);
+    let first = rig.state()["keys"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(rig.ivs_fingerprints().await, vec![first.clone()]);
+
+    // A client mints and plays continuously through the rotation.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (plays, failures) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let load = {
+        let (s, stop, plays, failures) = (s.clone(), stop.clone(), plays.clone(), failures.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                match mint_and_play(&s, &format!("viewer-{}", n % 7)).await {
+                    Ok(()) => plays.fetch_add(2, Ordering::Relaxed),
+                    Err(e) => {
+                        eprintln!("failed: {e}");
+                        failures.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Rotate, and time it from the admin call to a minted token signed by
+    // the new key.
+    let started = Instant::now();
+    let (status, rotated) = admin(&s, reqwest::Method::POST, "/admin/v1/keys/rotate", None).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_fp = rotated["active"].as_str().unwrap().to_owned();
+    assert_ne!(new_fp, first);
+    assert_eq!(rotated["retired"], first.as_str());
+    let verifier = Verifier::new([key_of(&rig.keys_dir(), &new_fp).public_key()]);
+    let (status, answer) = s
+        .token(
+            Some(API_KEY),
+            json!({"channel": "stage", "viewer_id": "timer"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    verifier
+        .verify(answer["token"].as_str().unwrap())
+        .expect("the first token after the rotation is signed by the new key");
+    let end_to_end = started.elapsed();
+    eprintln!(
+        "rotation end to end (admin call -> new key signing): {} ms (rotation itself {} ms)",
+        end_to_end.as_millis(),
+        rotated["took_ms"]
+    );
+    let mut held = rig.ivs_fingerprints().await;
+    held.sort();
+    let mut both = vec![first.clone(), new_fp.clone()];
+    both.sort();
+    assert_eq!(
+        held, both,
+        "the retiring key stays while its tokens are valid"
+    );
+
+    // GET /admin/v1/keys shows both sides.
+    let (status, view) = admin(&s, reqwest::Method::GET, "/admin/v1/keys", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(view["limit"], 3);
+    let states: Vec<(String, String)> = view["local"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            (
+                k["fingerprint"].as_str().unwrap().to_owned(),
+                k["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&(first.clone(), "retiring".into())),
+        "{view:#}"
+    );
+    assert!(
+        states.contains(&(new_fp.clone(), "active".into())),
+        "{view:#}"
+    );
+    assert!(
+        view["ivs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["ours"] == true),
+        "{view:#}"
+    );
+
+    // The old key goes once its last token expired (3 s TTL + 1 s skew + sweep).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if rig.ivs_fingerprints().await == vec![new_fp.clone()] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the retired key was never deleted"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    let (plays, failures) = (
+        plays.load(Ordering::Relaxed),
+        failures.load(Ordering::Relaxed),
+    );
+    eprintln!("plays during the rotation: {plays}, failures: {failures}");
+    assert!(plays > 50, "{plays}");
+    assert_eq!(failures, 0);
+    // Audited, and no key or token in the log.
+    {
+        let logs = s.logs.lock().unwrap();
+        for action in ["key_imported", "key_rotated", "key_deleted"] {
+            assert!(
+                logs.iter()
+                    .any(|l| l.contains(&format!("\"action\":\"{action}\""))),
+                "no {action} audit line"
+            );
+        }
+        assert!(
+            !logs
+                .iter()
+                .any(|l| l.contains("PRIVATE KEY") || l.contains("eyJ"))
+        );
+    }
+    let deleted = &rig.state()["keys"][0];
+    assert_eq!(deleted["state"], "deleted");
+    assert!(
+        deleted["delete_after"].as_u64().unwrap() >= deleted["retired_at"].as_u64().unwrap() + 4
+    );
+    rig.check_invariants().await;
+}
+
+#[tokio::test]
+async fn rotations_are_idempotent_by_key_and_a_restart_keeps_the_rotated_key() {
+    let rig = Rig::new("").await;
+    let s = rig.serve().await;
+    let post = |key: &'static str| {
+        s.http
+            .post(format!("{}/admin/v1/keys/rotate", s.admin))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .header("idempotency-key", key)
+            .send()
+    };
+    let a = post("deploy-42").await.unwrap();
+    assert_eq!(a.status(), 200);
+    assert!(a.headers().get("idempotent-replay").is_none());
+    let a: Value = a.json().await.unwrap();
+    let b = post("deploy-42").await.unwrap();
+    assert_eq!(b.status(), 200);
+    assert_eq!(b.headers()["idempotent-replay"], "true");
+    let b: Value = b.json().await.unwrap();
+    assert_eq!(a, b);
+    assert_eq!(
+        rig.ivs_fingerprints().await.len(),
+        2,
+        "one rotation, not two"
+    );
+    let active = a["active"].as_str().unwrap().to_owned();
+
+    // A bad idempotency key is a 400 naming the header.
+    let bad = s
+        .http
+        .post(format!("{}/admin/v1/keys/rotate", s.admin))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .header("idempotency-key", "x".repeat(200))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    let bad: Value = bad.json().await.unwrap();
+    assert_eq!(bad["error"]["field"], "Idempotency-Key");
+
+    // Restarted, the service signs with the rotated key.
+    drop(s);
+    let s = rig.serve().await;
+    let (status, answer) = s
+        .token(Some(API_KEY), json!({"channel": "stage", "viewer_id": "v"}))
+        .await;
+    assert_eq!(status, 200);
+    Verifier::new([key_of(&rig.keys_dir(), &active).public_key()])
+        .verify(answer["token"].as_str().unwrap())
+        .unwrap();
+    rig.check_invariants().await;
+}
+
+#[tokio::test]
+async fn revoking_a_key_kills_its_tokens_at_once_and_says_how_many() {
+    let rig = Rig::new("").await;
+    let s = rig.serve().await;
+    let old = rig.state()["keys"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut old_urls = Vec::new();
+    for i in 0..5 {
+        let (status, a) = s
+            .token(
+                Some(API_KEY),
+                json!({"channel": "stage", "viewer_id": format!("v{i}")}),
+            )
+            .await;
+        assert_eq!(status, 200);
+        old_urls.push(a["playback_url"].as_str().unwrap().to_owned());
+    }
+    let (_, shared_before) = s.token(None, json!({"channel": "stage"})).await;
+    let (status, rotated) = rotate(&s).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["active"].as_str().unwrap().to_owned();
+
+    // The active key cannot be revoked; unknown and malformed are told apart.
+    let (status, e) = admin(
+        &s,
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{new}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str().unwrap()),
+        (409, "active_key")
+    );
+    let unknown = "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff";
+    let (status, e) = admin(
+        &s,
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{unknown}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str().unwrap()),
+        (404, "unknown_key")
+    );
+    let (status, e) = admin(
+        &s,
+        reqwest::Method::POST,
+        "/admin/v1/keys/not-a-fingerprint/revoke",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["field"].as_str().unwrap()),
+        (400, "fingerprint")
+    );
+
+    for url in &old_urls {
+        assert_eq!(rig.ivs.play(url, None).await.0, 200);
+    }
+    let (status, revoked) = admin(
+        &s,
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{}/revoke", old.replace(':', "")),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(revoked["fingerprint"], old.as_str());
+    assert_eq!(revoked["ivs_deleted"], true);
+    // 5 viewer tokens and the shared one.
+    assert_eq!(revoked["unexpired_tokens_killed"], 6, "{revoked}");
+    for url in &old_urls {
+        assert_eq!(
+            rig.ivs.play(url, None).await.0,
+            403,
+            "a revoked key's token still plays"
+        );
+    }
+    assert_eq!(rig.ivs_fingerprints().await, vec![new.clone()]);
+    // The shared token of the revoked key is not served again.
+    let (_, shared_after) = s.token(None, json!({"channel": "stage"})).await;
+    assert_ne!(shared_after["token"], shared_before["token"]);
+    assert_eq!(
+        rig.ivs
+            .play(shared_after["playback_url"].as_str().unwrap(), None)
+            .await
+            .0,
+        200
+    );
+    // Revoking again: the record says deleted; IVS no longer holds it.
+    let (status, again) = admin(
+        &s,
+        reqwest::Method::POST,
+        &format!("/admin/v1/keys/{old}/revoke"),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["ivs_deleted"], false);
+    rig.check_invariants().await;
+}
+
+#[tokio::test]
+async fn a_region_full_of_foreign_keys_is_refused_clearly_and_they_are_never_touched() {
+    let rig = Rig::new("").await;
+    let client = rig.ivs.client("us-west-2");
+    // Someone else's key pairs, made in the console.
+    let mut foreign = Vec::new();
+    for i in 0..2 {
+        let key = PrivateKey::generate().unwrap();
+        client
+            .import_playback_key_pair()
+            .name(format!("console-{i}"))
+            .public_key_material(key.public_key().to_pem())
+            .send()
+            .await
+            .unwrap();
+        foreign.push(key.fingerprint().to_string());
+    }
+    let s = rig.serve().await;
+    assert_eq!(rig.ivs_fingerprints().await.len(), 3);
+    let (status, e) = rotate(&s).await;
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["code"], "key_quota_full");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(message.contains("3 of 3"), "{message}");
+    for fp in &foreign {
+        assert!(
+            message.contains(fp.as_str()) && message.contains("not ours"),
+            "{message}"
+        );
+    }
+    // Signing goes on with the active key; the foreign keys are still there.
+    mint_and_play(&s, "v").await.unwrap();
+    let held = rig.ivs_fingerprints().await;
+    assert!(foreign.iter().all(|f| held.contains(f)));
+    let (_, view) = admin(&s, reqwest::Method::GET, "/admin/v1/keys", None).await;
+    assert_eq!(
+        view["ivs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|k| k["ours"] == false)
+            .count(),
+        2
+    );
+    drop(s);
+
+    // A third foreign key: a fresh store cannot even import its first key.
+    let rig2 = Rig::new("").await;
+    let client = rig2.ivs.client("us-west-2");
+    for i in 0..3 {
+        let key = PrivateKey::generate().unwrap();
+        client
+            .import_playback_key_pair()
+            .name(format!("console-{i}"))
+            .public_key_material(key.public_key().to_pem())
+            .send()
+            .await
+            .unwrap();
+    }
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivs-playback-auth"))
+        .args(["serve", "--config", rig2.config.to_str().unwrap()])
+        .envs(Rig::env(&[]))
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "start-up failures exit 2");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("3 of 3 key pairs"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_at_every_step_of_a_rotation_are_retried_or_refused_without_harm() {
+    let rig = Rig::new("").await;
+    let s = rig.serve().await;
+    let operations = [
+        "ListPlaybackKeyPairs",
+        "GetPlaybackKeyPair",
+        "ImportPlaybackKeyPair",
+        "DeletePlaybackKeyPair",
+    ];
+    let faults = [
+        r#""error":"ThrottlingException""#,
+        r#""error":"InternalServerException""#,
+        r#""error":"ServiceUnavailable""#,
+        r#""delayMs":300"#,
+        r#""drop":true"#,
+    ];
+    for op in operations {
+        for fault in faults {
+            rig.ivs
+                .fault(&format!(r#"{{"operation":"{op}","count":1,{fault}}}"#))
+                .await;
+            let (status, rotated) = rotate(&s).await;
+            assert_eq!(status, 200, "{op} {fault}: {rotated}");
+            // Free the slot for the next round (exercises DeletePlaybackKeyPair).
+            let retired = rotated["retired"].as_str().unwrap();
+            rig.ivs
+                .fault(&format!(
+                    r#"{{"operation":"DeletePlaybackKeyPair","count":1,{fault}}}"#
+                ))
+                .await;
+            let (status, revoked) = admin(
+                &s,
+                reqwest::Method::POST,
+                &format!("/admin/v1/keys/{retired}/revoke"),
+                None,
+            )
+            .await;
+            assert_eq!(status, 200, "revoke after {op} {fault}: {revoked}");
+            mint_and_play(&s, "v")
+                .await
+                .unwrap_or_else(|e| panic!("{op} {fault}: {e}"));
+            rig.check_invariants().await;
+        }
+    }
+    // A fault that outlasts the retries: the rotation fails with a clear
+    // 503, signing goes on with the current key, and the next try finishes
+    // the same rotation (no second new key).
+    let before = rig.state()["keys"].as_array().unwrap().len();
+    // The service makes 5 attempts per call.
+    rig.ivs
+        .fault(
+            r#"{"operation":"ImportPlaybackKeyPair","count":5,"error":"InternalServerException"}"#,
+        )
+        .await;
+    let (status, e) = rotate(&s).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str().unwrap()),
+        (503, "ivs_unavailable"),
+        "{e}"
+    );
+    mint_and_play(&s, "v").await.unwrap();
+    let (status, rotated) = rotate(&s).await;
+    assert_eq!(status, 200, "the rotation did not resume: {rotated}");
+    assert_eq!(
+        rig.state()["keys"].as_array().unwrap().len(),
+        before + 1,
+        "resumed, not restarted"
+    );
+    rig.check_invariants().await;
+}
+
+/// kill -9 (an abort from the test hook) right after each step, restart,
+/// and the store and IVS converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_step_converges_on_restart() {
+    for step in ["generated", "imported", "activated"] {
+        let rig = Rig::new("").await;
+        let s = rig.serve_with(&[(CRASH_HOOK_ENV, step)]).await;
+        let first = rig.state()["keys"][0]["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let crashed = s
+            .http
+            .post(format!("{}/admin/v1/keys/rotate", s.admin))
+            .header("authorization", format!("Bearer {ADMIN}"))
+            .send()
+            .await;
+        assert!(crashed.is_err(), "{step}: the hook did not abort");
+        drop(s);
+        let s = rig.serve().await;
+        rig.check_invariants().await;
+        mint_and_play(&s, "v")
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        // The next rotation finishes (or follows) the interrupted one.
+        let (status, rotated) = rotate(&s).await;
+        assert_eq!(status, 200, "{step}: {rotated}");
+        rig.check_invariants().await;
+        mint_and_play(&s, "v")
+            .await
+            .unwrap_or_else(|e| panic!("{step}: {e}"));
+        let keys = rig.state()["keys"].as_array().unwrap().clone();
+        let made = keys.len();
+        match step {
+            // The interrupted rotation is resumed: its key becomes active.
+            "generated" | "imported" => {
+                assert_eq!(made, 2, "{step}: {keys:#?}");
+                assert_eq!(rotated["retired"], first.as_str());
+            }
+            // It had finished: this is a second rotation.
+            _ => assert_eq!(made, 3, "{step}: {keys:#?}"),
+        }
+        assert!(rig.ivs_fingerprints().await.len() <= 3);
+    }
+
+    // A crash between recording a deletion and doing it.
+    let rig = Rig::new("").await;
+    let s = rig.serve_with(&[(CRASH_HOOK_ENV, "deleting")]).await;
+    let (status, rotated) = rotate(&s).await;
+    assert_eq!(status, 200);
+    let retired = rotated["retired"].as_str().unwrap().to_owned();
+    let crashed = s
+        .http
+        .post(format!("{}/admin/v1/keys/{retired}/revoke", s.admin))
+        .header("authorization", format!("Bearer {ADMIN}"))
+        .send()
+        .await;
+    assert!(crashed.is_err(), "deleting: the hook did not abort");
+    drop(s);
+    assert_eq!(
+        rig.ivs_fingerprints().await.len(),
+        2,
+        "the crash came before the delete"
+    );
+    let s = rig.serve().await;
+    assert!(
+        !rig.ivs_fingerprints().await.contains(&retired),
+        "the recorded deletion was finished"
+    );
+    rig.check_invariants().await;
+    mint_and_play(&s, "v").await.unwrap();
+}
+
+#[tokio::test]
+async fn an_orphaned_import_of_ours_is_adopted_or_deleted_and_a_lost_active_key_is_imported_again()
+{
+    let rig = Rig::new("").await;
+    let s = rig.serve().await;
+    let store_id = rig.state()["store_id"].as_str().unwrap().to_owned();
+    let active = rig.state()["keys"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    drop(s);
+    let client = rig.ivs.client("us-west-2");
+    // An import tagged as ours whose private key the store holds (the state
+    // file missed it) and one whose private key is gone.
+    let held = PrivateKey::generate().unwrap();
+    held.write_pem_file(rig.keys_dir().join(format!(
+        "{}.pem",
+        held.fingerprint().to_string().replace(':', "")
+    )))
+    .unwrap();
+    let lost = PrivateKey::generate().unwrap();
+    for key in [&held, &lost] {
+        client
+            .import_playback_key_pair()
+            .public_key_material(key.public_key().to_pem())
+            .tags("ivs-playback-auth:store", &store_id)
+            .send()
+            .await
+            .unwrap();
+    }
+    // And someone deleted our active key in the console.
+    let list = client.list_playback_key_pairs().send().await.unwrap();
+    for k in list.key_pairs() {
+        let got = client
+            .get_playback_key_pair()
+            .arn(k.arn().unwrap())
+            .send()
+            .await
+            .unwrap();
+        if got.key_pair().unwrap().fingerprint() == Some(active.as_str()) {
+            client
+                .delete_playback_key_pair()
+                .arn(k.arn().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let s = rig.serve().await;
+    let held_now = rig.ivs_fingerprints().await;
+    assert!(
+        held_now.contains(&held.fingerprint().to_string()),
+        "adopted: {held_now:?}"
+    );
+    assert!(
+        !held_now.contains(&lost.fingerprint().to_string()),
+        "orphan deleted: {held_now:?}"
+    );
+    assert!(
+        held_now.contains(&active),
+        "active key imported again: {held_now:?}"
+    );
+    mint_and_play(&s, "v").await.unwrap();
+    // The adopted key is the next rotation's key: no new key is generated.
+    let (status, rotated) = rotate(&s).await;
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["active"], held.fingerprint().to_string().as_str());
+    rig.check_invariants().await;
+}
+
+#[tokio::test]
+async fn revoked_viewers_lose_their_sessions_and_get_no_token_until_the_block_ends() {
+    let rig = Rig::new("").await;
+    let s = rig.serve().await;
+    let (_, alice) = s
+        .token(
+            Some(API_KEY),
+            json!({"channel": "stage", "viewer_id": "alice"}),
+        )
+        .await;
+    let (_, bob) = s
+        .token(
+            Some(API_KEY),
+            json!({"channel": "stage", "viewer_id": "bob"}),
+        )
+        .await;
+    let alice_url = alice["playback_url"].as_str().unwrap();
+    assert_eq!(rig.ivs.play(alice_url, None).await.0, 200);
+    let (status, answer) = admin(
+        &s,
+        reqwest::Method::POST,
+        "/admin/v1/viewers/revoke",
+        Some(json!({
+            "sessions": [
+                {"channel": "stage", "viewer_id": "alice"},
+                {"channel": "no-such-channel", "viewer_id": "alice"},
+                {"channel": "stage"},
+            ],
+            "block_seconds": 2,
+        })),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results[0]["revoked"], true, "{answer}");
+    assert_eq!(results[1]["error"]["code"], "channel_not_found");
+    assert_eq!(results[2]["error"]["field"], "viewer_id");
+    // Her session ends; Bob's does not; she gets no token during the block.
+    assert_eq!(rig.ivs.play(alice_url, None).await.0, 403);
+    assert_eq!(
+        rig.ivs
+            .play(bob["playback_url"].as_str().unwrap(), None)
+            .await
+            .0,
+        200
+    );
+    let (status, e) = s
+        .token(
+            Some(API_KEY),
+            json!({"channel": "stage", "viewer_id": "alice"}),
+        )
+        .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str().unwrap()),
+        (403, "viewer_revoked")
+    );
+    // After it, her new token carries a newer session version and plays.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, again) = s
+        .token(
+            Some(API_KEY),
+            json!({"channel": "stage", "viewer_id": "alice"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        rig.ivs
+            .play(again["playback_url"].as_str().unwrap(), None)
+            .await
+            .0,
+        200
+    );
+
+    // Many at once: batched by 20 at IVS's 2 calls/s, one result each.
+    let sessions: Vec<Value> = (0..45)
+        .map(|i| json!({"channel": "stage", "viewer_id": format!("fan-{i}")}))
+        .collect();
+    let started = Instant::now();
+    let (status, answer) = admin(
+        &s,
+        reqwest::Method::POST,
+        "/admin/v1/viewers/revoke",
+        Some(json!({"sessions": sessions})),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    let results = answer["results"].as_array().unwrap();
+    assert_eq!(results.len(), 45);
+    assert!(results.iter().all(|r| r["revoked"] == true), "{answer}");
+    // 3 calls at 2/s: the third waits for the quota.
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    // Malformed requests are 400s.
+    for bad in [
+        json!({"sessions": []}),
+        json!({"sessions": "x"}),
+        json!({"nope": 1}),
+    ] {
+        let (status, e) = admin(
+            &s,
+            reqwest::Method::POST,
+            "/admin/v1/viewers/revoke",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad}: {e}");
+    }
+}
+
+#[tokio::test]
+async fn no_admin_route_lets_an_unauthenticated_request_through() {
+    let rig = Rig::new("").await;
+    let s = rig.serve().await;
+    let fp = rig.state()["keys"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let routes = [
+        (reqwest::Method::GET, "/admin/v1/keys".to_owned()),
+        (reqwest::Method::POST, "/admin/v1/keys/rotate".to_owned()),
+        (reqwest::Method::POST, format!("/admin/v1/keys/{fp}/revoke")),
+        (reqwest::Method::POST, "/admin/v1/viewers/revoke".to_owned()),
+        (
+            reqwest::Method::POST,
+            "/admin/v1/channels/refresh".to_owned(),
+        ),
+    ];
+    let mut refused = 0;
+    for (method, path) in &routes {
+        for auth in [
+            None,
+            Some("Bearer wrong".to_owned()),
+            Some(format!("Basic {ADMIN}")),
+            Some(format!("Bearer {ADMIN}x")),
+            Some("Bearer ".to_owned()),
+        ] {
+            let mut req = s
+                .http
+                .request(method.clone(), format!("{}{path}", s.admin))
+                .body(r#"{"sessions":[{"channel":"stage","viewer_id":"x"}]}"#);
+            if let Some(auth) = auth {
+                req = req.header("authorization", auth);
+            }
+            let r = req.send().await.unwrap();
+            assert_eq!(r.status(), 401, "{method} {path}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 25);
+    // Nothing happened.
+    assert_eq!(rig.ivs_fingerprints().await, vec![fp]);
+    assert_eq!(rig.state()["keys"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn the_schedule_rotates_on_its_own() {
+    let rig = Rig::new("interval_seconds = 2").await;
+    let s = rig.serve().await;
+    let first = rig.state()["keys"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = rig.state();
+        let active = state["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["state"] == "active")
+            .unwrap()["fingerprint"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if active != first {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no scheduled rotation");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    mint_and_play(&s, "v").await.unwrap();
+    rig.check_invariants().await;
+}
