@@ -1,4 +1,5 @@
-//! The command line: `keys generate`, `keys fingerprint`, `token`, `verify`.
+//! The command line: `keys generate|fingerprint|rotate|import`, `token`, `verify`,
+//! `local-ivs`, `serve`.
 //!
 //! Every failure is one line on stderr that names the argument at fault, and
 //! a non-zero exit: 1 for a token that does not verify, 2 for bad input.
@@ -93,6 +94,25 @@ enum KeysCommand {
         /// A PEM or DER key, private (SEC1 or PKCS#8) or public (SPKI).
         file: PathBuf,
     },
+    /// Rotate the signing key in IVS now (a running `serve` on the same key
+    /// directory picks the new key up at its next sweep).
+    Rotate {
+        /// The service's configuration (IVS and the key directory).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Adopt an existing private key (e.g. one whose public half was
+    /// imported in the IVS console): store it, find its IVS key pair by
+    /// fingerprint or import it; it signs at once if no key does, else from
+    /// the next rotation.
+    Import {
+        /// The private key (PEM or DER, SEC1 or PKCS#8).
+        #[arg(long, value_name = "FILE")]
+        private_key: PathBuf,
+        /// The service's configuration (IVS and the key directory).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +181,11 @@ pub fn main() -> ExitCode {
             if_missing,
         }) => keys_generate(&out, &name, if_missing),
         Command::Keys(KeysCommand::Fingerprint { file }) => keys_fingerprint(&file),
+        Command::Keys(KeysCommand::Rotate { config }) => keys_rotate(config.as_deref()),
+        Command::Keys(KeysCommand::Import {
+            private_key,
+            config,
+        }) => keys_import(&private_key, config.as_deref()),
         Command::Token(args) => token(args),
         Command::Verify(args) => verify(args),
         Command::LocalIvs(args) => local_ivs(args),
@@ -507,6 +532,43 @@ fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
         let _ = io::stdout().flush();
         shutdown_signal().await;
         ivs.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn keys_rotate(config: Option<&Path>) -> Result<ExitCode, String> {
+    use crate::service::{config::Config, key_control, rotation::Rotator};
+    init_logging();
+    let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
+    runtime()?.block_on(async {
+        let (ivs, store, options) = key_control(&config).await.map_err(|e| e.to_string())?;
+        let started = Rotator::start(ivs, store, options)
+            .await
+            .map_err(|e| e.to_string())?;
+        let rotated = started.rotator.rotate().await.map_err(|e| e.to_string())?;
+        println!(
+            "{}",
+            serde_json::to_string(&rotated).map_err(|e| e.to_string())?
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+fn keys_import(private_key: &Path, config: Option<&Path>) -> Result<ExitCode, String> {
+    use crate::service::{config::Config, key_control, rotation::import_key};
+    init_logging();
+    let key = PrivateKey::read_file(private_key)
+        .map_err(|e| format!("--private-key {}: {e}", private_key.display()))?;
+    let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
+    runtime()?.block_on(async {
+        let (ivs, store, _) = key_control(&config).await.map_err(|e| e.to_string())?;
+        let imported = import_key(&ivs, &store, &key)
+            .await
+            .map_err(|e| e.to_string())?;
+        println!(
+            "{}",
+            serde_json::to_string(&imported).map_err(|e| e.to_string())?
+        );
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -995,3 +995,121 @@ async fn the_schedule_rotates_on_its_own() {
     mint_and_play(&s, "v").await.unwrap();
     rig.check_invariants().await;
 }
+
+async fn cli(rig: &Rig, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivs-playback-auth"))
+        .args(args)
+        .args(["--config", rig.config.to_str().unwrap()])
+        .envs(Rig::env(&[]))
+        .output()
+        .await
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_from_the_command_line_is_picked_up_by_the_running_service() {
+    let rig = Rig::new("").await;
+    let s = rig.serve().await;
+    let (code, out, err) = cli(&rig, &["keys", "rotate"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    let rotated: Value = serde_json::from_str(out.trim()).unwrap();
+    let new = rotated["active"].as_str().unwrap().to_owned();
+    let verifier = Verifier::new([key_of(&rig.keys_dir(), &new).public_key()]);
+    // The service notices the store changed at its next sweep (1 s here).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, a) = s
+            .token(Some(API_KEY), json!({"channel": "stage", "viewer_id": "v"}))
+            .await;
+        if verifier.verify(a["token"].as_str().unwrap()).is_ok() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the service never switched to {new}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    mint_and_play(&s, "v").await.unwrap();
+    rig.check_invariants().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_import_adopts_a_console_key_by_fingerprint_and_serve_signs_with_it() {
+    let rig = Rig::new("").await;
+    let console = PrivateKey::generate().unwrap();
+    let file = rig.dir.path().join("console.pem");
+    console.write_pem_file(&file).unwrap();
+    rig.ivs
+        .client("us-west-2")
+        .import_playback_key_pair()
+        .name("made-in-the-console")
+        .public_key_material(console.public_key().to_pem())
+        .send()
+        .await
+        .unwrap();
+    let (code, out, err) = cli(
+        &rig,
+        &["keys", "import", "--private-key", file.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    let imported: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(imported["adopted"], true);
+    assert_eq!(imported["state"], "active");
+    assert_eq!(
+        imported["fingerprint"],
+        console.fingerprint().to_string().as_str()
+    );
+    assert_eq!(
+        rig.ivs_fingerprints().await.len(),
+        1,
+        "adopted, not imported twice"
+    );
+    // Twice is refused, naming the key.
+    let (code, _, err) = cli(
+        &rig,
+        &["keys", "import", "--private-key", file.to_str().unwrap()],
+    )
+    .await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("already in the store"), "{err}");
+    // A missing file is named.
+    let (code, _, err) = cli(
+        &rig,
+        &["keys", "import", "--private-key", "/nonexistent.pem"],
+    )
+    .await;
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--private-key /nonexistent.pem"), "{err}");
+
+    let s = rig.serve().await;
+    let (_, a) = s
+        .token(Some(API_KEY), json!({"channel": "stage", "viewer_id": "v"}))
+        .await;
+    Verifier::new([console.public_key()])
+        .verify(a["token"].as_str().unwrap())
+        .unwrap();
+    mint_and_play(&s, "v").await.unwrap();
+    rig.check_invariants().await;
+}
+
+#[tokio::test]
+async fn key_commands_refuse_the_embedded_local_ivs_clearly() {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivs-playback-auth"))
+        .args(["keys", "rotate"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("ivs.mode") && err.contains("/admin/v1/keys/rotate"),
+        "{err}"
+    );
+}

@@ -108,6 +108,58 @@ pub struct Application {
     info: StartupInfo,
 }
 
+/// The IVS client and key store the key commands (`keys rotate`, `keys
+/// import`) work on. They need a real (or separately running local) IVS:
+/// the embedded one lives only inside `serve`.
+pub async fn key_control(
+    config: &Config,
+) -> Result<(Ivs, store::DirStore, RotatorOptions), ServiceError> {
+    if config.ivs.mode == IvsMode::Local {
+        return Err(ServiceError::Config(config::ConfigError(
+            "ivs.mode: the embedded local IVS lives inside `serve`; rotate it with POST /admin/v1/keys/rotate, or set ivs.mode = \"aws\" (with ivs.endpoint_url for a separately started `local-ivs`)".into(),
+        )));
+    }
+    let ivs = Ivs::from_env(
+        config.ivs.region.as_deref(),
+        config.ivs.endpoint_url.as_deref(),
+        &ivs::IvsOptions::default(),
+    )
+    .await;
+    let store =
+        store::DirStore::open(&config.keys.dir).map_err(|e| ServiceError::Key(e.to_string()))?;
+    let canary = match &config.rotation.canary_channel {
+        Some(name) => Some(canary_channel(&ivs, name).await?),
+        None => None,
+    };
+    Ok((
+        ivs,
+        store,
+        RotatorOptions {
+            longest_ttl: config.longest_ttl(),
+            skew: Duration::from_secs(config.rotation.skew_seconds),
+            canary,
+            first_key: None,
+        },
+    ))
+}
+
+async fn canary_channel(
+    ivs: &Ivs,
+    name: &str,
+) -> Result<(crate::ChannelArn, String), ServiceError> {
+    let found = if name.starts_with("arn:") {
+        ivs.channel(name).await?
+    } else {
+        ivs.channel_by_name(name).await?
+    };
+    let c = found.ok_or_else(|| {
+        ServiceError::Config(config::ConfigError(format!(
+            "rotation.canary_channel: IVS has no channel `{name}`"
+        )))
+    })?;
+    Ok((c.arn, c.playback_url))
+}
+
 impl Application {
     /// Starts everything the service needs and binds its listener.
     pub async fn build(config: Config) -> Result<Self, ServiceError> {
@@ -151,19 +203,7 @@ impl Application {
         let store = store::DirStore::open(&config.keys.dir)
             .map_err(|e| ServiceError::Key(e.to_string()))?;
         let canary = match (&config.rotation.canary_channel, &demo_channel) {
-            (Some(name), _) => {
-                let found = if name.starts_with("arn:") {
-                    ivs.channel(name).await?
-                } else {
-                    ivs.channel_by_name(name).await?
-                };
-                let c = found.ok_or_else(|| {
-                    ServiceError::Config(config::ConfigError(format!(
-                        "rotation.canary_channel: IVS has no channel `{name}`"
-                    )))
-                })?;
-                Some((c.arn, c.playback_url))
-            }
+            (Some(name), _) => Some(canary_channel(&ivs, name).await?),
             (None, Some(demo)) => Some((demo.arn.clone(), demo.playback_url.clone())),
             (None, None) => None,
         };

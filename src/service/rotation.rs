@@ -711,6 +711,71 @@ impl Rotator {
     }
 }
 
+/// What `keys import` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportedKey {
+    /// The key.
+    pub fingerprint: String,
+    /// Its IVS key pair.
+    pub ivs_arn: String,
+    /// IVS already held it (made in the console, say) and it was adopted.
+    pub adopted: bool,
+    /// Where it is now: `active` when the store had no active key, else
+    /// `imported` (the next rotation activates it).
+    pub state: KeyState,
+}
+
+/// Adopts an existing private key: stores it, finds its IVS key pair by
+/// fingerprint or imports it, and records it; it becomes active if the store
+/// has no active key, else the next rotation activates it.
+pub async fn import_key(
+    ivs: &Ivs,
+    store: &DirStore,
+    key: &PrivateKey,
+) -> Result<ImportedKey, RotationError> {
+    let mut state = store.load_state().await?;
+    let before = state.clone();
+    if state.store_id.is_empty() {
+        state.store_id = uuid::Uuid::new_v4().to_string();
+    }
+    let fingerprint = key.fingerprint().to_string();
+    if let Some(k) = state.find(&fingerprint)
+        && k.state != KeyState::Deleted
+    {
+        return Err(RotationError::Check(format!(
+            "key {fingerprint} is already in the store ({:?})",
+            k.state
+        )));
+    }
+    let pairs = reconcile(ivs, store, &mut state).await?;
+    put_once(store, key).await?;
+    state.keys.retain(|k| k.fingerprint != fingerprint);
+    let mut rec = record(key.fingerprint(), KeyState::Generated);
+    let existing = pairs.iter().find(|p| p.fingerprint == fingerprint);
+    if let Some(pair) = existing {
+        rec.ivs_arn = Some(pair.arn.clone());
+        rec.state = KeyState::Imported;
+    }
+    state.keys.push(rec);
+    save(store, &mut state, &before).await?;
+    let before = state.clone();
+    let arn = import_if_needed(ivs, store, &mut state, &fingerprint, pairs.len()).await?;
+    let to = if state.active().is_none() {
+        KeyState::Active
+    } else {
+        KeyState::Imported
+    };
+    set_state(&mut state, &fingerprint, to);
+    save(store, &mut state, &before).await?;
+    tracing::info!(target: "audit", action = "key_adopted", fingerprint, arn = %arn, state = ?to);
+    Ok(ImportedKey {
+        fingerprint,
+        ivs_arn: arn,
+        adopted: existing.is_some(),
+        state: to,
+    })
+}
+
 /// Aborts the process after `step` when the crash test hook asks for it.
 fn crash_point(step: &str) {
     if std::env::var(CRASH_HOOK_ENV).is_ok_and(|v| v == step) {
