@@ -1,0 +1,130 @@
+//! The channel cache against stock moto_server, an implementation of the IVS
+//! channel API that is not ours. `.ci/run` installs moto and sets
+//! `MOTO_SERVER` to its `moto_server`; without it the test says so and
+//! passes only when `CI_REQUIRE_MOTO` is unset.
+
+// Helpers outside #[test] functions unwrap too: a set-up failure should stop
+// the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region};
+use ivs_playback_auth::service::channels::{ChannelCache, Lookup};
+use ivs_playback_auth::service::ivs::{Ivs, IvsOptions};
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+struct Moto {
+    child: tokio::process::Child,
+    url: String,
+}
+
+async fn moto() -> Option<Moto> {
+    let Ok(bin) = std::env::var("MOTO_SERVER") else {
+        assert!(
+            std::env::var_os("CI_REQUIRE_MOTO").is_none(),
+            "CI_REQUIRE_MOTO is set but MOTO_SERVER is not"
+        );
+        eprintln!("MOTO_SERVER is not set: skipping the moto_server run (.ci/run sets it)");
+        return None;
+    };
+    let mut child = tokio::process::Command::new(bin)
+        .args(["-H", "127.0.0.1", "-p", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Werkzeug prints "Running on http://127.0.0.1:PORT" on stderr.
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(at) = line.find("http://127.0.0.1:") {
+                return line[at..].trim().to_owned();
+            }
+        }
+        panic!("moto_server exited before listening");
+    })
+    .await
+    .expect("moto_server did not start within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Some(Moto { child, url })
+}
+
+#[tokio::test]
+async fn the_channel_cache_works_against_moto_server() {
+    let Some(mut moto) = moto().await else {
+        return;
+    };
+    let sdk = aws_sdk_ivs::Client::from_conf(
+        aws_sdk_ivs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&moto.url)
+            .credentials_provider(Credentials::new("testing", "testing", None, None, "test"))
+            .build(),
+    );
+    let mut private = Vec::new();
+    for i in 0..7 {
+        let out = sdk
+            .create_channel()
+            .name(format!("show-{i}"))
+            .authorized(i != 6)
+            .send()
+            .await
+            .unwrap();
+        private.push(out.channel().unwrap().arn().unwrap().to_owned());
+    }
+    let ivs = Ivs::local(&moto.url, "us-east-1", &IvsOptions::default());
+    let cache = ChannelCache::new(ivs, Duration::from_secs(30));
+    assert!(!cache.is_warm());
+    assert_eq!(cache.refresh().await.unwrap(), 7);
+    assert!(cache.is_warm());
+    assert_eq!(cache.snapshot().len(), 7);
+
+    // By name and by ARN, with moto's playback URLs and `authorized`.
+    let by_name = cache.resolve("show-3").await.unwrap();
+    assert_eq!(by_name.arn.as_str(), private[3]);
+    assert!(by_name.authorized);
+    assert!(
+        by_name.playback_url.ends_with(".m3u8"),
+        "{}",
+        by_name.playback_url
+    );
+    let by_arn = cache.resolve(&private[3]).await.unwrap();
+    assert_eq!(by_arn, by_name);
+    assert!(!cache.resolve("show-6").await.unwrap().authorized);
+
+    // A channel made after the warm-up is found on a miss (GetChannel /
+    // ListChannels by name), and an unknown one is NotFound.
+    let late = sdk
+        .create_channel()
+        .name("late")
+        .authorized(true)
+        .send()
+        .await
+        .unwrap();
+    let late_arn = late.channel().unwrap().arn().unwrap().to_owned();
+    assert_eq!(cache.resolve("late").await.unwrap().arn.as_str(), late_arn);
+    assert!(matches!(
+        cache.resolve("nobody").await,
+        Err(Lookup::NotFound)
+    ));
+    let unknown_arn = private[0].rsplit_once('/').unwrap().0.to_owned() + "/AbCdEfGh1234";
+    assert!(matches!(
+        cache.resolve(&unknown_arn).await,
+        Err(Lookup::NotFound)
+    ));
+
+    // A deleted channel is gone after an invalidation and a refresh.
+    sdk.delete_channel().arn(&private[0]).send().await.unwrap();
+    cache.invalidate().await;
+    cache.refresh().await.unwrap();
+    assert!(matches!(
+        cache.resolve(&private[0]).await,
+        Err(Lookup::NotFound)
+    ));
+    assert_eq!(cache.snapshot().len(), 7);
+    moto.child.kill().await.unwrap();
+}
