@@ -625,6 +625,17 @@ fn print_banner(info: &crate::service::StartupInfo) {
             "play it against the local IVS:\n  curl -s \"$({request} | sed -n 's/.*\"playback_url\":\"\\([^\"]*\\)\".*/\\1/p')\""
         );
     }
+    match &info.viewer_url {
+        Some(url) => {
+            let _ = writeln!(out, "watch it in the IVS player:\n  {url}");
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "watch it in the IVS player: build the viewer page first (cd viewer && npm ci && npm run build)"
+            );
+        }
+    }
     let _ = out.flush();
 }
 

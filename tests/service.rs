@@ -1175,3 +1175,58 @@ async fn the_admin_api_refreshes_the_channel_cache_and_lets_no_one_else_in() {
         .await;
     assert_eq!(status, 200, "{body}");
 }
+
+#[tokio::test]
+async fn the_viewer_page_is_served_with_the_right_content_types_or_says_how_to_build_it() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(
+        site.path().join("index.html"),
+        "<!doctype html><title>v</title>",
+    )
+    .unwrap();
+    std::fs::write(site.path().join("viewer.js"), "console.log(1)").unwrap();
+    std::fs::write(
+        site.path().join("amazon-ivs-wasmworker.min.wasm"),
+        b"\0asm\x01\0\0\0",
+    )
+    .unwrap();
+    let s = TestService::start(&format!("viewer_dir = \"{}\"", site.path().display())).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for (path, content_type) in [
+        ("/viewer/", "text/html"),
+        ("/viewer/viewer.js", "text/javascript"),
+        ("/viewer/amazon-ivs-wasmworker.min.wasm", "application/wasm"),
+    ] {
+        let r = http.get(format!("{}{path}", s.api)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let got = r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(got.starts_with(content_type), "{path}: {got}");
+    }
+    let home = http.get(format!("{}/", s.api)).send().await.unwrap();
+    assert!(home.status().is_redirection());
+    assert_eq!(home.headers()["location"], "/viewer/");
+    let missing = http
+        .get(format!("{}/viewer/nope.js", s.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    // Not built: a JSON 404 that says how to build it.
+    let s = TestService::start("viewer_dir = \"/nonexistent/viewer/dist\"").await;
+    for path in ["/viewer/", "/viewer/index.html"] {
+        let r = http.get(format!("{}{path}", s.api)).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "viewer_not_built", "{path}: {body}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("npm run build")
+        );
+    }
+}

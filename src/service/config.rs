@@ -59,6 +59,9 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Seconds to let in-flight requests finish on shutdown.
     pub shutdown_grace_seconds: u64,
+    /// The built viewer page (`viewer/`: `npm ci && npm run build`), served
+    /// at `/viewer/` when the directory exists.
+    pub viewer_dir: PathBuf,
 }
 
 impl Default for ServerConfig {
@@ -69,6 +72,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             cors_origins: Vec::new(),
             shutdown_grace_seconds: 10,
+            viewer_dir: PathBuf::from("viewer/dist"),
         }
     }
 }

@@ -91,7 +91,7 @@ pub fn metrics_handle() -> Option<&'static PrometheusHandle> {
 }
 
 /// The whole router.
-pub fn router(state: AppState, cors_origins: &[String]) -> Router {
+pub fn router(state: AppState, cors_origins: &[String], viewer_dir: &std::path::Path) -> Router {
     let _ = metrics_handle();
     let router = Router::new()
         .route("/v1/token", post(token))
@@ -99,9 +99,39 @@ pub fn router(state: AppState, cors_origins: &[String]) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
-        .route("/openapi.json", get(openapi))
-        .fallback(not_found)
-        .with_state(state);
+        .route("/openapi.json", get(openapi));
+    // The viewer page, when it was built; else a 404 that says how.
+    let router = if viewer_dir.is_dir() {
+        router
+            .route(
+                "/",
+                get(|| async { axum::response::Redirect::to("/viewer/") }),
+            )
+            .nest_service(
+                "/viewer",
+                tower_http::services::ServeDir::new(viewer_dir)
+                    .append_index_html_on_directories(true),
+            )
+    } else {
+        let missing = viewer_dir.display().to_string();
+        let not_built = get(move || {
+            let missing = missing.clone();
+            async move {
+                AppError::NotFound {
+                    code: "viewer_not_built",
+                    message: format!(
+                        "the viewer page is not built ({missing} is missing): cd viewer && npm ci && npm run build"
+                    ),
+                }
+                .into_response()
+            }
+        });
+        router
+            .route("/viewer", not_built.clone())
+            .route("/viewer/", not_built.clone())
+            .route("/viewer/{*rest}", not_built)
+    };
+    let router = router.fallback(not_found).with_state(state);
     let cors = if cors_origins.is_empty() {
         None
     } else {

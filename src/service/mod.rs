@@ -84,6 +84,8 @@ pub struct StartupInfo {
     pub local_ivs_url: Option<String>,
     /// The demo channel, in local mode.
     pub demo_channel: Option<ChannelInfo>,
+    /// The viewer page, when it was built.
+    pub viewer_url: Option<String>,
     /// The active key's fingerprint.
     pub fingerprint: String,
     /// The active key's file.
@@ -271,7 +273,11 @@ impl Application {
             revocations: Arc::clone(&revocations),
             rotator: rotator.clone(),
         });
-        let router = http::router(state.clone(), &config.server.cors_origins);
+        let router = http::router(
+            state.clone(),
+            &config.server.cors_origins,
+            &config.server.viewer_dir,
+        );
         let listener = TcpListener::bind(config.server.listen)
             .await
             .map_err(|source| ServiceError::Listen {
@@ -323,6 +329,11 @@ impl Application {
             api_url: format!("http://{addr}"),
             admin_url,
             local_ivs_url: local_ivs.as_ref().map(|l| l.endpoint_url().to_owned()),
+            viewer_url: config
+                .server
+                .viewer_dir
+                .is_dir()
+                .then(|| format!("http://{addr}/viewer/")),
             demo_channel,
             fingerprint: started.fingerprint,
             key_file: started.key_file,

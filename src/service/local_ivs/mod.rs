@@ -562,17 +562,11 @@ async fn playback_session(
             playback::media_playlist(&session_id, &rendition, now),
         );
     }
-    if file
+    if let Some(segment) = file
         .strip_suffix(".ts")
-        .is_some_and(|n| n.parse::<u64>().is_ok())
+        .and_then(|n| n.parse::<u64>().ok())
+        .and_then(|seq| playback::segment(&rendition, seq))
     {
-        // Placeholder media: MPEG-TS null packets. The looping test clip
-        // arrives with the real-player work.
-        let mut segment = Vec::with_capacity(188 * 16);
-        for _ in 0..16 {
-            segment.extend_from_slice(&[0x47, 0x1F, 0xFF, 0x10]);
-            segment.extend_from_slice(&[0xFF; 184]);
-        }
         let mut response = (StatusCode::OK, segment).into_response();
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
