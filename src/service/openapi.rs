@@ -58,9 +58,10 @@ pub struct ErrorBody {
 #[derive(ToSchema)]
 pub struct ErrorDetail {
     /// Stable code: invalid_json, invalid_field, missing_field,
-    /// unauthenticated, not_entitled, policy_denied, channel_not_found,
-    /// channel_not_private, payload_too_large, unsupported_media_type,
-    /// rate_limited, ivs_unavailable, timeout, not_found.
+    /// unauthenticated, not_entitled, policy_denied, viewer_revoked,
+    /// channel_not_found, channel_not_private, payload_too_large,
+    /// unsupported_media_type, rate_limited, ivs_unavailable, timeout,
+    /// no_active_key, not_found.
     code: String,
     /// What went wrong, in words.
     message: String,
@@ -93,7 +94,7 @@ pub struct BatchResponse {
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody, description = "invalid_json, invalid_field, missing_field"),
         (status = 401, body = ErrorBody, description = "unauthenticated"),
-        (status = 403, body = ErrorBody, description = "not_entitled, policy_denied"),
+        (status = 403, body = ErrorBody, description = "not_entitled, policy_denied, viewer_revoked"),
         (status = 404, body = ErrorBody, description = "channel_not_found"),
         (status = 409, body = ErrorBody, description = "channel_not_private"),
         (status = 413, body = ErrorBody, description = "payload_too_large"),

@@ -397,12 +397,16 @@ impl Rotator {
             .find(|k| matches!(k.state, KeyState::Generated | KeyState::Imported))
             .map(|k| k.fingerprint.clone());
         let mut held = pairs.len();
+        // A new key, or a resumed one IVS does not hold yet, needs a slot.
+        let needs_slot = resumable
+            .as_ref()
+            .is_none_or(|fp| state.find(fp).is_some_and(|k| k.ivs_arn.is_none()));
+        if needs_slot && held >= KEY_PAIR_LIMIT {
+            held -= self.free_a_slot(&mut state, &pairs).await?;
+        }
         let fingerprint = match resumable {
             Some(fp) => fp,
             None => {
-                if held >= KEY_PAIR_LIMIT {
-                    held -= self.free_a_slot(&mut state, &pairs).await?;
-                }
                 let key =
                     PrivateKey::generate().map_err(|e| RotationError::Check(e.to_string()))?;
                 put_once(&inner.store, &key).await?;
