@@ -1113,3 +1113,38 @@ async fn key_commands_refuse_the_embedded_local_ivs_clearly() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_active_key_deleted_behind_the_services_back_is_imported_again() {
+    let rig = Rig::new("reconcile_seconds = 1").await;
+    let s = rig.serve().await;
+    let active = rig.state()["keys"][0]["fingerprint"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let client = rig.ivs.client("us-west-2");
+    let arn = rig.state()["keys"][0]["ivs_arn"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    client
+        .delete_playback_key_pair()
+        .arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(rig.ivs_fingerprints().await.is_empty());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    // Imported again, and recorded under its new ARN.
+    while !rig.ivs_fingerprints().await.contains(&active)
+        || rig.state()["keys"][0]["ivs_arn"].as_str() == Some(arn.as_str())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the active key was never imported again"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    mint_and_play(&s, "v").await.unwrap();
+    rig.check_invariants().await;
+}

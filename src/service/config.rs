@@ -417,6 +417,9 @@ impl Config {
         if self.rotation.sweep_seconds == 0 {
             return err("rotation.sweep_seconds", "must be at least 1".into());
         }
+        if self.rotation.reconcile_seconds == 0 {
+            return err("rotation.reconcile_seconds", "must be at least 1".into());
+        }
         if let Some(viewer) = &self.viewer_jwt {
             viewer.validate().map_err(ConfigError)?;
         }

@@ -139,6 +139,7 @@ pub async fn key_control(
         RotatorOptions {
             longest_ttl: config.longest_ttl(),
             skew: Duration::from_secs(config.rotation.skew_seconds),
+            reconcile_every: Duration::from_secs(config.rotation.reconcile_seconds),
             canary,
             first_key: None,
         },
@@ -215,6 +216,7 @@ impl Application {
             RotatorOptions {
                 longest_ttl: config.longest_ttl(),
                 skew: Duration::from_secs(config.rotation.skew_seconds),
+                reconcile_every: Duration::from_secs(config.rotation.reconcile_seconds),
                 canary,
                 first_key: Some(FirstKey {
                     path: config.keys.dir.join(KEY_FILE),

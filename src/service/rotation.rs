@@ -66,6 +66,10 @@ pub struct RotationConfig {
     /// changes made by another process (`keys rotate`).
     #[serde(default = "default_sweep")]
     pub sweep_seconds: u64,
+    /// How often the key pairs IVS holds are compared with the store (an
+    /// active key deleted in the console is imported again).
+    #[serde(default = "default_reconcile")]
+    pub reconcile_seconds: u64,
     /// A private channel (ARN or name) whose playback URL must accept a
     /// canary token of the new key before it signs. The channel must be live
     /// for real IVS to answer 200. Local mode uses the demo channel.
@@ -79,6 +83,9 @@ fn default_skew() -> u64 {
 fn default_sweep() -> u64 {
     15
 }
+fn default_reconcile() -> u64 {
+    300
+}
 
 impl Default for RotationConfig {
     fn default() -> Self {
@@ -86,6 +93,7 @@ impl Default for RotationConfig {
             interval_seconds: 0,
             skew_seconds: default_skew(),
             sweep_seconds: default_sweep(),
+            reconcile_seconds: default_reconcile(),
             canary_channel: None,
         }
     }
@@ -230,6 +238,8 @@ pub struct RotatorOptions {
     pub skew: Duration,
     /// Canary playback URL (without `?token=`) and its channel.
     pub canary: Option<(ChannelArn, String)>,
+    /// How often the sweep reconciles the store with what IVS holds.
+    pub reconcile_every: Duration,
     /// A key to adopt when the store has none (the dev key), and whether it
     /// may be generated.
     pub first_key: Option<FirstKey>,
@@ -269,6 +279,8 @@ struct Inner {
     applied: AtomicU64,
     /// When the active key started signing (Unix seconds).
     active_since: AtomicU64,
+    /// When the sweep last reconciled with IVS.
+    last_reconcile: std::sync::Mutex<Instant>,
     http: reqwest::Client,
 }
 
@@ -346,6 +358,7 @@ impl Rotator {
             lock: tokio::sync::Mutex::new(()),
             applied: AtomicU64::new(state.version),
             active_since: AtomicU64::new(state.active().map_or(0, |k| k.updated_at)),
+            last_reconcile: std::sync::Mutex::new(Instant::now()),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()
@@ -500,6 +513,21 @@ impl Rotator {
         let _guard = self.inner.lock.lock().await;
         let inner = &self.inner;
         let mut state = inner.store.load_state().await?;
+        // Now and then, what IVS holds: a key deleted behind our back (in the
+        // console, say) is imported again before it signs much longer.
+        let reconcile_due = inner
+            .last_reconcile
+            .lock()
+            .map(|t| t.elapsed() >= inner.options.reconcile_every)
+            .unwrap_or(true);
+        if reconcile_due {
+            let before = state.clone();
+            reconcile(&inner.ivs, &inner.store, &mut state).await?;
+            save(&inner.store, &mut state, &before).await?;
+            if let Ok(mut t) = inner.last_reconcile.lock() {
+                *t = Instant::now();
+            }
+        }
         if state.version != inner.applied.load(Ordering::SeqCst) {
             self.apply(&state).await?;
         }
@@ -1030,7 +1058,12 @@ async fn key_set(
         current: Option<&KeySet>,
     ) -> Result<Arc<SigningKey>, RotationError> {
         let fp = parse_fp(&rec.fingerprint)?;
-        if let Some(k) = current.and_then(|c| c.find(&fp)) {
+        // The signing key in use, with what it tracks, unless it was imported
+        // again under another ARN.
+        if let Some(k) = current
+            .and_then(|c| c.find(&fp))
+            .filter(|k| k.ivs_key_pair_arn() == rec.ivs_arn.as_deref())
+        {
             return Ok(Arc::clone(k));
         }
         let key = store.get_key(&fp).await?;
