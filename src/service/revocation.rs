@@ -10,14 +10,19 @@
 //! on arrival) and, by default, much longer.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 
 use crate::{ChannelArn, ViewerId, ViewerIdHasher};
 
-/// Revoked viewers, per channel, until when.
+/// Revoked viewers, per channel, until when. Read on every viewer mint
+/// without a lock (arc-swap); written by revocations only.
 pub struct Revocations {
     hasher: ViewerIdHasher,
-    denied: Mutex<HashMap<(String, String), u64>>,
+    denied: ArcSwap<HashMap<(String, String), u64>>,
+    /// Serialises writers (read-copy-update).
+    writing: Mutex<()>,
 }
 
 impl std::fmt::Debug for Revocations {
@@ -31,7 +36,8 @@ impl Revocations {
     pub fn new(hasher: ViewerIdHasher) -> Self {
         Self {
             hasher,
-            denied: Mutex::new(HashMap::new()),
+            denied: ArcSwap::from_pointee(HashMap::new()),
+            writing: Mutex::new(()),
         }
     }
 
@@ -43,17 +49,18 @@ impl Revocations {
     /// Refuses tokens for `viewer` on `channel` until `until` (Unix seconds,
     /// exclusive). A later revocation only extends.
     pub fn deny(&self, channel: &ChannelArn, viewer: &str, until: u64) {
-        if let Ok(mut map) = self.denied.lock() {
-            let entry = map
-                .entry((channel.as_str().to_owned(), viewer.to_owned()))
-                .or_insert(0);
-            *entry = (*entry).max(until);
-        }
+        let _writer = self.writing.lock();
+        let mut map = HashMap::clone(&self.denied.load());
+        let entry = map
+            .entry((channel.as_str().to_owned(), viewer.to_owned()))
+            .or_insert(0);
+        *entry = (*entry).max(until);
+        self.denied.store(Arc::new(map));
     }
 
     /// Until when `viewer` is refused on `channel`, if it is at `now`.
     pub fn denied_until(&self, channel: &ChannelArn, viewer: &str, now: u64) -> Option<u64> {
-        let map = self.denied.lock().ok()?;
+        let map = self.denied.load();
         if map.is_empty() {
             return None;
         }
@@ -64,8 +71,11 @@ impl Revocations {
 
     /// Forgets entries that ended.
     pub fn prune(&self, now: u64) {
-        if let Ok(mut map) = self.denied.lock() {
+        let _writer = self.writing.lock();
+        if self.denied.load().values().any(|until| now >= *until) {
+            let mut map = HashMap::clone(&self.denied.load());
             map.retain(|_, until| now < *until);
+            self.denied.store(Arc::new(map));
         }
     }
 }
@@ -87,6 +97,6 @@ mod tests {
         assert_eq!(r.denied_until(&other, v.as_str(), 10), None);
         assert_eq!(r.denied_until(&ch, r.pseudonym("bob").as_str(), 10), None);
         r.prune(100);
-        assert!(r.denied.lock().unwrap().is_empty());
+        assert!(r.denied.load().is_empty());
     }
 }

@@ -193,37 +193,67 @@ pub struct IvsKey {
 }
 
 /// Counts the tokens each key signed, by `exp`, so a revocation can say how
-/// many unexpired tokens it kills. One short lock per signature (no await).
-#[derive(Debug, Default)]
+/// many unexpired tokens it kills. Sharded by thread, so that signers on
+/// different threads never wait for each other (one uncontended lock per
+/// signature, no await).
+#[derive(Debug)]
 pub struct TokenLedger {
-    by_key: std::sync::Mutex<
-        std::collections::HashMap<Fingerprint, std::collections::BTreeMap<u64, u64>>,
-    >,
+    shards: Box<[std::sync::Mutex<LedgerShard>]>,
+}
+
+type LedgerShard = std::collections::HashMap<Fingerprint, std::collections::BTreeMap<u64, u64>>;
+
+const LEDGER_SHARDS: usize = 16;
+
+impl Default for TokenLedger {
+    fn default() -> Self {
+        Self {
+            shards: (0..LEDGER_SHARDS)
+                .map(|_| std::sync::Mutex::new(LedgerShard::new()))
+                .collect(),
+        }
+    }
+}
+
+fn ledger_shard() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % LEDGER_SHARDS;
+    }
+    SHARD.with(|s| *s)
 }
 
 impl TokenLedger {
     /// A token signed by `key`, valid until `exp`.
     pub fn record(&self, key: &Fingerprint, exp: u64) {
-        if let Ok(mut map) = self.by_key.lock() {
-            *map.entry(*key).or_default().entry(exp).or_default() += 1;
+        if let Some(Ok(mut shard)) = self.shards.get(ledger_shard()).map(|s| s.lock()) {
+            *shard.entry(*key).or_default().entry(exp).or_default() += 1;
         }
     }
 
     /// Tokens of `key` still valid at `now` (Unix seconds).
     pub fn unexpired(&self, key: &Fingerprint, now: u64) -> u64 {
-        self.by_key.lock().map_or(0, |map| {
-            map.get(key)
-                .map_or(0, |exps| exps.range(now..).map(|(_, n)| n).sum())
-        })
+        self.shards
+            .iter()
+            .filter_map(|s| s.lock().ok())
+            .map(|shard| {
+                shard
+                    .get(key)
+                    .map_or(0, |exps| exps.range(now..).map(|(_, n)| n).sum())
+            })
+            .sum()
     }
 
     /// Forgets expired tokens.
     pub fn prune(&self, now: u64) {
-        if let Ok(mut map) = self.by_key.lock() {
-            for exps in map.values_mut() {
-                *exps = exps.split_off(&now);
+        for shard in self.shards.iter() {
+            if let Ok(mut shard) = shard.lock() {
+                for exps in shard.values_mut() {
+                    *exps = exps.split_off(&now);
+                }
+                shard.retain(|_, exps| !exps.is_empty());
             }
-            map.retain(|_, exps| !exps.is_empty());
         }
     }
 }
@@ -1087,4 +1117,38 @@ async fn key_set(
         set = set.with_retiring(signing_key(store, rec, current).await?);
     }
     Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_counts_unexpired_tokens_across_threads_and_forgets_expired_ones() {
+        let ledger = Arc::new(TokenLedger::default());
+        let a = *PrivateKey::generate().unwrap().fingerprint();
+        let b = *PrivateKey::generate().unwrap().fingerprint();
+        let threads: Vec<_> = (0..4)
+            .map(|i| {
+                let ledger = Arc::clone(&ledger);
+                std::thread::spawn(move || {
+                    for n in 0..100 {
+                        ledger.record(&a, 1_000 + n % 10);
+                        if i == 0 {
+                            ledger.record(&b, 2_000);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(ledger.unexpired(&a, 0), 400);
+        assert_eq!(ledger.unexpired(&a, 1_005), 200);
+        assert_eq!(ledger.unexpired(&b, 1_005), 100);
+        ledger.prune(1_010);
+        assert_eq!(ledger.unexpired(&a, 0), 0);
+        assert_eq!(ledger.unexpired(&b, 0), 100);
+    }
 }
