@@ -703,10 +703,13 @@ impl Rotator {
             .map(|p| match state.find(&p.fingerprint) {
                 Some(k) if k.state == KeyState::Active => format!("{} (active)", p.fingerprint),
                 Some(k) if k.state == KeyState::Retiring => format!(
-                    "{} (retiring; deletable after {})",
+                    "{} (retiring; deletable {})",
                     p.fingerprint,
                     k.delete_after
-                        .map_or("its tokens expire".into(), |t| t.to_string())
+                        .map_or("once its tokens expire".into(), |t| format!(
+                            "at {t} Unix seconds, in {} s",
+                            t.saturating_sub(now)
+                        ))
                 ),
                 _ => format!("{} ({}, not ours: never touched)", p.fingerprint, p.name),
             })
