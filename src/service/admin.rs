@@ -201,10 +201,7 @@ fn rotation_error(e: &RotationError) -> AppError {
 
 async fn list_keys(State(state): State<AdminState>) -> Response {
     match state.inner.rotator.view().await {
-        Ok(view) => json(
-            StatusCode::OK,
-            &serde_json::to_value(&view).unwrap_or_default(),
-        ),
+        Ok(view) => (StatusCode::OK, axum::Json(view)).into_response(),
         Err(e) => rotation_error(&e).into_response(),
     }
 }
@@ -237,17 +234,19 @@ async fn rotate_keys(State(state): State<AdminState>, headers: axum::http::Heade
             .into_response();
     }
     let (status, body) = match state.inner.rotator.rotate().await {
-        Ok(done) => (
-            StatusCode::OK,
-            serde_json::to_value(&done).unwrap_or_default(),
-        ),
+        Ok(done) => match serde_json::to_string(&done) {
+            Ok(body) => (StatusCode::OK, body),
+            Err(e) => {
+                tracing::error!(error = %e, "serialising a rotation's answer");
+                return AppError::Internal.into_response();
+            }
+        },
         Err(e) => {
             tracing::warn!(target: "audit", admin = true, action = "rotate", decision = "failed", error = %e);
             let e = rotation_error(&e);
-            (e.status(), e.body())
+            (e.status(), e.body().to_string())
         }
     };
-    let body = body.to_string();
     // A refusal or failure is not remembered: retrying with the same key
     // tries again once the cause is gone.
     if let Some(key) = key
@@ -282,10 +281,7 @@ async fn revoke_key(State(state): State<AdminState>, Path(fingerprint): Path<Str
         Ok(revoked) => {
             state.inner.minter.forget_shared();
             tracing::warn!(target: "audit", admin = true, action = "key_revoked", fingerprint = %revoked.fingerprint, killed = revoked.unexpired_tokens_killed);
-            json(
-                StatusCode::OK,
-                &serde_json::to_value(&revoked).unwrap_or_default(),
-            )
+            (StatusCode::OK, axum::Json(revoked)).into_response()
         }
         Err(e) => rotation_error(&e).into_response(),
     }
