@@ -537,12 +537,13 @@ fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
 }
 
 fn keys_rotate(config: Option<&Path>) -> Result<ExitCode, String> {
-    use crate::service::{config::Config, key_control, rotation::Rotator};
+    use crate::service::control::rotation::Rotator;
+    use crate::service::{config::Config, key_control};
     init_logging();
     let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
     runtime()?.block_on(async {
         let (ivs, store, options) = key_control(&config).await.map_err(|e| e.to_string())?;
-        let started = Rotator::start(ivs, store, options)
+        let started = Rotator::start(ivs, store, options, Default::default())
             .await
             .map_err(|e| e.to_string())?;
         let rotated = started.rotator.rotate().await.map_err(|e| e.to_string())?;
@@ -555,7 +556,8 @@ fn keys_rotate(config: Option<&Path>) -> Result<ExitCode, String> {
 }
 
 fn keys_import(private_key: &Path, config: Option<&Path>) -> Result<ExitCode, String> {
-    use crate::service::{config::Config, key_control, rotation::import_key};
+    use crate::service::control::rotation::import_key;
+    use crate::service::{config::Config, key_control};
     init_logging();
     let key = PrivateKey::read_file(private_key)
         .map_err(|e| format!("--private-key {}: {e}", private_key.display()))?;

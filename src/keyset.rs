@@ -11,7 +11,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::keys::{Fingerprint, PublicKey};
-use crate::signer::SigningKey;
+use crate::signing_key::SigningKey;
 
 /// An active signing key and the retiring keys that still verify.
 #[derive(Debug, Clone)]

@@ -56,6 +56,7 @@ mod fsutil;
 mod keys;
 mod keyset;
 mod signer;
+mod signing_key;
 mod verify;
 
 #[cfg(feature = "service")]
@@ -71,5 +72,6 @@ pub use crate::claims::{
 pub use crate::error::{ClaimError, Error, KeyError, KeyErrorKind};
 pub use crate::keys::{Fingerprint, PrivateKey, PublicKey};
 pub use crate::keyset::{KeySet, SharedKeySet};
-pub use crate::signer::{Backend, SigningKey, Token, TokenSigner};
+pub use crate::signer::{Token, TokenSigner};
+pub use crate::signing_key::{Backend, SigningKey};
 pub use crate::verify::{Rejection, VerifiedToken, Verifier};

@@ -19,7 +19,7 @@ use crate::claims::{
 use crate::error::ClaimError;
 use crate::keys::{Fingerprint, PublicKey};
 use crate::keyset::KeySet;
-use crate::signer::SIGNATURE_LEN;
+use crate::signing_key::SIGNATURE_LEN;
 
 /// Verifies IVS playback tokens against a set of public keys.
 #[derive(Clone, Debug)]
@@ -407,7 +407,8 @@ mod tests {
     use super::*;
     use crate::claims::{AllowedOrigins, ViewerId};
     use crate::keys::PrivateKey;
-    use crate::signer::{Backend, SigningKey, TokenSigner};
+    use crate::signer::TokenSigner;
+    use crate::signing_key::{Backend, SigningKey};
 
     const ARN: &str = "arn:aws:ivs:us-west-2:123456789012:channel/abcd";
 

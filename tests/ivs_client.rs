@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::local_ivs::TestIvs;
 use ivs_playback_auth::PrivateKey;
-use ivs_playback_auth::service::ivs::{Ivs, IvsOptions};
+use ivs_playback_auth::service::control::ivs::{Ivs, IvsOptions};
 
 fn client(t: &TestIvs, options: &IvsOptions) -> Ivs {
     Ivs::local(t.url(), "us-west-2", options)

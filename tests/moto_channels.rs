@@ -11,8 +11,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region};
-use ivs_playback_auth::service::channels::{ChannelCache, Lookup};
-use ivs_playback_auth::service::ivs::{Ivs, IvsOptions};
+use ivs_playback_auth::service::control::ivs::{Ivs, IvsOptions};
+use ivs_playback_auth::service::mint::channels::{ChannelCache, Lookup};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 
 struct Moto {
@@ -96,8 +96,9 @@ async fn the_channel_cache_works_against_moto_server() {
     assert_eq!(by_arn, by_name);
     assert!(!cache.resolve("show-6").await.unwrap().authorized);
 
-    // A channel made after the warm-up is found on a miss (GetChannel /
-    // ListChannels by name), and an unknown one is NotFound.
+    // A channel made after the warm-up: by name, the token path does not
+    // ask IVS (only the last listing names channels); by ARN it does
+    // (GetChannel); the admin path finds it by name too (ListChannels).
     let late = sdk
         .create_channel()
         .name("late")
@@ -106,6 +107,16 @@ async fn the_channel_cache_works_against_moto_server() {
         .await
         .unwrap();
     let late_arn = late.channel().unwrap().arn().unwrap().to_owned();
+    assert!(matches!(cache.resolve("late").await, Err(Lookup::NotFound)));
+    assert_eq!(
+        cache.resolve(&late_arn).await.unwrap().arn.as_str(),
+        late_arn
+    );
+    cache.invalidate().await;
+    assert_eq!(
+        cache.resolve_trusted("late").await.unwrap().arn.as_str(),
+        late_arn
+    );
     assert_eq!(cache.resolve("late").await.unwrap().arn.as_str(), late_arn);
     assert!(matches!(
         cache.resolve("nobody").await,

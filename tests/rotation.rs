@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use common::local_ivs::{ACCESS_KEY, SECRET, TestIvs};
 use common::service::{TestService, sha256_hex};
-use ivs_playback_auth::service::rotation::CRASH_HOOK_ENV;
+use ivs_playback_auth::service::control::rotation::CRASH_HOOK_ENV;
 use ivs_playback_auth::{PrivateKey, Verifier};
 use serde_json::{Value, json};
 

@@ -1,6 +1,7 @@
-//! The service's configuration: a TOML file, then `IVS_AUTH__SECTION__KEY`
-//! environment overrides, checked at start-up with errors that name the key.
-//! With no file at all, the zero-config defaults run everything locally.
+//! The service's configuration, every section of it: a TOML file, then
+//! `IVS_AUTH__SECTION__KEY` environment overrides, checked at start-up with
+//! errors that name the key. With no file at all, the zero-config defaults
+//! run everything locally.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -10,15 +11,17 @@ use std::time::Duration;
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use ipnet::IpNet;
+use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use super::mint::origins::OriginList;
 use crate::MaximumResolution;
 
 /// The whole configuration, as read.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct Config {
+pub(crate) struct Config {
     /// The HTTP listener and its limits.
     pub server: ServerConfig,
     /// Where IVS is.
@@ -38,17 +41,17 @@ pub struct Config {
     /// Mint-time network policy.
     pub policy: PolicyConfig,
     /// Viewer JWTs from the application's identity provider.
-    pub viewer_jwt: Option<super::viewer::ViewerJwtConfig>,
+    pub viewer_jwt: Option<ViewerJwtConfig>,
     /// The admin API (off without it).
-    pub admin: Option<super::admin::AdminConfig>,
+    pub admin: Option<AdminConfig>,
     /// Key rotation.
-    pub rotation: super::rotation::RotationConfig,
+    pub rotation: RotationConfig,
 }
 
 /// `[server]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ServerConfig {
+pub(crate) struct ServerConfig {
     /// Address of the token API.
     pub listen: SocketAddr,
     /// Requests taking longer are answered 503.
@@ -80,7 +83,7 @@ impl Default for ServerConfig {
 /// `[ivs]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct IvsConfig {
+pub(crate) struct IvsConfig {
     /// `local`: start the embedded local IVS (the zero-config default);
     /// `aws`: talk to IVS through aws-sdk-ivs with the default credential chain.
     pub mode: IvsMode,
@@ -109,7 +112,7 @@ impl Default for IvsConfig {
 /// Which IVS the service talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum IvsMode {
+pub(crate) enum IvsMode {
     /// The embedded local IVS.
     Local,
     /// Amazon IVS (or an endpoint override).
@@ -119,7 +122,7 @@ pub enum IvsMode {
 /// `[keys]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct KeysConfig {
+pub(crate) struct KeysConfig {
     /// The directory key store.
     pub dir: PathBuf,
     /// Generate a key in `dir` when there is none (dev convenience; on by
@@ -139,7 +142,7 @@ impl Default for KeysConfig {
 /// `[tokens]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct TokensConfig {
+pub(crate) struct TokensConfig {
     /// Lifetime when the caller does not ask for one.
     pub default_ttl_seconds: u64,
     /// Shareable tokens' `exp` is aligned to this many seconds, so that one
@@ -159,7 +162,7 @@ impl Default for TokensConfig {
 /// `[channels]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct ChannelsConfig {
+pub(crate) struct ChannelsConfig {
     /// How often the cache is refreshed from IVS in the background.
     pub refresh_seconds: u64,
     /// How long an unknown channel is remembered as unknown.
@@ -182,7 +185,7 @@ impl Default for ChannelsConfig {
 /// `[[api_keys]]`: one trusted backend.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct ApiKeyConfig {
+pub(crate) struct ApiKeyConfig {
     /// Who this is, for logs and audit.
     pub name: String,
     /// Lowercase hex SHA-256 of the key the caller sends in `X-Api-Key`.
@@ -221,7 +224,7 @@ fn default_rate() -> u32 {
 /// `[anonymous]`
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AnonymousConfig {
+pub(crate) struct AnonymousConfig {
     /// Channels anyone may get a token for: ARNs, names or globs.
     pub channels: Vec<String>,
     /// Lifetime of anonymous tokens.
@@ -246,7 +249,7 @@ impl Default for AnonymousConfig {
 /// `[viewer_ids]`
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct ViewerIdConfig {
+pub(crate) struct ViewerIdConfig {
     /// At least 32 bytes; viewer ids are HMAC-SHA-256 of the user id with it.
     /// Generated per run when absent (ids then change at every restart).
     #[serde(serialize_with = "never_serialize_secret")]
@@ -263,7 +266,7 @@ fn never_serialize_secret<S: serde::Serializer>(
 /// `[policy]`
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
-pub struct PolicyConfig {
+pub(crate) struct PolicyConfig {
     /// Client networks allowed to mint (empty: all).
     pub allow_cidrs: Vec<IpNet>,
     /// Client networks refused.
@@ -277,9 +280,185 @@ pub struct PolicyConfig {
     pub deny_countries: Vec<String>,
 }
 
+/// `[admin]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AdminConfig {
+    /// Where the admin API listens; keep it on loopback or a private network.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// Lowercase hex SHA-256 of the bearer token admins send.
+    pub token_sha256: String,
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8081))
+}
+
+impl AdminConfig {
+    /// Checks the section; errors name the key.
+    pub(crate) fn validate(&self) -> Result<[u8; 32], String> {
+        sha256_from_hex(&self.token_sha256).ok_or_else(|| {
+            "admin.token_sha256: must be 64 lowercase hex digits (sha256sum of the token)".into()
+        })
+    }
+}
+
+/// `[viewer_jwt]`
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ViewerJwtConfig {
+    /// Expected `iss`.
+    pub issuer: String,
+    /// Expected `aud`.
+    pub audience: String,
+    /// Where the JWKS is fetched (https in production).
+    pub jwks_url: Option<String>,
+    /// Or a JWKS file.
+    pub jwks_file: Option<PathBuf>,
+    /// Refetch the JWKS this often.
+    #[serde(default = "default_refresh")]
+    pub jwks_refresh_seconds: u64,
+    /// Tolerated clock difference on `exp` and `nbf`.
+    #[serde(default = "default_leeway")]
+    pub leeway_seconds: u64,
+    /// Signature algorithms accepted (asymmetric only).
+    #[serde(default = "default_algorithms")]
+    pub algorithms: Vec<String>,
+    /// The claim listing the channels (names, ARNs or globs) the viewer may
+    /// watch: a list of strings, or one space-separated string.
+    #[serde(default = "default_channels_claim")]
+    pub channels_claim: String,
+    /// Longest playback token for a viewer (at most 595 s: viewer tokens
+    /// carry `aws:viewer-id`).
+    #[serde(default = "default_viewer_ttl")]
+    pub max_ttl_seconds: u64,
+    /// Origins put in viewer tokens (viewers may narrow them).
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Viewers may ask for single-use tokens.
+    #[serde(default)]
+    pub allow_single_use: bool,
+    /// Requests per second per viewer (`sub`).
+    #[serde(default = "default_viewer_rate")]
+    pub rate_per_viewer_per_second: u32,
+}
+
+fn default_refresh() -> u64 {
+    300
+}
+fn default_leeway() -> u64 {
+    60
+}
+fn default_algorithms() -> Vec<String> {
+    ["RS256", "ES256", "ES384", "PS256", "EdDSA"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}
+fn default_channels_claim() -> String {
+    "ivs_channels".into()
+}
+fn default_viewer_ttl() -> u64 {
+    300
+}
+fn default_viewer_rate() -> u32 {
+    5
+}
+
+impl ViewerJwtConfig {
+    /// Checks the section; errors name the key.
+    pub(crate) fn validate(&self) -> Result<Vec<Algorithm>, String> {
+        if self.issuer.is_empty() {
+            return Err("viewer_jwt.issuer: must not be empty".into());
+        }
+        if self.audience.is_empty() {
+            return Err("viewer_jwt.audience: must not be empty".into());
+        }
+        if self.jwks_url.is_some() == self.jwks_file.is_some() {
+            return Err("viewer_jwt: give exactly one of jwks_url and jwks_file".into());
+        }
+        if self.max_ttl_seconds == 0 || self.max_ttl_seconds > 595 {
+            return Err(
+                "viewer_jwt.max_ttl_seconds: must be 1 to 595 (viewer tokens are capped by IVS)"
+                    .into(),
+            );
+        }
+        if self.rate_per_viewer_per_second == 0 {
+            return Err("viewer_jwt.rate_per_viewer_per_second: must be at least 1".into());
+        }
+        let mut algorithms = Vec::new();
+        for (i, name) in self.algorithms.iter().enumerate() {
+            let alg: Algorithm = name.parse().map_err(|_| {
+                format!("viewer_jwt.algorithms[{i}]: `{name}` is not a JWS algorithm")
+            })?;
+            if matches!(alg, Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512) {
+                return Err(format!(
+                    "viewer_jwt.algorithms[{i}]: {name} is symmetric; a JWKS holds public keys"
+                ));
+            }
+            algorithms.push(alg);
+        }
+        if algorithms.is_empty() {
+            return Err("viewer_jwt.algorithms: must list at least one algorithm".into());
+        }
+        OriginList::from_config(&self.origins)
+            .map_err(|(i, e)| format!("viewer_jwt.origins[{i}]: {e}"))?;
+        Ok(algorithms)
+    }
+}
+
+/// `[rotation]`
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RotationConfig {
+    /// Rotate on a schedule every this many seconds; 0 = only when asked.
+    #[serde(default)]
+    pub interval_seconds: u64,
+    /// Margin kept after a retired key's last token expires before the key
+    /// is deleted (clock skew between here and IVS).
+    #[serde(default = "default_skew")]
+    pub skew_seconds: u64,
+    /// How often retired keys are checked for deletion, and the key store for
+    /// changes made by another process (`keys rotate`).
+    #[serde(default = "default_sweep")]
+    pub sweep_seconds: u64,
+    /// How often the key pairs IVS holds are compared with the store (an
+    /// active key deleted in the console is imported again).
+    #[serde(default = "default_reconcile")]
+    pub reconcile_seconds: u64,
+    /// A private channel (ARN or name) whose playback URL must accept a
+    /// canary token of the new key before it signs. The channel must be live
+    /// for real IVS to answer 200. Local mode uses the demo channel.
+    #[serde(default)]
+    pub canary_channel: Option<String>,
+}
+
+fn default_skew() -> u64 {
+    60
+}
+fn default_sweep() -> u64 {
+    15
+}
+fn default_reconcile() -> u64 {
+    300
+}
+
+impl Default for RotationConfig {
+    fn default() -> Self {
+        Self {
+            interval_seconds: 0,
+            skew_seconds: default_skew(),
+            sweep_seconds: default_sweep(),
+            reconcile_seconds: default_reconcile(),
+            canary_channel: None,
+        }
+    }
+}
+
 /// A SHA-256 written as 64 lowercase hex digits (what `sha256sum` prints),
 /// as API keys and the admin token are stored.
-pub fn sha256_from_hex(hex: &str) -> Option<[u8; 32]> {
+pub(crate) fn sha256_from_hex(hex: &str) -> Option<[u8; 32]> {
     if hex.len() != 64
         || !hex
             .bytes()
@@ -297,11 +476,11 @@ pub fn sha256_from_hex(hex: &str) -> Option<[u8; 32]> {
 /// A configuration that could not be used; the message names the key.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
-pub struct ConfigError(pub String);
+pub(crate) struct ConfigError(pub String);
 
 impl Config {
     /// Reads the file (if any) and the environment, then checks everything.
-    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+    pub(crate) fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -318,7 +497,7 @@ impl Config {
     }
 
     /// Whether a missing key is generated.
-    pub fn generate_keys(&self) -> bool {
+    pub(crate) fn generate_keys(&self) -> bool {
         self.keys
             .generate_if_missing
             .unwrap_or(self.ivs.mode == IvsMode::Local)
@@ -326,7 +505,7 @@ impl Config {
 
     /// The longest TTL any caller can be granted: a retired key's tokens
     /// have all expired this long after it stopped signing.
-    pub fn longest_ttl(&self) -> Duration {
+    pub(crate) fn longest_ttl(&self) -> Duration {
         let longest = self
             .api_keys
             .iter()
@@ -342,7 +521,7 @@ impl Config {
     }
 
     /// The request timeout.
-    pub fn request_timeout(&self) -> Duration {
+    pub(crate) fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.server.request_timeout_ms)
     }
 
@@ -366,10 +545,14 @@ impl Config {
                 "must be at least 1".into(),
             );
         }
+        // Anonymous tokens always name their origins: no `*` here.
         for (i, origin) in self.anonymous.origins.iter().enumerate() {
             if let Err(e) = crate::Origin::parse(origin) {
                 return err(&format!("anonymous.origins[{i}]"), e.to_string());
             }
+        }
+        if let Err((i, e)) = OriginList::from_config(&self.server.cors_origins) {
+            return err(&format!("server.cors_origins[{i}]"), e.to_string());
         }
         let mut names = BTreeMap::new();
         for (i, key) in self.api_keys.iter().enumerate() {
@@ -398,16 +581,12 @@ impl Config {
             if key.rate_per_second == 0 {
                 return err(&at("rate_per_second"), "must be at least 1".into());
             }
-            for (j, origin) in key
-                .default_origins
-                .iter()
-                .chain(&key.allowed_origins)
-                .enumerate()
-            {
-                if origin != "*"
-                    && let Err(e) = crate::Origin::parse(origin)
-                {
-                    return err(&at(&format!("origins[{j}]")), e.to_string());
+            for (field, list) in [
+                ("default_origins", &key.default_origins),
+                ("allowed_origins", &key.allowed_origins),
+            ] {
+                if let Err((j, e)) = OriginList::from_config(list) {
+                    return err(&at(&format!("{field}[{j}]")), e.to_string());
                 }
             }
         }

@@ -1,31 +1,32 @@
 //! Minting: claims from a grant, signed by the active key; tokens that can be
-//! shared are signed once per claims and `exp` bucket.
+//! shared are signed once per claims and `exp` bucket. Every signature is
+//! counted in the token ledger, which the control room reads.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use moka::sync::Cache;
 
-use super::error::AppError;
-use super::ivs::ChannelInfo;
 use super::policy::Grant;
-use super::rotation::TokenLedger;
+use super::refusal::Refusal;
 use crate::claims::unix_seconds;
+use crate::service::channel::ChannelInfo;
+use crate::service::ledger::TokenLedger;
 use crate::{Error, Fingerprint, PlaybackClaims, TokenSigner};
 
 /// A minted token and what the caller needs to know of it.
 #[derive(Debug, Clone)]
-pub struct Minted {
+pub(crate) struct Minted {
     /// The token.
-    pub token: String,
+    pub(crate) token: String,
     /// Its `exp`, Unix seconds.
-    pub expires_at: u64,
+    pub(crate) expires_at: u64,
     /// When the caller should ask again, Unix seconds.
-    pub refresh_after: u64,
+    pub(crate) refresh_after: u64,
     /// The key that signed it.
-    pub fingerprint: Fingerprint,
+    pub(crate) fingerprint: Fingerprint,
     /// Served from the shared-token cache.
-    pub cached: bool,
+    pub(crate) cached: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,7 +39,7 @@ struct ShareKey {
 }
 
 /// Signs tokens and keeps the shareable ones.
-pub struct Minter {
+pub(crate) struct Minter {
     signer: TokenSigner,
     ledger: Arc<TokenLedger>,
     shared: Cache<ShareKey, Arc<Minted>>,
@@ -48,7 +49,7 @@ pub struct Minter {
 impl Minter {
     /// A minter over a signer; shareable tokens align `exp` to `bucket` s;
     /// every signature is counted in `ledger`.
-    pub fn new(signer: TokenSigner, bucket: Duration, ledger: Arc<TokenLedger>) -> Self {
+    pub(crate) fn new(signer: TokenSigner, bucket: Duration, ledger: Arc<TokenLedger>) -> Self {
         Self {
             signer,
             ledger,
@@ -61,23 +62,23 @@ impl Minter {
     }
 
     /// The signer.
-    pub fn signer(&self) -> &TokenSigner {
+    pub(crate) fn signer(&self) -> &TokenSigner {
         &self.signer
     }
 
     /// Drops every shared token (a key was revoked: its tokens must not be
     /// served again).
-    pub fn forget_shared(&self) {
+    pub(crate) fn forget_shared(&self) {
         self.shared.invalidate_all();
     }
 
     /// Mints a token for a channel as granted.
-    pub fn mint(
+    pub(crate) fn mint(
         &self,
         channel: &ChannelInfo,
         grant: &Grant,
         now: SystemTime,
-    ) -> Result<Minted, AppError> {
+    ) -> Result<Minted, Refusal> {
         let now_s = unix_seconds(now);
         let ttl = grant.ttl.as_secs();
         // PlaybackClaims::is_shareable's rule, decided before the claims exist
@@ -121,11 +122,11 @@ impl Minter {
         grant: &Grant,
         now: SystemTime,
         exp: u64,
-    ) -> Result<Minted, AppError> {
+    ) -> Result<Minted, Refusal> {
         let mut builder = PlaybackClaims::builder(channel.arn.clone())
             .expires_at(
                 crate::ExpiresAt::from_unix_seconds(exp)
-                    .map_err(|e| AppError::field("ttl_seconds", e.to_string()))?,
+                    .map_err(|e| Refusal::invalid("ttl_seconds", e.to_string()))?,
             )
             .strict_origin_enforcement(grant.strict);
         if let Some(origins) = &grant.origins {
@@ -138,7 +139,7 @@ impl Minter {
             // The session version is the minting second: a revocation at
             // second T ends sessions ≤ T (see revocation.rs).
             let version = crate::ViewerSessionVersion::new(unix_seconds(now))
-                .map_err(|e| AppError::field("viewer_id", e.to_string()))?;
+                .map_err(|e| Refusal::invalid("viewer_id", e.to_string()))?;
             builder = builder
                 .viewer_id(viewer.clone())
                 .viewer_session_version(version);
@@ -150,12 +151,12 @@ impl Minter {
             Error::Claim(c) => claim_error(&c),
             other => {
                 tracing::error!(error = %other, "building claims");
-                AppError::Internal
+                Refusal::Internal
             }
         })?;
         let token = self.signer.sign_at(&claims, now).map_err(|e| {
             tracing::error!(error = %e, "signing");
-            AppError::Unavailable {
+            Refusal::Unavailable {
                 code: "signing_failed",
                 message: "the token could not be signed".into(),
             }
@@ -174,7 +175,7 @@ impl Minter {
 }
 
 /// A claim rule broken by what the caller asked, named by the request field.
-fn claim_error(e: &crate::ClaimError) -> AppError {
+fn claim_error(e: &crate::ClaimError) -> Refusal {
     use crate::claims::names;
     let field = match e.claim() {
         names::EXP => "ttl_seconds",
@@ -185,5 +186,5 @@ fn claim_error(e: &crate::ClaimError) -> AppError {
         names::SINGLE_USE_UUID => "single_use",
         _ => "channel",
     };
-    AppError::field(field, e.to_string())
+    Refusal::invalid(field, e.to_string())
 }

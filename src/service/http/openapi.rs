@@ -10,7 +10,7 @@ use utoipa::{OpenApi, ToSchema};
 
 /// `POST /v1/token` body.
 #[derive(ToSchema)]
-pub struct TokenRequest {
+pub(crate) struct TokenRequest {
     /// A channel ARN, or a channel name resolved through the cache.
     #[schema(example = "demo")]
     channel: String,
@@ -35,7 +35,7 @@ pub struct TokenRequest {
 
 /// `POST /v1/token` answer.
 #[derive(ToSchema)]
-pub struct TokenResponse {
+pub(crate) struct TokenResponse {
     /// The IVS playback token (ES384 JWT).
     token: String,
     /// The channel's playback URL with `?token=`.
@@ -50,13 +50,13 @@ pub struct TokenResponse {
 
 /// Every error answer.
 #[derive(ToSchema)]
-pub struct ErrorBody {
+pub(crate) struct ErrorBody {
     error: ErrorDetail,
 }
 
 /// The error.
 #[derive(ToSchema)]
-pub struct ErrorDetail {
+pub(crate) struct ErrorDetail {
     /// Stable code: invalid_json, invalid_field, missing_field,
     /// unauthenticated, not_entitled, policy_denied, viewer_revoked,
     /// channel_not_found, channel_not_private, payload_too_large,
@@ -71,7 +71,7 @@ pub struct ErrorDetail {
 
 /// `POST /v1/tokens` body.
 #[derive(ToSchema)]
-pub struct BatchRequest {
+pub(crate) struct BatchRequest {
     /// 1 to 50 token requests.
     requests: Vec<TokenRequest>,
 }
@@ -79,7 +79,7 @@ pub struct BatchRequest {
 /// `POST /v1/tokens` answer: one result per request, in order; a failed item
 /// is an `ErrorBody` plus its `status`.
 #[derive(ToSchema)]
-pub struct BatchResponse {
+pub(crate) struct BatchResponse {
     results: Vec<serde_json::Value>,
 }
 
@@ -95,11 +95,11 @@ pub struct BatchResponse {
         (status = 400, body = ErrorBody, description = "invalid_json, invalid_field, missing_field"),
         (status = 401, body = ErrorBody, description = "unauthenticated"),
         (status = 403, body = ErrorBody, description = "not_entitled, policy_denied, viewer_revoked"),
-        (status = 404, body = ErrorBody, description = "channel_not_found"),
+        (status = 404, body = ErrorBody, description = "channel_not_found: no such ARN at IVS, or a name the last channel listing does not hold (names are found at the next background refresh)"),
         (status = 409, body = ErrorBody, description = "channel_not_private"),
         (status = 413, body = ErrorBody, description = "payload_too_large"),
         (status = 415, body = ErrorBody, description = "unsupported_media_type"),
-        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After"),
+        (status = 429, body = ErrorBody, description = "rate_limited, with Retry-After: the caller's limit, or the budget of IVS lookups shared by channel ARNs missing from the cache"),
         (status = 503, body = ErrorBody, description = "ivs_unavailable, timeout"),
     ),
     tag = "tokens"
@@ -147,6 +147,6 @@ fn metrics() {}
 struct ApiDoc;
 
 /// The OpenAPI document as JSON.
-pub fn json() -> String {
+pub(crate) fn json() -> String {
     ApiDoc::openapi().to_pretty_json().unwrap_or_default()
 }

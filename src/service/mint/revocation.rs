@@ -18,7 +18,7 @@ use crate::{ChannelArn, ViewerId, ViewerIdHasher};
 
 /// Revoked viewers, per channel, until when. Read on every viewer mint
 /// without a lock (arc-swap); written by revocations only.
-pub struct Revocations {
+pub(crate) struct Revocations {
     hasher: ViewerIdHasher,
     denied: ArcSwap<HashMap<(String, String), u64>>,
     /// Serialises writers (read-copy-update).
@@ -33,7 +33,7 @@ impl std::fmt::Debug for Revocations {
 
 impl Revocations {
     /// An empty deny-list; viewer ids are hashed as the token API hashes them.
-    pub fn new(hasher: ViewerIdHasher) -> Self {
+    pub(crate) fn new(hasher: ViewerIdHasher) -> Self {
         Self {
             hasher,
             denied: ArcSwap::from_pointee(HashMap::new()),
@@ -42,13 +42,13 @@ impl Revocations {
     }
 
     /// The `aws:viewer-id` the token API puts in tokens for this viewer.
-    pub fn pseudonym(&self, viewer: &str) -> ViewerId {
+    pub(crate) fn pseudonym(&self, viewer: &str) -> ViewerId {
         self.hasher.viewer_id(viewer)
     }
 
     /// Refuses tokens for `viewer` on `channel` until `until` (Unix seconds,
     /// exclusive). A later revocation only extends.
-    pub fn deny(&self, channel: &ChannelArn, viewer: &str, until: u64) {
+    pub(crate) fn deny(&self, channel: &ChannelArn, viewer: &str, until: u64) {
         let _writer = self.writing.lock();
         let mut map = HashMap::clone(&self.denied.load());
         let entry = map
@@ -59,7 +59,7 @@ impl Revocations {
     }
 
     /// Until when `viewer` is refused on `channel`, if it is at `now`.
-    pub fn denied_until(&self, channel: &ChannelArn, viewer: &str, now: u64) -> Option<u64> {
+    pub(crate) fn denied_until(&self, channel: &ChannelArn, viewer: &str, now: u64) -> Option<u64> {
         let map = self.denied.load();
         if map.is_empty() {
             return None;
@@ -70,7 +70,7 @@ impl Revocations {
     }
 
     /// Forgets entries that ended.
-    pub fn prune(&self, now: u64) {
+    pub(crate) fn prune(&self, now: u64) {
         let _writer = self.writing.lock();
         if self.denied.load().values().any(|until| now >= *until) {
             let mut map = HashMap::clone(&self.denied.load());

@@ -1,4 +1,4 @@
-//! The admin API, on its own listener (loopback by default) and behind a
+//! The admin API's handlers, on their own listener (loopback by default) and behind a
 //! bearer token compared in constant time. Every admin action is audited.
 //!
 //! Routes:
@@ -19,56 +19,27 @@ use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
-use super::channels::{ChannelCache, Lookup};
 use super::error::AppError;
-use super::ivs::{Ivs, ViewerSession};
-use super::revocation::Revocations;
-use super::rotation::{RotationError, Rotator};
-use super::tokens::Minter;
 use crate::claims::unix_seconds;
-
-/// `[admin]`
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct AdminConfig {
-    /// Where the admin API listens; keep it on loopback or a private network.
-    #[serde(default = "default_admin_listen")]
-    pub listen: SocketAddr,
-    /// Lowercase hex SHA-256 of the bearer token admins send.
-    pub token_sha256: String,
-}
-
-fn default_admin_listen() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 8081))
-}
-
-impl AdminConfig {
-    /// Checks the section; errors name the key.
-    pub fn validate(&self) -> Result<[u8; 32], String> {
-        super::config::sha256_from_hex(&self.token_sha256).ok_or_else(|| {
-            "admin.token_sha256: must be 64 lowercase hex digits (sha256sum of the token)".into()
-        })
-    }
-}
+use crate::service::control::ivs::{Ivs, ViewerSession};
+use crate::service::control::rotation::{RotationError, Rotator};
+use crate::service::mint::Mint;
+use crate::service::mint::channels::Lookup;
 
 /// What the admin API works on.
-pub struct AdminParts {
+pub(crate) struct AdminParts {
     /// SHA-256 of the admin bearer token.
-    pub token_hash: [u8; 32],
-    /// The channel cache.
-    pub channels: ChannelCache,
+    pub(crate) token_hash: [u8; 32],
+    /// The mint room: its channel cache, shareable tokens and deny-list.
+    pub(crate) mint: Arc<Mint>,
     /// The keys.
-    pub rotator: Rotator,
-    /// Shared tokens are dropped when a key is revoked.
-    pub minter: Arc<Minter>,
-    /// The viewer deny-list.
-    pub revocations: Arc<Revocations>,
+    pub(crate) rotator: Rotator,
     /// IVS, for viewer-session revocation.
-    pub ivs: Ivs,
+    pub(crate) ivs: Ivs,
 }
 
 #[derive(Clone)]
@@ -82,10 +53,10 @@ struct AdminState {
 }
 
 /// Most sessions one revocation request may name.
-pub const MAX_REVOCATIONS: usize = 200;
+pub(crate) const MAX_REVOCATIONS: usize = 200;
 
 /// The admin router.
-pub fn router(parts: AdminParts) -> Router {
+pub(crate) fn router(parts: AdminParts) -> Router {
     let state = AdminState {
         inner: Arc::new(parts),
         rotations: moka::future::Cache::builder()
@@ -135,7 +106,7 @@ async fn require_token(
 }
 
 async fn refresh_channels(State(state): State<AdminState>) -> Response {
-    let channels = &state.inner.channels;
+    let channels = &state.inner.mint.channels;
     channels.invalidate().await;
     match channels.refresh().await {
         Ok(count) => (
@@ -279,7 +250,7 @@ async fn revoke_key(State(state): State<AdminState>, Path(fingerprint): Path<Str
     }
     match state.inner.rotator.revoke(&fingerprint).await {
         Ok(revoked) => {
-            state.inner.minter.forget_shared();
+            state.inner.mint.minter.forget_shared();
             tracing::warn!(target: "audit", admin = true, action = "key_revoked", fingerprint = %revoked.fingerprint, killed = revoked.unexpired_tokens_killed);
             (StatusCode::OK, axum::Json(revoked)).into_response()
         }
@@ -351,9 +322,13 @@ async fn revoke_viewers(State(state): State<AdminState>, body: Bytes) -> Respons
     let mut to_revoke = Vec::new();
     for (i, item) in request.sessions.iter().enumerate() {
         let viewer = match (&item.viewer_id, &item.pseudonym) {
-            (Some(v), None) if !v.is_empty() && v.len() <= 1024 => {
-                state.inner.revocations.pseudonym(v).as_str().to_owned()
-            }
+            (Some(v), None) if !v.is_empty() && v.len() <= 1024 => state
+                .inner
+                .mint
+                .revocations
+                .pseudonym(v)
+                .as_str()
+                .to_owned(),
             (None, Some(p)) => match crate::ViewerId::parse(p) {
                 Ok(v) => v.as_str().to_owned(),
                 Err(e) => {
@@ -371,7 +346,14 @@ async fn revoke_viewers(State(state): State<AdminState>, body: Bytes) -> Respons
                 continue;
             }
         };
-        let channel = match state.inner.channels.resolve(&item.channel).await {
+        // Admins are trusted: a miss may ask IVS by ARN or by name.
+        let channel = match state
+            .inner
+            .mint
+            .channels
+            .resolve_trusted(&item.channel)
+            .await
+        {
             Ok(c) => c,
             Err(Lookup::NotFound) => {
                 results.push(item_error(
@@ -382,13 +364,26 @@ async fn revoke_viewers(State(state): State<AdminState>, body: Bytes) -> Respons
                 ));
                 continue;
             }
+            Err(Lookup::Busy(_)) => {
+                results.push(item_error(
+                    i,
+                    "ivs_unavailable",
+                    "channel",
+                    "channel lookups are rate-limited; try again shortly",
+                ));
+                continue;
+            }
             Err(Lookup::Unavailable(e)) => {
                 results.push(item_error(i, "ivs_unavailable", "channel", &e.to_string()));
                 continue;
             }
         };
         // Stop minting at once, before IVS is even asked.
-        state.inner.revocations.deny(&channel.arn, &viewer, until);
+        state
+            .inner
+            .mint
+            .revocations
+            .deny(&channel.arn, &viewer, until);
         results.push(serde_json::json!({ "index": i, "channel_arn": channel.arn.as_str(), "viewer_id": viewer }));
         to_revoke.push((
             results.len() - 1,

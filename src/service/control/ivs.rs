@@ -1,7 +1,8 @@
-//! The few IVS calls the token service makes, through aws-sdk-ivs: listing
-//! and reading channels for the cache, importing the signing key at start-up,
-//! and creating the demo channel in local mode. None of them is on the token
-//! path.
+//! The IVS calls the service makes, through aws-sdk-ivs: listing and reading
+//! channels for the channel cache, the key-pair calls of rotation, viewer
+//! revocation, and creating the demo channel in local mode. The token path
+//! reaches these only through the channel cache, for an entitled caller's
+//! miss within its budget.
 //!
 //! Every call waits for its quota first (IVS allows 3 key-pair calls and 5
 //! channel calls per second per region, not adjustable), is retried by the
@@ -19,20 +20,8 @@ use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ivs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::service::channel::ChannelInfo;
 use crate::{ChannelArn, PublicKey};
-
-/// What the cache keeps of a channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChannelInfo {
-    /// Its ARN.
-    pub arn: ChannelArn,
-    /// Its name (may be empty).
-    pub name: String,
-    /// Whether it is private.
-    pub authorized: bool,
-    /// Where players fetch it.
-    pub playback_url: String,
-}
 
 /// A playback key pair as IVS holds it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -20,7 +20,7 @@ use crate::{Fingerprint, PrivateKey};
 /// Where a key is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum KeyState {
+pub(crate) enum KeyState {
     /// Made and stored here; IVS does not hold it yet.
     Generated,
     /// IVS holds its public half (fingerprint checked); not signing yet.
@@ -35,48 +35,48 @@ pub enum KeyState {
 
 /// One key as rotation knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct KeyRecord {
+pub(crate) struct KeyRecord {
     /// The IVS fingerprint (`aa:bb:...`).
-    pub fingerprint: String,
+    pub(crate) fingerprint: String,
     /// Where it is in its life.
-    pub state: KeyState,
+    pub(crate) state: KeyState,
     /// Its IVS key-pair ARN, once imported.
-    pub ivs_arn: Option<String>,
+    pub(crate) ivs_arn: Option<String>,
     /// The latest `exp` of a token it signed (Unix seconds), recorded when
     /// it retires.
-    pub max_exp: Option<u64>,
+    pub(crate) max_exp: Option<u64>,
     /// When it stopped signing (Unix seconds).
     #[serde(default)]
-    pub retired_at: Option<u64>,
+    pub(crate) retired_at: Option<u64>,
     /// When it may be deleted: its last token's expiry plus the skew margin
     /// (Unix seconds).
     #[serde(default)]
-    pub delete_after: Option<u64>,
+    pub(crate) delete_after: Option<u64>,
     /// When the record last changed (Unix seconds).
-    pub updated_at: u64,
+    pub(crate) updated_at: u64,
 }
 
 /// Everything rotation persists.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RotationState {
+pub(crate) struct RotationState {
     /// Grows with every save; a store refuses to save over a newer state.
-    pub version: u64,
+    pub(crate) version: u64,
     /// This store's id, tagged on the key pairs it imports, so that keys
     /// that are not ours are never touched.
     #[serde(default)]
-    pub store_id: String,
+    pub(crate) store_id: String,
     /// Every key, oldest first.
-    pub keys: Vec<KeyRecord>,
+    pub(crate) keys: Vec<KeyRecord>,
 }
 
 impl RotationState {
     /// The signing key's record.
-    pub fn active(&self) -> Option<&KeyRecord> {
+    pub(crate) fn active(&self) -> Option<&KeyRecord> {
         self.keys.iter().find(|k| k.state == KeyState::Active)
     }
 
     /// The record of a key.
-    pub fn find(&self, fingerprint: &str) -> Option<&KeyRecord> {
+    pub(crate) fn find(&self, fingerprint: &str) -> Option<&KeyRecord> {
         self.keys.iter().find(|k| k.fingerprint == fingerprint)
     }
 }
@@ -84,7 +84,7 @@ impl RotationState {
 /// A store failure; the message names the file or key.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// Reading or writing failed.
     #[error("key store: {0}")]
     Io(String),
@@ -108,7 +108,7 @@ pub enum StoreError {
 }
 
 /// Where private keys and rotation state live.
-pub trait KeyStore: Send + Sync {
+pub(crate) trait KeyStore: Send + Sync {
     /// The rotation state; an empty one if none was saved yet.
     fn load_state(&self) -> impl Future<Output = Result<RotationState, StoreError>> + Send;
     /// Saves `state` if the stored version is still `state.version - 1`.
@@ -127,7 +127,7 @@ pub trait KeyStore: Send + Sync {
 
 /// The directory store.
 #[derive(Debug, Clone)]
-pub struct DirStore {
+pub(crate) struct DirStore {
     dir: PathBuf,
 }
 
@@ -135,7 +135,7 @@ const STATE_FILE: &str = "rotation-state.json";
 
 impl DirStore {
     /// A store in `dir` (created 0700 if missing).
-    pub fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
+    pub(crate) fn open(dir: impl Into<PathBuf>) -> Result<Self, StoreError> {
         let dir = dir.into();
         let mut builder = std::fs::DirBuilder::new();
         builder.recursive(true);
@@ -151,7 +151,7 @@ impl DirStore {
     }
 
     /// The file of a stored key.
-    pub fn key_path(&self, fingerprint: &Fingerprint) -> PathBuf {
+    pub(crate) fn key_path(&self, fingerprint: &Fingerprint) -> PathBuf {
         self.dir
             .join(format!("{}.pem", fingerprint.to_string().replace(':', "")))
     }

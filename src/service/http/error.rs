@@ -1,5 +1,6 @@
-//! Errors of the token API: one enum, one `match` from error to status and
-//! stable code, a JSON body `{"error": {"code", "message", "field"}}`.
+//! Errors of both HTTP APIs: one enum, one `match` from error to status and
+//! stable code, a JSON body `{"error": {"code", "message", "field"}}`. The
+//! mint room's [`Refusal`] becomes an answer here, in one conversion.
 
 use std::time::Duration;
 
@@ -7,9 +8,11 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::service::mint::Refusal;
+
 /// An error answer of the token API.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AppError {
+pub(crate) enum AppError {
     /// The request is malformed or a field is invalid (400).
     BadRequest {
         /// Stable code: `invalid_json`, `invalid_field`, `missing_field`.
@@ -88,7 +91,7 @@ struct Detail<'a> {
 
 impl AppError {
     /// A 400 naming a field.
-    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub(crate) fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::BadRequest {
             code: "invalid_field",
             message: message.into(),
@@ -96,17 +99,8 @@ impl AppError {
         }
     }
 
-    /// A 403 from entitlements, naming the field that asked too much.
-    pub fn not_entitled(field: Option<&str>, message: impl Into<String>) -> Self {
-        Self::Forbidden {
-            code: "not_entitled",
-            message: message.into(),
-            field: field.map(str::to_owned),
-        }
-    }
-
     /// The HTTP status.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
@@ -124,7 +118,7 @@ impl AppError {
     }
 
     /// The stable machine-readable code.
-    pub fn code(&self) -> &'static str {
+    pub(crate) fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. }
             | Self::Forbidden { code, .. }
@@ -143,7 +137,7 @@ impl AppError {
     }
 
     /// The message for the caller.
-    pub fn message(&self) -> String {
+    pub(crate) fn message(&self) -> String {
         match self {
             Self::BadRequest { message, .. }
             | Self::Forbidden { message, .. }
@@ -166,7 +160,7 @@ impl AppError {
     }
 
     /// The field at fault.
-    pub fn field_name(&self) -> Option<&str> {
+    pub(crate) fn field_name(&self) -> Option<&str> {
         match self {
             Self::BadRequest { field, .. } | Self::Forbidden { field, .. } => field.as_deref(),
             _ => None,
@@ -174,7 +168,7 @@ impl AppError {
     }
 
     /// The JSON body.
-    pub fn body(&self) -> serde_json::Value {
+    pub(crate) fn body(&self) -> serde_json::Value {
         let message = self.message();
         serde_json::to_value(Body {
             error: Detail {
@@ -184,6 +178,45 @@ impl AppError {
             },
         })
         .unwrap_or_default()
+    }
+}
+
+impl From<Refusal> for AppError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Invalid { field, message } => Self::BadRequest {
+                code: "invalid_field",
+                message,
+                field: Some(field),
+            },
+            Refusal::Unauthenticated(message) => Self::Unauthenticated(message),
+            Refusal::NotEntitled { field, message } => Self::Forbidden {
+                code: "not_entitled",
+                message,
+                field,
+            },
+            Refusal::PolicyDenied(message) => Self::Forbidden {
+                code: "policy_denied",
+                message,
+                field: None,
+            },
+            Refusal::ViewerRevoked(message) => Self::Forbidden {
+                code: "viewer_revoked",
+                message,
+                field: None,
+            },
+            Refusal::ChannelNotFound(c) => Self::ChannelNotFound(c),
+            Refusal::ChannelNotPrivate(c) => Self::ChannelNotPrivate(c),
+            Refusal::RateLimited {
+                retry_after,
+                message,
+            } => Self::RateLimited {
+                retry_after,
+                message,
+            },
+            Refusal::Unavailable { code, message } => Self::Unavailable { code, message },
+            Refusal::Internal => Self::Internal,
+        }
     }
 }
 

@@ -1,0 +1,160 @@
+//! `ViewerId`, `ViewerSessionVersion` and `ViewerIdHasher`: who watches, and
+//! which of their sessions a revocation ends.
+
+use std::fmt;
+use std::str::FromStr;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit as _, Mac as _};
+use sha2::Sha256;
+use zeroize::Zeroizing;
+
+use super::{MAX_VIEWER_SESSION_VERSION, VIEWER_ID_MAX_LEN, names};
+use crate::error::{ClaimError, Error};
+
+/// `aws:viewer-id`: 1 to 40 characters identifying a viewer, with no
+/// personal data (IVS's rule). Use [`ViewerIdHasher`] to derive one from an
+/// application user id.
+///
+/// The length is counted in UTF-8 bytes: IVS says "characters" without saying
+/// how it counts [OPEN], and bytes are the strictest reading. Control
+/// characters are refused.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewerId(Box<str>);
+
+impl ViewerId {
+    /// Parses a viewer id.
+    pub fn parse(id: &str) -> Result<Self, ClaimError> {
+        if id.is_empty() || id.len() > VIEWER_ID_MAX_LEN {
+            return Err(ClaimError::new(
+                names::VIEWER_ID,
+                format!(
+                    "must be 1 to {VIEWER_ID_MAX_LEN} characters, got {}",
+                    id.len()
+                ),
+            ));
+        }
+        if id.chars().any(char::is_control) {
+            return Err(ClaimError::new(
+                names::VIEWER_ID,
+                "must not contain control characters",
+            ));
+        }
+        Ok(Self(id.into()))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl FromStr for ViewerId {
+    type Err = ClaimError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for ViewerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// `aws:viewer-session-version`: 0 to 2^31-1, so that a revocation (whose
+/// filter is a 32-bit signed integer) can always reach it. Unix seconds fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ViewerSessionVersion(pub(super) u32);
+
+impl ViewerSessionVersion {
+    /// A version in 0..=2^31-1.
+    pub fn new(version: u64) -> Result<Self, ClaimError> {
+        u32::try_from(version)
+            .ok()
+            .filter(|&v| v <= MAX_VIEWER_SESSION_VERSION)
+            .map(Self)
+            .ok_or_else(|| {
+                ClaimError::new(
+                    names::VIEWER_SESSION_VERSION,
+                    format!(
+                        "must be 0 to {MAX_VIEWER_SESSION_VERSION}, got {version}; a larger version can never be revoked (the revocation filter is a 32-bit integer)"
+                    ),
+                )
+            })
+    }
+
+    /// The version.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl FromStr for ViewerSessionVersion {
+    type Err = ClaimError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let n = s.parse::<u64>().map_err(|_| {
+            ClaimError::new(
+                names::VIEWER_SESSION_VERSION,
+                format!("must be a whole number 0 to {MAX_VIEWER_SESSION_VERSION}, got `{s}`"),
+            )
+        })?;
+        Self::new(n)
+    }
+}
+
+impl fmt::Display for ViewerSessionVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Derives pseudonymous viewer ids from application user ids with a keyed
+/// hash, because IVS forbids personal data in `aws:viewer-id`.
+///
+/// `viewer-id = base64url(HMAC-SHA-256(secret, user_id)[..30])`: 40 characters,
+/// stable for a given secret, and not reversible without the secret. Keep the
+/// secret as safe as a signing key: whoever holds it can link viewer ids to
+/// users. Clones hold their own copy of the secret, zeroized on drop.
+#[derive(Clone)]
+pub struct ViewerIdHasher {
+    secret: Zeroizing<Vec<u8>>,
+}
+
+impl ViewerIdHasher {
+    /// Minimum secret length in bytes.
+    pub const MIN_SECRET_LEN: usize = 32;
+
+    /// A hasher with a secret of at least [`Self::MIN_SECRET_LEN`] bytes.
+    pub fn new(secret: &[u8]) -> Result<Self, Error> {
+        if secret.len() < Self::MIN_SECRET_LEN {
+            return Err(Error::ViewerIdSecret(
+                "must be at least 32 bytes of random data",
+            ));
+        }
+        Ok(Self {
+            secret: Zeroizing::new(secret.to_vec()),
+        })
+    }
+
+    /// The viewer id of an application user.
+    pub fn viewer_id(&self, user_id: &str) -> ViewerId {
+        // HMAC accepts keys of any length, and the secret was checked in `new`.
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(&self.secret) else {
+            unreachable!("HMAC takes keys of any length")
+        };
+        mac.update(user_id.as_bytes());
+        let tag = mac.finalize().into_bytes();
+        // 30 bytes encode to exactly 40 base64url characters, IVS's maximum.
+        ViewerId(URL_SAFE_NO_PAD.encode(&tag[..30]).into())
+    }
+}
+
+impl fmt::Debug for ViewerIdHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ViewerIdHasher { secret: <redacted> }")
+    }
+}

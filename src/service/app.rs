@@ -1,0 +1,500 @@
+//! The wiring: [`Application::build`] reads nothing but its [`Config`]. It
+//! starts the embedded local IVS in local mode, brings the keys in line with
+//! IVS (loading or generating the signing key), warms the channel cache,
+//! builds the mint room and binds the listeners; [`Application::run`] serves
+//! until the shutdown future ends, with the background work (channel
+//! refresh, key sweep, scheduled rotation, JWKS refresh, upkeep) beside it.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use secrecy::ExposeSecret as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::channel::ChannelInfo;
+use super::config::{Config, ConfigError, IvsMode};
+use super::control::ivs::{Ivs, IvsError, IvsOptions};
+use super::control::rotation::{FirstKey, RotationError, Rotator, RotatorOptions, Started};
+use super::control::store::DirStore;
+use super::http::{self, AppParts, AppState, admin};
+use super::ledger::TokenLedger;
+use super::local_ivs::{LocalIvs, LocalIvsConfig, LocalIvsError};
+use super::mint::Mint;
+use super::mint::channels::{ChannelCache, ChannelSource, SourceError, SourceFuture};
+use super::mint::limits::Limits;
+use super::mint::minter::Minter;
+use super::mint::network::NetworkRules;
+use super::mint::policy::Policy;
+use super::mint::revocation::Revocations;
+use super::mint::viewer::ViewerAuth;
+use crate::{ChannelArn, TokenSigner, ViewerIdHasher};
+
+/// The file name of the active key in the key directory.
+pub(crate) const KEY_FILE: &str = "playback-key.pem";
+/// The region the embedded local IVS serves by default.
+const LOCAL_REGION: &str = "us-west-2";
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ServiceError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The signing key could not be loaded or made.
+    #[error("key: {0}")]
+    Key(String),
+    /// IVS refused or could not be reached.
+    #[error(transparent)]
+    Ivs(#[from] IvsError),
+    /// The keys could not be reconciled with IVS.
+    #[error("keys: {0}")]
+    Rotation(#[from] RotationError),
+    /// The embedded local IVS could not start.
+    #[error("local IVS: {0}")]
+    LocalIvs(#[from] LocalIvsError),
+    /// The listener could not be bound or served.
+    #[error("listener {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// What a user needs to know once the service is up.
+#[derive(Debug, Clone)]
+pub(crate) struct StartupInfo {
+    /// Where the token API listens.
+    pub(crate) api_url: String,
+    /// Where the admin API listens, when enabled.
+    pub(crate) admin_url: Option<String>,
+    /// The embedded local IVS, in local mode.
+    pub(crate) local_ivs_url: Option<String>,
+    /// The demo channel, in local mode.
+    pub(crate) demo_channel: Option<ChannelInfo>,
+    /// The viewer page, when it was built.
+    pub(crate) viewer_url: Option<String>,
+    /// The active key's fingerprint.
+    pub(crate) fingerprint: String,
+    /// The active key's file.
+    pub(crate) key_file: PathBuf,
+    /// Whether the key was generated now.
+    pub(crate) key_generated: bool,
+}
+
+/// A built service, ready to run.
+pub(crate) struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    admin: Option<(TcpListener, axum::Router)>,
+    state: AppState,
+    local_ivs: Option<LocalIvs>,
+    mint: Arc<Mint>,
+    rotator: Rotator,
+    config: Config,
+    info: StartupInfo,
+}
+
+/// The mint room reaches IVS through the channel cache's seam.
+impl ChannelSource for Ivs {
+    fn all_channels(&self) -> SourceFuture<'_, Vec<ChannelInfo>> {
+        Box::pin(async move { Ivs::all_channels(self).await.map_err(source_error) })
+    }
+
+    fn channel(&self, arn: &ChannelArn) -> SourceFuture<'_, Option<ChannelInfo>> {
+        let arn = arn.as_str().to_owned();
+        Box::pin(async move { Ivs::channel(self, &arn).await.map_err(source_error) })
+    }
+
+    fn channel_by_name(&self, name: &str) -> SourceFuture<'_, Option<ChannelInfo>> {
+        let name = name.to_owned();
+        Box::pin(async move {
+            Ivs::channel_by_name(self, &name)
+                .await
+                .map_err(source_error)
+        })
+    }
+}
+
+fn source_error(e: IvsError) -> SourceError {
+    Arc::new(e)
+}
+
+/// The IVS client and key store the key commands (`keys rotate`, `keys
+/// import`) work on. They need a real (or separately running local) IVS:
+/// the embedded one lives only inside `serve`.
+pub(crate) async fn key_control(
+    config: &Config,
+) -> Result<(Ivs, DirStore, RotatorOptions), ServiceError> {
+    if config.ivs.mode == IvsMode::Local {
+        return Err(ServiceError::Config(ConfigError(
+            "ivs.mode: the embedded local IVS lives inside `serve`; rotate it with POST /admin/v1/keys/rotate, or set ivs.mode = \"aws\" (with ivs.endpoint_url for a separately started `local-ivs`)".into(),
+        )));
+    }
+    let ivs = aws_ivs(config).await;
+    let store = DirStore::open(&config.keys.dir).map_err(|e| ServiceError::Key(e.to_string()))?;
+    let canary = match &config.rotation.canary_channel {
+        Some(name) => Some(canary_channel(&ivs, name).await?),
+        None => None,
+    };
+    Ok((ivs, store, rotator_options(config, canary, None)))
+}
+
+async fn aws_ivs(config: &Config) -> Ivs {
+    Ivs::from_env(
+        config.ivs.region.as_deref(),
+        config.ivs.endpoint_url.as_deref(),
+        &IvsOptions::default(),
+    )
+    .await
+}
+
+fn rotator_options(
+    config: &Config,
+    canary: Option<(ChannelArn, String)>,
+    first_key: Option<FirstKey>,
+) -> RotatorOptions {
+    RotatorOptions {
+        longest_ttl: config.longest_ttl(),
+        skew: Duration::from_secs(config.rotation.skew_seconds),
+        reconcile_every: Duration::from_secs(config.rotation.reconcile_seconds),
+        canary,
+        first_key,
+    }
+}
+
+async fn canary_channel(ivs: &Ivs, name: &str) -> Result<(ChannelArn, String), ServiceError> {
+    let found = if name.starts_with("arn:") {
+        ivs.channel(name).await?
+    } else {
+        ivs.channel_by_name(name).await?
+    };
+    let c = found.ok_or_else(|| {
+        ServiceError::Config(ConfigError(format!(
+            "rotation.canary_channel: IVS has no channel `{name}`"
+        )))
+    })?;
+    Ok((c.arn, c.playback_url))
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServiceError> {
+    let listen_error = |source| ServiceError::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
+    let bound = listener.local_addr().map_err(listen_error)?;
+    Ok((listener, bound))
+}
+
+impl Application {
+    /// Starts everything the service needs and binds its listeners.
+    pub(crate) async fn build(config: Config) -> Result<Self, ServiceError> {
+        // Install the metrics recorder before the first IVS call is counted.
+        let _ = http::metrics_handle();
+        let (ivs, local_ivs) = match config.ivs.mode {
+            IvsMode::Local => {
+                let local = LocalIvs::start(LocalIvsConfig {
+                    listen: config.ivs.local_listen,
+                    ..LocalIvsConfig::default()
+                })
+                .await?;
+                let region = config.ivs.region.as_deref().unwrap_or(LOCAL_REGION);
+                let ivs = Ivs::local(local.endpoint_url(), region, &IvsOptions::default());
+                (ivs, Some(local))
+            }
+            IvsMode::Aws => (aws_ivs(&config).await, None),
+        };
+        let demo_channel = if local_ivs.is_some() && config.ivs.demo_channel {
+            Some(ivs.ensure_private_channel("demo").await?)
+        } else {
+            None
+        };
+
+        let ledger = Arc::new(TokenLedger::default());
+        let started = Self::start_keys(&config, &ivs, demo_channel.as_ref(), &ledger).await?;
+        let rotator = started.rotator.clone();
+        let anonymous_extra: Vec<String> = demo_channel
+            .iter()
+            .map(|d| d.arn.as_str().to_owned())
+            .collect();
+        let mint = Arc::new(
+            Self::build_mint(&config, ivs.clone(), &rotator, ledger, &anonymous_extra).await?,
+        );
+
+        let state = AppState::new(AppParts {
+            mint: Arc::clone(&mint),
+            max_body: config.server.max_body_bytes,
+            timeout: config.request_timeout(),
+            active_since: rotator.active_since(),
+        });
+        let router = http::router(
+            state.clone(),
+            &config.server.cors_origins,
+            &config.server.viewer_dir,
+        );
+        let (listener, addr) = bind(config.server.listen).await?;
+        let admin = match &config.admin {
+            Some(section) => {
+                let token_hash = section
+                    .validate()
+                    .map_err(|e| ServiceError::Config(ConfigError(e)))?;
+                let (listener, bound) = bind(section.listen).await?;
+                let router = admin::router(admin::AdminParts {
+                    token_hash,
+                    mint: Arc::clone(&mint),
+                    rotator: rotator.clone(),
+                    ivs,
+                });
+                Some((listener, router, bound))
+            }
+            None => None,
+        };
+        let info = StartupInfo {
+            api_url: format!("http://{addr}"),
+            admin_url: admin.as_ref().map(|(_, _, a)| format!("http://{a}")),
+            local_ivs_url: local_ivs.as_ref().map(|l| l.endpoint_url().to_owned()),
+            viewer_url: config
+                .server
+                .viewer_dir
+                .is_dir()
+                .then(|| format!("http://{addr}/viewer/")),
+            demo_channel,
+            fingerprint: started.fingerprint,
+            key_file: started.key_file,
+            key_generated: started.generated,
+        };
+        Ok(Self {
+            listener,
+            router,
+            admin: admin.map(|(l, r, _)| (l, r)),
+            state,
+            local_ivs,
+            mint,
+            rotator,
+            config,
+            info,
+        })
+    }
+
+    /// The keys: the store's record reconciled with IVS; a fresh store
+    /// adopts `keys/playback-key.pem` (generated in local mode).
+    async fn start_keys(
+        config: &Config,
+        ivs: &Ivs,
+        demo: Option<&ChannelInfo>,
+        ledger: &Arc<TokenLedger>,
+    ) -> Result<Started, ServiceError> {
+        let store =
+            DirStore::open(&config.keys.dir).map_err(|e| ServiceError::Key(e.to_string()))?;
+        let canary = match (&config.rotation.canary_channel, demo) {
+            (Some(name), _) => Some(canary_channel(ivs, name).await?),
+            (None, Some(demo)) => Some((demo.arn.clone(), demo.playback_url.clone())),
+            (None, None) => None,
+        };
+        let first_key = FirstKey {
+            path: config.keys.dir.join(KEY_FILE),
+            generate: config.generate_keys(),
+        };
+        let options = rotator_options(config, canary, Some(first_key));
+        Ok(Rotator::start(ivs.clone(), store, options, Arc::clone(ledger)).await?)
+    }
+
+    /// The mint room, with a warm channel cache when IVS answers.
+    async fn build_mint(
+        config: &Config,
+        ivs: Ivs,
+        rotator: &Rotator,
+        ledger: Arc<TokenLedger>,
+        anonymous_extra: &[String],
+    ) -> Result<Mint, ServiceError> {
+        let channels = ChannelCache::new(
+            ivs,
+            Duration::from_secs(config.channels.negative_ttl_seconds),
+        );
+        if let Err(e) = channels.refresh().await {
+            tracing::warn!(error = %e, "channel cache not warm yet; /readyz stays 503 until a refresh succeeds");
+        }
+        let viewer_ids = match &config.viewer_ids.secret {
+            Some(secret) => ViewerIdHasher::new(secret.expose_secret().as_bytes())
+                .map_err(|e| ServiceError::Key(e.to_string()))?,
+            None => {
+                tracing::warn!("viewer_ids.secret is not set: viewer ids change at every restart");
+                let mut secret = [0u8; 32];
+                for chunk in secret.chunks_mut(16) {
+                    chunk.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..chunk.len()]);
+                }
+                ViewerIdHasher::new(&secret).map_err(|e| ServiceError::Key(e.to_string()))?
+            }
+        };
+        let viewers = match &config.viewer_jwt {
+            Some(section) => Some(Arc::new(
+                ViewerAuth::new(section.clone())
+                    .await
+                    .map_err(|e| ServiceError::Config(ConfigError(e)))?,
+            )),
+            None => None,
+        };
+        Ok(Mint {
+            network: NetworkRules::new(config.policy.clone()),
+            policy: Policy::new(config, anonymous_extra, viewer_ids.clone()),
+            limits: Limits::new(config),
+            viewers,
+            channels,
+            revocations: Arc::new(Revocations::new(viewer_ids)),
+            minter: Minter::new(
+                TokenSigner::from_shared(rotator.keys().clone()),
+                Duration::from_secs(config.tokens.share_bucket_seconds),
+                ledger,
+            ),
+            allow_public: config.channels.allow_public,
+        })
+    }
+
+    /// What was started.
+    pub(crate) fn info(&self) -> &StartupInfo {
+        &self.info
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish
+    /// (up to the grace period) and stops the local IVS.
+    pub(crate) async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServiceError> {
+        let addr = self
+            .listener
+            .local_addr()
+            .map_err(|source| ServiceError::Listen {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                source,
+            })?;
+        let background = self.background();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let server =
+            axum::serve(self.listener, service).with_graceful_shutdown(stopped(stop_rx.clone()));
+        let admin_task = self.admin.map(|(listener, router)| {
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move {
+                let service = router.into_make_service_with_connect_info::<SocketAddr>();
+                if let Err(e) = axum::serve(listener, service)
+                    .with_graceful_shutdown(stop)
+                    .await
+                {
+                    tracing::error!(error = %e, "admin listener failed");
+                }
+            })
+        });
+        let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
+        let result = tokio::select! {
+            r = server => r.map_err(|source| ServiceError::Listen { addr, source }),
+            () = async move {
+                stopped(stop_rx).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!("in-flight requests did not finish within the grace period");
+                Ok(())
+            }
+        };
+        for task in background {
+            task.abort();
+        }
+        if let Some(task) = admin_task {
+            let _ = tokio::time::timeout(grace, task).await;
+        }
+        if let Some(local) = self.local_ivs {
+            local.stop().await;
+        }
+        result
+    }
+
+    /// The work beside the listeners, each on its own period.
+    fn background(&self) -> Vec<JoinHandle<()>> {
+        let rotation = &self.config.rotation;
+        let mut tasks = Vec::new();
+        let channels = self.mint.channels.clone();
+        let refresh = Duration::from_secs(self.config.channels.refresh_seconds.max(1));
+        tasks.push(every(refresh, false, move || {
+            let channels = channels.clone();
+            async move {
+                if let Err(e) = channels.refresh().await {
+                    tracing::warn!(error = %e, "channel cache refresh failed; serving what is cached");
+                }
+            }
+        }));
+        // The Prometheus recorder buffers histogram samples until upkeep
+        // drains them into buckets; without it memory grows with traffic.
+        let state = self.state.clone();
+        tasks.push(every(Duration::from_secs(5), true, move || {
+            if let Some(handle) = http::metrics_handle() {
+                handle.run_upkeep();
+            }
+            state.housekeeping();
+            async {}
+        }));
+        // Retired keys are deleted once their tokens have expired.
+        let rotator = self.rotator.clone();
+        let sweep = Duration::from_secs(rotation.sweep_seconds.max(1));
+        tasks.push(every(sweep, true, move || {
+            let rotator = rotator.clone();
+            async move {
+                if let Err(e) = rotator.sweep().await {
+                    tracing::warn!(error = %e, "key sweep failed; retrying at the next one");
+                }
+            }
+        }));
+        if rotation.interval_seconds > 0 {
+            let rotator = self.rotator.clone();
+            let interval = Duration::from_secs(rotation.interval_seconds);
+            tasks.push(every(interval, false, move || {
+                let rotator = rotator.clone();
+                async move {
+                    match rotator.rotate().await {
+                        Ok(r) => tracing::info!(active = %r.active, took_ms = r.took_ms, "scheduled rotation done"),
+                        Err(e) => tracing::error!(error = %e, "scheduled rotation failed; the current key keeps signing"),
+                    }
+                }
+            }));
+        }
+        if let Some(auth) = self.mint.viewers.clone() {
+            tasks.push(every(auth.refresh_every(), false, move || {
+                let auth = Arc::clone(&auth);
+                async move { auth.refresh().await }
+            }));
+        }
+        tasks
+    }
+}
+
+/// Runs `work` every `period` (at once too when `now`); a run that takes
+/// longer than the period delays the next instead of piling up.
+fn every<F, Fut>(period: Duration, now: bool, mut work: F) -> JoinHandle<()>
+where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if !now {
+            tick.tick().await;
+        }
+        loop {
+            tick.tick().await;
+            work().await;
+        }
+    })
+}

@@ -1,0 +1,96 @@
+//! What a channel is to the service, shared by the mint room (which caches
+//! channels) and the control room (whose IVS client lists them): IVS's facts
+//! about a channel, and a caller's reference to one, parsed once.
+
+use std::fmt;
+
+use crate::ChannelArn;
+
+/// What IVS says of a channel, as the cache keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// Its ARN.
+    pub arn: ChannelArn,
+    /// Its name (may be empty).
+    pub name: String,
+    /// Whether it is private (`authorized`).
+    pub authorized: bool,
+    /// Where players fetch it.
+    pub playback_url: String,
+}
+
+/// Longest channel name IVS accepts (the model's `ChannelName` pattern:
+/// `^[a-zA-Z0-9-_]{0,128}$`).
+pub(crate) const MAX_CHANNEL_NAME: usize = 128;
+
+/// A channel as a caller names it: by ARN or by IVS channel name. Anything
+/// else is refused before a cache or IVS sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum ChannelRef {
+    /// `arn:aws:ivs:REGION:ACCOUNT:channel/ID`.
+    Arn(ChannelArn),
+    /// A name: letters, digits, `-` and `_`, 1 to 128.
+    Name(String),
+}
+
+impl ChannelRef {
+    /// Parses a reference; the error says what a reference must look like.
+    pub(crate) fn parse(reference: &str) -> Result<Self, String> {
+        if reference.starts_with("arn:") {
+            return ChannelArn::parse(reference)
+                .map(Self::Arn)
+                .map_err(|e| e.to_string());
+        }
+        let name_ok = !reference.is_empty()
+            && reference.len() <= MAX_CHANNEL_NAME
+            && reference
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if name_ok {
+            Ok(Self::Name(reference.to_owned()))
+        } else {
+            Err(format!(
+                "must be a channel ARN or a channel name (letters, digits, `-` and `_`, at most {MAX_CHANNEL_NAME})"
+            ))
+        }
+    }
+
+    /// The reference as the caller wrote it.
+    pub(crate) fn as_str(&self) -> &str {
+        match self {
+            Self::Arn(arn) => arn.as_str(),
+            Self::Name(name) => name,
+        }
+    }
+}
+
+impl fmt::Display for ChannelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn references_are_arns_or_ivs_channel_names() {
+        let arn = "arn:aws:ivs:us-west-2:123456789012:channel/AbCdEfGhIjKl";
+        assert!(matches!(ChannelRef::parse(arn), Ok(ChannelRef::Arn(_))));
+        assert_eq!(
+            ChannelRef::parse("team-a_1").unwrap(),
+            ChannelRef::Name("team-a_1".into())
+        );
+        for bad in [
+            "",
+            "demo\n",
+            "../x",
+            "arn:aws:s3:::bucket",
+            &"x".repeat(129),
+        ] {
+            assert!(ChannelRef::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(ChannelRef::parse(arn).unwrap().to_string(), arn);
+    }
+}

@@ -1,0 +1,50 @@
+//! Who is calling, from the request's headers: the network policy first,
+//! then a viewer JWT (`Authorization: Bearer`), an API key (`X-Api-Key`), or
+//! nobody. HTTP in, a mint-room [`Caller`] out.
+
+use std::net::IpAddr;
+
+use axum::http::{HeaderMap, header};
+
+use super::error::AppError;
+use crate::service::mint::Mint;
+use crate::service::mint::policy::Caller;
+
+/// The header trusted backends send their API key in.
+pub(crate) const API_KEY_HEADER: &str = "x-api-key";
+
+/// The network rules, then the caller the credentials name.
+pub(crate) async fn admit(
+    mint: &Mint,
+    ip: IpAddr,
+    headers: &HeaderMap,
+) -> Result<Caller, AppError> {
+    let country = mint
+        .network
+        .country_header()
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok());
+    mint.check_network(ip, country)?;
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let (Some(token), Some(viewers)) = (bearer, &mint.viewers)
+        && !headers.contains_key(API_KEY_HEADER)
+    {
+        let viewer = viewers.verify(token.trim()).await?;
+        return Ok(mint.policy.viewer_caller(viewer));
+    }
+    if let Some(value) = headers.get(API_KEY_HEADER) {
+        let key = value
+            .to_str()
+            .map_err(|_| AppError::Unauthenticated("the X-Api-Key header is not ASCII".into()))?;
+        return Ok(mint.policy.api_key_caller(key)?);
+    }
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Err(AppError::Unauthenticated(
+            "Authorization is not accepted here: send an API key in X-Api-Key".into(),
+        ));
+    }
+    Ok(Caller::Anonymous(ip))
+}

@@ -1,0 +1,159 @@
+//! The mint room: everything that decides whether a caller gets a token and
+//! which one, in the order a request meets it. Pure decisions and caches: no
+//! HTTP types (the HTTP room maps a [`Refusal`] to an answer) and no import
+//! from the control room (IVS is reached only through
+//! [`channels::ChannelSource`]).
+//!
+//! - [`network`]: client networks and countries, before anything else;
+//! - [`policy`]: callers (API keys, anonymous, viewers) and their
+//!   entitlements, narrowed by what the caller asks;
+//! - [`limits`]: rate limits per caller;
+//! - [`viewer`]: viewer JWTs from the application's identity provider;
+//! - [`channels`]: the channel cache (IVS only for an entitled caller's miss
+//!   by ARN, within a small budget);
+//! - [`revocation`]: the viewer deny-list;
+//! - [`minter`]: claims from a grant, signed, or served from the
+//!   shareable-token cache;
+//! - [`origins`]: origin lists as configuration and requests write them.
+
+pub mod channels;
+pub(crate) mod limits;
+pub(crate) mod minter;
+pub(crate) mod network;
+pub(crate) mod origins;
+pub(crate) mod policy;
+pub(crate) mod refusal;
+pub(crate) mod revocation;
+pub(crate) mod viewer;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use self::channels::{ChannelCache, Lookup};
+use self::limits::Limits;
+use self::minter::{Minted, Minter};
+use self::network::NetworkRules;
+use self::policy::{Caller, Grant, Policy};
+pub(crate) use self::refusal::Refusal;
+use self::revocation::Revocations;
+use self::viewer::ViewerAuth;
+use crate::MaximumResolution;
+use crate::claims::unix_seconds;
+use crate::service::channel::{ChannelInfo, ChannelRef};
+
+/// What a caller asked for, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TokenRequest {
+    /// The channel, by ARN or name.
+    pub(crate) channel: ChannelRef,
+    /// The application's user id (pseudonymised before it goes in a token).
+    pub(crate) viewer_id: Option<String>,
+    /// Make the token single-use.
+    pub(crate) single_use: bool,
+    /// Requested lifetime.
+    pub(crate) ttl_seconds: Option<u64>,
+    /// Requested origins.
+    pub(crate) origins: Option<Vec<String>>,
+    /// Requested strict origin enforcement.
+    pub(crate) strict_origin: bool,
+    /// Requested resolution cap.
+    pub(crate) maximum_resolution: Option<MaximumResolution>,
+}
+
+/// The parts of the mint room, wired once at start-up.
+pub(crate) struct Mint {
+    pub(crate) network: NetworkRules,
+    pub(crate) policy: Policy,
+    pub(crate) limits: Limits,
+    pub(crate) viewers: Option<Arc<ViewerAuth>>,
+    pub(crate) channels: ChannelCache,
+    pub(crate) revocations: Arc<Revocations>,
+    pub(crate) minter: Minter,
+    /// Mint for public channels too (`channels.allow_public`).
+    pub(crate) allow_public: bool,
+}
+
+impl Mint {
+    /// Network rules, before anything else is looked at.
+    pub(crate) fn check_network(&self, ip: IpAddr, country: Option<&str>) -> Result<(), Refusal> {
+        self.network.check(ip, country)
+    }
+
+    /// The channel a request names. From memory; IVS is asked only on a
+    /// miss by ARN, only when the caller's entitlements cover that ARN, and
+    /// within the cache's budget; a name the last listing lacks is not found.
+    pub(crate) async fn resolve(
+        &self,
+        caller: &Caller,
+        reference: &ChannelRef,
+    ) -> Result<Arc<ChannelInfo>, Refusal> {
+        if let Some(channel) = self.channels.cached(reference).await {
+            return Ok(channel);
+        }
+        let ChannelRef::Arn(arn) = reference else {
+            return Err(Refusal::ChannelNotFound(reference.to_string()));
+        };
+        self.policy.may_look_up(caller, arn)?;
+        self.channels
+            .resolve_ref(reference)
+            .await
+            .map_err(|e| match e {
+                Lookup::NotFound => Refusal::ChannelNotFound(reference.to_string()),
+                Lookup::Busy(retry_after) => Refusal::RateLimited {
+                    retry_after,
+                    message: "lookups of channels outside the cache are rate-limited (they share IVS's channel quota); try again shortly".into(),
+                },
+                Lookup::Unavailable(e) => {
+                    tracing::warn!(error = %e, "channel lookup failed");
+                    Refusal::Unavailable {
+                        code: "ivs_unavailable",
+                        message: "IVS could not be reached to look the channel up; try again"
+                            .into(),
+                    }
+                }
+            })
+    }
+
+    /// What the caller gets for this channel at `now`: the channel must be
+    /// private, the caller entitled, the viewer not revoked.
+    pub(crate) fn entitle(
+        &self,
+        caller: &Caller,
+        channel: &ChannelInfo,
+        request: &TokenRequest,
+        now: SystemTime,
+    ) -> Result<Grant, Refusal> {
+        if !channel.authorized && !self.allow_public {
+            return Err(Refusal::ChannelNotPrivate(channel.arn.to_string()));
+        }
+        let grant = self.policy.entitle(caller, channel, request)?;
+        if let Some(viewer) = &grant.viewer
+            && let Some(until) =
+                self.revocations
+                    .denied_until(&channel.arn, viewer.as_str(), unix_seconds(now))
+        {
+            return Err(Refusal::ViewerRevoked(format!(
+                "this viewer's sessions on {} were revoked; no token until {until} (Unix seconds)",
+                channel.arn
+            )));
+        }
+        Ok(grant)
+    }
+
+    /// The token of a grant, signed at `now` or shared from the cache.
+    pub(crate) fn sign(
+        &self,
+        channel: &ChannelInfo,
+        grant: &Grant,
+        now: SystemTime,
+    ) -> Result<Minted, Refusal> {
+        self.minter.mint(channel, grant, now)
+    }
+
+    /// Periodic clean-up of per-client state.
+    pub(crate) fn housekeeping(&self, now: SystemTime) {
+        self.limits.housekeeping();
+        self.revocations.prune(unix_seconds(now));
+    }
+}
