@@ -57,7 +57,7 @@ pub fn decode_parts(token: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
 }
 
 /// How long a poll waits between two looks.
-pub const POLL_EVERY: Duration = Duration::from_millis(50);
+pub const POLL_EVERY: Duration = Duration::from_millis(100);
 
 /// Looks at a condition every [`POLL_EVERY`] until `probe` gives `Ok`, and
 /// returns that; after `within` (wall-clock time, even under a paused tokio

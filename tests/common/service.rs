@@ -140,9 +140,11 @@ impl Call<'_> {
         self
     }
 
-    /// Sends it; a transport error (a refused or dropped connection) is an
-    /// `Err`.
+    /// Sends it; a request that got no answer (a refused or dropped
+    /// connection) is an `Err`. An answer whose body is then cut short
+    /// panics: it was answered.
     pub async fn try_send(self) -> reqwest::Result<Answer> {
+        let what = format!("{} {}", self.method, self.url);
         let mut request = self.http.request(self.method, self.url);
         if let Some(authorization) = self.authorization {
             request = request.header("authorization", authorization);
@@ -159,7 +161,10 @@ impl Call<'_> {
         let response = request.send().await?;
         let status = response.status();
         let headers = response.headers().clone();
-        let text = response.text().await?;
+        let text = response
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {status}, then the body failed: {e}"));
         Ok(Answer {
             status,
             headers,
