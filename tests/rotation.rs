@@ -113,6 +113,7 @@ canary_channel = "stage"
             &Self::env(extra),
         )
         .await
+        .with_admin_token(ADMIN)
     }
 
     fn keys_dir(&self) -> PathBuf {
@@ -166,59 +167,10 @@ fn key_of(dir: &Path, fingerprint: &str) -> PrivateKey {
     PrivateKey::read_file(dir.join(format!("{}.pem", fingerprint.replace(':', "")))).unwrap()
 }
 
-async fn admin(
-    s: &TestService,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let mut req = s
-        .http
-        .request(method, format!("{}{path}", s.admin))
-        .header("authorization", format!("Bearer {ADMIN}"));
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status}: {text}")),
-    )
-}
-
-async fn rotate(s: &TestService) -> (u16, Value) {
-    admin(s, reqwest::Method::POST, "/admin/v1/keys/rotate", None).await
-}
-
-/// Mints a viewer token and a shared token and plays both against the
-/// local IVS.
+/// Mints a viewer token and a shared token for the channel and plays both
+/// against the local IVS.
 async fn mint_and_play(s: &TestService, viewer: &str) -> Result<(), String> {
-    for (key, body) in [
-        (
-            Some(API_KEY),
-            json!({"channel": "stage", "viewer_id": viewer}),
-        ),
-        (None, json!({"channel": "stage"})),
-    ] {
-        let (status, answer) = s.token(key, body).await;
-        if status != 200 {
-            return Err(format!("mint {status}: {answer}"));
-        }
-        let played = s
-            .http
-            .get(answer["playback_url"].as_str().unwrap())
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        let status = played.status().as_u16();
-        let text = played.text().await.unwrap_or_default();
-        if status != 200 {
-            return Err(format!("play {status}: {text}"));
-        }
-    }
-    Ok(())
+    s.mint_and_play(API_KEY, "stage", viewer).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,12 +202,18 @@ async fn a_rotation_under_load_fails_no_play_and_the_old_key_is_deleted_after_it
             }
         })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The load is flowing before the rotation starts.
+    common::poll_until(
+        Duration::from_secs(30),
+        "the load to complete 5 mint-and-play rounds (or fail one)",
+        async || plays.load(Ordering::Relaxed) >= 10 || failures.load(Ordering::Relaxed) > 0,
+    )
+    .await;
 
     // Rotate, and time it from the admin call to a minted token signed by
     // the new key.
     let started = Instant::now();
-    let (status, rotated) = admin(&s, reqwest::Method::POST, "/admin/v1/keys/rotate", None).await;
+    let (status, rotated) = s.rotate().await;
     assert_eq!(status, 200, "{rotated}");
     let new_fp = rotated["active"].as_str().unwrap().to_owned();
     assert_ne!(new_fp, first);
@@ -287,7 +245,7 @@ async fn a_rotation_under_load_fails_no_play_and_the_old_key_is_deleted_after_it
     );
 
     // GET /admin/v1/keys shows both sides.
-    let (status, view) = admin(&s, reqwest::Method::GET, "/admin/v1/keys", None).await;
+    let (status, view) = s.keys().await;
     assert_eq!(status, 200);
     assert_eq!(view["limit"], 3);
     let states: Vec<(String, String)> = view["local"]
@@ -319,18 +277,31 @@ async fn a_rotation_under_load_fails_no_play_and_the_old_key_is_deleted_after_it
     );
 
     // The old key goes once its last token expired (3 s TTL + 1 s skew + sweep).
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if rig.ivs_fingerprints().await == vec![new_fp.clone()] {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the retired key was never deleted"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    common::poll_for(
+        Duration::from_secs(15),
+        "the retired key to be deleted from IVS",
+        async || {
+            let held = rig.ivs_fingerprints().await;
+            if held == vec![new_fp.clone()] {
+                Ok(())
+            } else {
+                Err(format!("IVS holds {held:?}"))
+            }
+        },
+    )
+    .await;
+    // Plays go on once the old key is gone: 5 more whole rounds, so at least
+    // 4 that started after the deletion.
+    let at_deletion = plays.load(Ordering::Relaxed);
+    common::poll_until(
+        Duration::from_secs(30),
+        "5 more mint-and-play rounds after the deletion (or a failure)",
+        async || {
+            plays.load(Ordering::Relaxed) >= at_deletion + 10
+                || failures.load(Ordering::Relaxed) > 0
+        },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     load.await.unwrap();
     let (plays, failures) = (
@@ -368,21 +339,14 @@ async fn a_rotation_under_load_fails_no_play_and_the_old_key_is_deleted_after_it
 async fn rotations_are_idempotent_by_key_and_a_restart_keeps_the_rotated_key() {
     let rig = Rig::new("").await;
     let s = rig.serve().await;
-    let post = |key: &'static str| {
-        s.http
-            .post(format!("{}/admin/v1/keys/rotate", s.admin))
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .header("idempotency-key", key)
-            .send()
-    };
-    let a = post("deploy-42").await.unwrap();
-    assert_eq!(a.status(), 200);
-    assert!(a.headers().get("idempotent-replay").is_none());
-    let a: Value = a.json().await.unwrap();
-    let b = post("deploy-42").await.unwrap();
-    assert_eq!(b.status(), 200);
-    assert_eq!(b.headers()["idempotent-replay"], "true");
-    let b: Value = b.json().await.unwrap();
+    let a = s.rotate_with_idempotency_key("deploy-42").await;
+    assert_eq!(a.status, 200);
+    assert!(a.headers.get("idempotent-replay").is_none());
+    let a: Value = a.json();
+    let b = s.rotate_with_idempotency_key("deploy-42").await;
+    assert_eq!(b.status, 200);
+    assert_eq!(b.headers["idempotent-replay"], "true");
+    let b: Value = b.json();
     assert_eq!(a, b);
     assert_eq!(
         rig.ivs_fingerprints().await.len(),
@@ -392,20 +356,13 @@ async fn rotations_are_idempotent_by_key_and_a_restart_keeps_the_rotated_key() {
     let active = a["active"].as_str().unwrap().to_owned();
 
     // A bad idempotency key is a 400 naming the header.
-    let bad = s
-        .http
-        .post(format!("{}/admin/v1/keys/rotate", s.admin))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .header("idempotency-key", "x".repeat(200))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status(), 400);
-    let bad: Value = bad.json().await.unwrap();
+    let bad = s.rotate_with_idempotency_key(&"x".repeat(200)).await;
+    assert_eq!(bad.status, 400);
+    let bad: Value = bad.json();
     assert_eq!(bad["error"]["field"], "Idempotency-Key");
 
     // Restarted, the service signs with the rotated key.
-    drop(s);
+    s.kill().await;
     let s = rig.serve().await;
     let (status, answer) = s
         .token(Some(API_KEY), json!({"channel": "stage", "viewer_id": "v"}))
@@ -437,56 +394,32 @@ async fn revoking_a_key_kills_its_tokens_at_once_and_says_how_many() {
         old_urls.push(a["playback_url"].as_str().unwrap().to_owned());
     }
     let (_, shared_before) = s.token(None, json!({"channel": "stage"})).await;
-    let (status, rotated) = rotate(&s).await;
+    let (status, rotated) = s.rotate().await;
     assert_eq!(status, 200, "{rotated}");
     let new = rotated["active"].as_str().unwrap().to_owned();
 
     // The active key cannot be revoked; unknown and malformed are told apart.
-    let (status, e) = admin(
-        &s,
-        reqwest::Method::POST,
-        &format!("/admin/v1/keys/{new}/revoke"),
-        None,
-    )
-    .await;
+    let (status, e) = s.revoke_key(&new).await;
     assert_eq!(
         (status, e["error"]["code"].as_str().unwrap()),
         (409, "active_key")
     );
     let unknown = "00:11:22:33:44:55:66:77:88:99:aa:bb:cc:dd:ee:ff";
-    let (status, e) = admin(
-        &s,
-        reqwest::Method::POST,
-        &format!("/admin/v1/keys/{unknown}/revoke"),
-        None,
-    )
-    .await;
+    let (status, e) = s.revoke_key(unknown).await;
     assert_eq!(
         (status, e["error"]["code"].as_str().unwrap()),
         (404, "unknown_key")
     );
-    let (status, e) = admin(
-        &s,
-        reqwest::Method::POST,
-        "/admin/v1/keys/not-a-fingerprint/revoke",
-        None,
-    )
-    .await;
+    let (status, e) = s.revoke_key("not-a-fingerprint").await;
     assert_eq!(
         (status, e["error"]["field"].as_str().unwrap()),
         (400, "fingerprint")
     );
 
     for url in &old_urls {
-        assert_eq!(rig.ivs.play(url, None).await.0, 200);
+        assert_eq!(s.play(url, None).await.0, 200);
     }
-    let (status, revoked) = admin(
-        &s,
-        reqwest::Method::POST,
-        &format!("/admin/v1/keys/{}/revoke", old.replace(':', "")),
-        None,
-    )
-    .await;
+    let (status, revoked) = s.revoke_key(&old.replace(':', "")).await;
     assert_eq!(status, 200, "{revoked}");
     assert_eq!(revoked["fingerprint"], old.as_str());
     assert_eq!(revoked["ivs_deleted"], true);
@@ -494,7 +427,7 @@ async fn revoking_a_key_kills_its_tokens_at_once_and_says_how_many() {
     assert_eq!(revoked["unexpired_tokens_killed"], 6, "{revoked}");
     for url in &old_urls {
         assert_eq!(
-            rig.ivs.play(url, None).await.0,
+            s.play(url, None).await.0,
             403,
             "a revoked key's token still plays"
         );
@@ -503,21 +436,9 @@ async fn revoking_a_key_kills_its_tokens_at_once_and_says_how_many() {
     // The shared token of the revoked key is not served again.
     let (_, shared_after) = s.token(None, json!({"channel": "stage"})).await;
     assert_ne!(shared_after["token"], shared_before["token"]);
-    assert_eq!(
-        rig.ivs
-            .play(shared_after["playback_url"].as_str().unwrap(), None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(s.play_minted(&shared_after, None).await.0, 200);
     // Revoking again: the record says deleted; IVS no longer holds it.
-    let (status, again) = admin(
-        &s,
-        reqwest::Method::POST,
-        &format!("/admin/v1/keys/{old}/revoke"),
-        None,
-    )
-    .await;
+    let (status, again) = s.revoke_key(&old).await;
     assert_eq!(status, 200, "{again}");
     assert_eq!(again["ivs_deleted"], false);
     rig.check_invariants().await;
@@ -542,7 +463,7 @@ async fn a_region_full_of_foreign_keys_is_refused_clearly_and_they_are_never_tou
     }
     let s = rig.serve().await;
     assert_eq!(rig.ivs_fingerprints().await.len(), 3);
-    let (status, e) = rotate(&s).await;
+    let (status, e) = s.rotate().await;
     assert_eq!(status, 409, "{e}");
     assert_eq!(e["error"]["code"], "key_quota_full");
     let message = e["error"]["message"].as_str().unwrap();
@@ -557,7 +478,7 @@ async fn a_region_full_of_foreign_keys_is_refused_clearly_and_they_are_never_tou
     mint_and_play(&s, "v").await.unwrap();
     let held = rig.ivs_fingerprints().await;
     assert!(foreign.iter().all(|f| held.contains(f)));
-    let (_, view) = admin(&s, reqwest::Method::GET, "/admin/v1/keys", None).await;
+    let (_, view) = s.keys().await;
     assert_eq!(
         view["ivs"]
             .as_array()
@@ -567,7 +488,7 @@ async fn a_region_full_of_foreign_keys_is_refused_clearly_and_they_are_never_tou
             .count(),
         2
     );
-    drop(s);
+    s.kill().await;
 
     // A third foreign key: a fresh store cannot even import its first key.
     let rig2 = Rig::new("").await;
@@ -582,12 +503,7 @@ async fn a_region_full_of_foreign_keys_is_refused_clearly_and_they_are_never_tou
             .await
             .unwrap();
     }
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivs-playback-auth"))
-        .args(["serve", "--config", rig2.config.to_str().unwrap()])
-        .envs(Rig::env(&[]))
-        .output()
-        .await
-        .unwrap();
+    let out = TestService::serve_until_exit(&rig2.config, &Rig::env(&[])).await;
     assert_eq!(out.status.code(), Some(2), "start-up failures exit 2");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("3 of 3 key pairs"), "{stderr}");
@@ -616,7 +532,7 @@ async fn faults_at_every_step_of_a_rotation_are_retried_or_refused_without_harm(
             rig.ivs
                 .fault(&format!(r#"{{"operation":"{op}","count":1,{fault}}}"#))
                 .await;
-            let (status, rotated) = rotate(&s).await;
+            let (status, rotated) = s.rotate().await;
             assert_eq!(status, 200, "{op} {fault}: {rotated}");
             // Free the slot for the next round (exercises DeletePlaybackKeyPair).
             let retired = rotated["retired"].as_str().unwrap();
@@ -625,13 +541,7 @@ async fn faults_at_every_step_of_a_rotation_are_retried_or_refused_without_harm(
                     r#"{{"operation":"DeletePlaybackKeyPair","count":1,{fault}}}"#
                 ))
                 .await;
-            let (status, revoked) = admin(
-                &s,
-                reqwest::Method::POST,
-                &format!("/admin/v1/keys/{retired}/revoke"),
-                None,
-            )
-            .await;
+            let (status, revoked) = s.revoke_key(retired).await;
             assert_eq!(status, 200, "revoke after {op} {fault}: {revoked}");
             mint_and_play(&s, "v")
                 .await
@@ -649,14 +559,14 @@ async fn faults_at_every_step_of_a_rotation_are_retried_or_refused_without_harm(
             r#"{"operation":"ImportPlaybackKeyPair","count":5,"error":"InternalServerException"}"#,
         )
         .await;
-    let (status, e) = rotate(&s).await;
+    let (status, e) = s.rotate().await;
     assert_eq!(
         (status, e["error"]["code"].as_str().unwrap()),
         (503, "ivs_unavailable"),
         "{e}"
     );
     mint_and_play(&s, "v").await.unwrap();
-    let (status, rotated) = rotate(&s).await;
+    let (status, rotated) = s.rotate().await;
     assert_eq!(status, 200, "the rotation did not resume: {rotated}");
     assert_eq!(
         rig.state()["keys"].as_array().unwrap().len(),
@@ -677,21 +587,16 @@ async fn a_crash_after_any_step_converges_on_restart() {
             .as_str()
             .unwrap()
             .to_owned();
-        let crashed = s
-            .http
-            .post(format!("{}/admin/v1/keys/rotate", s.admin))
-            .header("authorization", format!("Bearer {ADMIN}"))
-            .send()
-            .await;
+        let crashed = s.try_rotate().await;
         assert!(crashed.is_err(), "{step}: the hook did not abort");
-        drop(s);
+        s.kill().await;
         let s = rig.serve().await;
         rig.check_invariants().await;
         mint_and_play(&s, "v")
             .await
             .unwrap_or_else(|e| panic!("{step}: {e}"));
         // The next rotation finishes (or follows) the interrupted one.
-        let (status, rotated) = rotate(&s).await;
+        let (status, rotated) = s.rotate().await;
         assert_eq!(status, 200, "{step}: {rotated}");
         rig.check_invariants().await;
         mint_and_play(&s, "v")
@@ -714,17 +619,12 @@ async fn a_crash_after_any_step_converges_on_restart() {
     // A crash between recording a deletion and doing it.
     let rig = Rig::new("").await;
     let s = rig.serve_with(&[(CRASH_HOOK_ENV, "deleting")]).await;
-    let (status, rotated) = rotate(&s).await;
+    let (status, rotated) = s.rotate().await;
     assert_eq!(status, 200);
     let retired = rotated["retired"].as_str().unwrap().to_owned();
-    let crashed = s
-        .http
-        .post(format!("{}/admin/v1/keys/{retired}/revoke", s.admin))
-        .header("authorization", format!("Bearer {ADMIN}"))
-        .send()
-        .await;
+    let crashed = s.try_revoke_key(&retired).await;
     assert!(crashed.is_err(), "deleting: the hook did not abort");
-    drop(s);
+    s.kill().await;
     assert_eq!(
         rig.ivs_fingerprints().await.len(),
         2,
@@ -749,7 +649,7 @@ async fn an_orphaned_import_of_ours_is_adopted_or_deleted_and_a_lost_active_key_
         .as_str()
         .unwrap()
         .to_owned();
-    drop(s);
+    s.kill().await;
     let client = rig.ivs.client("us-west-2");
     // An import tagged as ours whose private key the store holds (the state
     // file missed it) and one whose private key is gone.
@@ -803,7 +703,7 @@ async fn an_orphaned_import_of_ours_is_adopted_or_deleted_and_a_lost_active_key_
     );
     mint_and_play(&s, "v").await.unwrap();
     // The adopted key is the next rotation's key: no new key is generated.
-    let (status, rotated) = rotate(&s).await;
+    let (status, rotated) = s.rotate().await;
     assert_eq!(status, 200, "{rotated}");
     assert_eq!(rotated["active"], held.fingerprint().to_string().as_str());
     rig.check_invariants().await;
@@ -826,35 +726,33 @@ async fn revoked_viewers_lose_their_sessions_and_get_no_token_until_the_block_en
         )
         .await;
     let alice_url = alice["playback_url"].as_str().unwrap();
-    assert_eq!(rig.ivs.play(alice_url, None).await.0, 200);
-    let (status, answer) = admin(
-        &s,
-        reqwest::Method::POST,
-        "/admin/v1/viewers/revoke",
-        Some(json!({
+    assert_eq!(s.play(alice_url, None).await.0, 200);
+    let before_revoking = common::unix_seconds_now();
+    let (status, answer) = s
+        .revoke_viewers(json!({
             "sessions": [
                 {"channel": "stage", "viewer_id": "alice"},
                 {"channel": "no-such-channel", "viewer_id": "alice"},
                 {"channel": "stage"},
             ],
             "block_seconds": 2,
-        })),
-    )
-    .await;
+        }))
+        .await;
+    let after_revoking = common::unix_seconds_now();
     assert_eq!(status, 200, "{answer}");
+    // The block is the 2 s asked for, from the second of the revocation.
+    let blocked_until = answer["blocked_until"].as_u64().unwrap();
+    assert!(
+        (before_revoking + 2..=after_revoking + 2).contains(&blocked_until),
+        "{answer}"
+    );
     let results = answer["results"].as_array().unwrap();
     assert_eq!(results[0]["revoked"], true, "{answer}");
     assert_eq!(results[1]["error"]["code"], "channel_not_found");
     assert_eq!(results[2]["error"]["field"], "viewer_id");
     // Her session ends; Bob's does not; she gets no token during the block.
-    assert_eq!(rig.ivs.play(alice_url, None).await.0, 403);
-    assert_eq!(
-        rig.ivs
-            .play(bob["playback_url"].as_str().unwrap(), None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(s.play(alice_url, None).await.0, 403);
+    assert_eq!(s.play_minted(&bob, None).await.0, 200);
     let (status, e) = s
         .token(
             Some(API_KEY),
@@ -866,34 +764,49 @@ async fn revoked_viewers_lose_their_sessions_and_get_no_token_until_the_block_en
         (403, "viewer_revoked")
     );
     // After it, her new token carries a newer session version and plays.
-    tokio::time::sleep(Duration::from_millis(2100)).await;
-    let (status, again) = s
-        .token(
-            Some(API_KEY),
-            json!({"channel": "stage", "viewer_id": "alice"}),
-        )
-        .await;
-    assert_eq!(status, 200, "{again}");
-    assert_eq!(
-        rig.ivs
-            .play(again["playback_url"].as_str().unwrap(), None)
-            .await
-            .0,
-        200
-    );
+    // Until then she is refused, and only then: a refusal asked for once
+    // the block's second has come fails the test, and so does a token
+    // answered before it.
+    let again = common::poll_for(
+        Duration::from_secs(30),
+        "the service to mint alice's token again once her block ended",
+        async || {
+            let asked = common::unix_seconds_now();
+            let (status, answer) = s
+                .token(
+                    Some(API_KEY),
+                    json!({"channel": "stage", "viewer_id": "alice"}),
+                )
+                .await;
+            let answered = common::unix_seconds_now();
+            if status == 200 {
+                assert!(
+                    answered >= blocked_until,
+                    "a token at {answered}, before the block's end at {blocked_until}"
+                );
+                return Ok(answer);
+            }
+            assert_eq!(
+                (status, answer["error"]["code"].as_str()),
+                (403, Some("viewer_revoked")),
+                "{answer}"
+            );
+            assert!(
+                asked < blocked_until,
+                "still refused at {asked}, the block ended at {blocked_until}: {answer}"
+            );
+            Err(format!("{status}: {answer}"))
+        },
+    )
+    .await;
+    assert_eq!(s.play_minted(&again, None).await.0, 200);
 
     // Many at once: batched by 20 at IVS's 2 calls/s, one result each.
     let sessions: Vec<Value> = (0..45)
         .map(|i| json!({"channel": "stage", "viewer_id": format!("fan-{i}")}))
         .collect();
     let started = Instant::now();
-    let (status, answer) = admin(
-        &s,
-        reqwest::Method::POST,
-        "/admin/v1/viewers/revoke",
-        Some(json!({"sessions": sessions})),
-    )
-    .await;
+    let (status, answer) = s.revoke_viewers(json!({"sessions": sessions})).await;
     assert_eq!(status, 200, "{answer}");
     let results = answer["results"].as_array().unwrap();
     assert_eq!(results.len(), 45);
@@ -910,13 +823,7 @@ async fn revoked_viewers_lose_their_sessions_and_get_no_token_until_the_block_en
         json!({"sessions": "x"}),
         json!({"nope": 1}),
     ] {
-        let (status, e) = admin(
-            &s,
-            reqwest::Method::POST,
-            "/admin/v1/viewers/revoke",
-            Some(bad.clone()),
-        )
-        .await;
+        let (status, e) = s.revoke_viewers(bad.clone()).await;
         assert_eq!(status, 400, "{bad}: {e}");
     }
 }
@@ -948,15 +855,13 @@ async fn no_admin_route_lets_an_unauthenticated_request_through() {
             Some(format!("Bearer {ADMIN}x")),
             Some("Bearer ".to_owned()),
         ] {
-            let mut req = s
-                .http
-                .request(method.clone(), format!("{}{path}", s.admin))
-                .body(r#"{"sessions":[{"channel":"stage","viewer_id":"x"}]}"#);
-            if let Some(auth) = auth {
-                req = req.header("authorization", auth);
-            }
-            let r = req.send().await.unwrap();
-            assert_eq!(r.status(), 401, "{method} {path}");
+            let r = s
+                .admin_call(method.clone(), path)
+                .authorization(auth.as_deref())
+                .body(r#"{"sessions":[{"channel":"stage","viewer_id":"x"}]}"#)
+                .send()
+                .await;
+            assert_eq!(r.status, 401, "{method} {path}");
             refused += 1;
         }
     }
@@ -974,24 +879,24 @@ async fn the_schedule_rotates_on_its_own() {
         .as_str()
         .unwrap()
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let state = rig.state();
-        let active = state["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|k| k["state"] == "active")
-            .unwrap()["fingerprint"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        if active != first {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no scheduled rotation");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::poll_until(
+        Duration::from_secs(10),
+        "a scheduled rotation (another active key)",
+        async || {
+            let state = rig.state();
+            let active = state["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["state"] == "active")
+                .unwrap()["fingerprint"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            active != first
+        },
+    )
+    .await;
     mint_and_play(&s, "v").await.unwrap();
     rig.check_invariants().await;
 }
@@ -1021,20 +926,17 @@ async fn keys_rotate_from_the_command_line_is_picked_up_by_the_running_service()
     let new = rotated["active"].as_str().unwrap().to_owned();
     let verifier = Verifier::new([key_of(&rig.keys_dir(), &new).public_key()]);
     // The service notices the store changed at its next sweep (1 s here).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let (_, a) = s
-            .token(Some(API_KEY), json!({"channel": "stage", "viewer_id": "v"}))
-            .await;
-        if verifier.verify(a["token"].as_str().unwrap()).is_ok() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the service never switched to {new}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    common::poll_until(
+        Duration::from_secs(5),
+        &format!("the service to sign with the new key {new}"),
+        async || {
+            let (_, a) = s
+                .token(Some(API_KEY), json!({"channel": "stage", "viewer_id": "v"}))
+                .await;
+            verifier.verify(a["token"].as_str().unwrap()).is_ok()
+        },
+    )
+    .await;
     mint_and_play(&s, "v").await.unwrap();
     rig.check_invariants().await;
 }
@@ -1134,17 +1036,21 @@ async fn an_active_key_deleted_behind_the_services_back_is_imported_again() {
         .await
         .unwrap();
     assert!(rig.ivs_fingerprints().await.is_empty());
-    let deadline = Instant::now() + Duration::from_secs(10);
     // Imported again, and recorded under its new ARN.
-    while !rig.ivs_fingerprints().await.contains(&active)
-        || rig.state()["keys"][0]["ivs_arn"].as_str() == Some(arn.as_str())
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the active key was never imported again"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    common::poll_for(
+        Duration::from_secs(10),
+        "the active key to be imported again under a new ARN",
+        async || {
+            let held = rig.ivs_fingerprints().await;
+            let recorded = rig.state()["keys"][0]["ivs_arn"].clone();
+            if held.contains(&active) && recorded.as_str() != Some(arn.as_str()) {
+                Ok(())
+            } else {
+                Err(format!("IVS holds {held:?}, the state records {recorded}"))
+            }
+        },
+    )
+    .await;
     mint_and_play(&s, "v").await.unwrap();
     rig.check_invariants().await;
 }

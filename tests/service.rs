@@ -9,8 +9,8 @@ mod common;
 
 use std::time::SystemTime;
 
-use common::service::{TestService, sha256_hex};
-use ivs_playback_auth::{PublicKey, Verifier};
+use common::service::{TestService, claims_of, sha256_hex};
+use ivs_playback_auth::Verifier;
 use serde_json::{Value, json};
 
 const BACKEND_KEY: &str = "ivsk_backend_0123456789abcdef";
@@ -54,29 +54,6 @@ async fn service() -> TestService {
     TestService::start(&config()).await
 }
 
-fn public_key(s: &TestService) -> PublicKey {
-    PublicKey::read_file(s.dir.path().join("keys/playback-key.pub.pem")).unwrap()
-}
-
-/// Plays a playback URL against the local IVS: (status, body).
-async fn play(s: &TestService, url: &str, origin: Option<&str>) -> (u16, String) {
-    let mut request = s.http.get(url);
-    if let Some(origin) = origin {
-        request = request.header("origin", origin);
-    }
-    let response = request.send().await.unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
-fn claims_of(token: &str) -> Value {
-    use base64::Engine as _;
-    let payload = token.split('.').nth(1).unwrap();
-    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(payload)
-        .unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
 fn assert_error(status: u16, body: &Value, want_status: u16, code: &str) {
     assert_eq!(status, want_status, "{body}");
     assert_eq!(body["error"]["code"], code, "{body}");
@@ -115,17 +92,17 @@ async fn an_api_key_mints_a_token_that_plays_and_verifies_independently() {
     assert!(body["refresh_after"].as_u64().unwrap() < exp);
 
     // The jsonwebtoken crate agrees, and so does our verifier.
-    let key = public_key(&s);
+    let key = s.public_key();
     let decoding = jsonwebtoken::DecodingKey::from_ec_pem(key.to_pem().as_bytes()).unwrap();
     let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES384);
     validation.set_required_spec_claims(&["exp"]);
     jsonwebtoken::decode::<Value>(token, &decoding, &validation).unwrap();
     Verifier::new([&key]).verify(token).unwrap();
 
-    let (status, playlist) = play(&s, playback_url, Some("https://app.example.com")).await;
+    let (status, playlist) = s.play(playback_url, Some("https://app.example.com")).await;
     assert_eq!(status, 200, "{playlist}");
     assert!(playlist.starts_with("#EXTM3U"));
-    let (status, _) = play(&s, playback_url, Some("https://evil.example")).await;
+    let (status, _) = s.play(playback_url, Some("https://evil.example")).await;
     assert_eq!(status, 403);
 }
 
@@ -161,12 +138,7 @@ async fn viewer_and_single_use_tokens_are_per_viewer_and_play_once() {
         viewer
     );
     assert_ne!(again["token"], body["token"]);
-    assert_eq!(
-        play(&s, body["playback_url"].as_str().unwrap(), None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(s.play_minted(&body, None).await.0, 200);
 
     let (status, single) = s
         .token(
@@ -176,8 +148,8 @@ async fn viewer_and_single_use_tokens_are_per_viewer_and_play_once() {
         .await;
     assert_eq!(status, 200, "{single}");
     let url = single["playback_url"].as_str().unwrap();
-    assert_eq!(play(&s, url, None).await.0, 200);
-    let (status, refusal) = play(&s, url, None).await;
+    assert_eq!(s.play(url, None).await.0, 200);
+    let (status, refusal) = s.play(url, None).await;
     assert_eq!(status, 403);
     assert!(refusal.contains("already used"));
 }
@@ -191,23 +163,12 @@ async fn shareable_tokens_are_signed_once_per_bucket() {
         a["token"], b["token"],
         "anonymous tokens with the same claims are shared"
     );
-    assert_eq!(
-        play(&s, a["playback_url"].as_str().unwrap(), None).await.0,
-        200
-    );
+    assert_eq!(s.play_minted(&a, None).await.0, 200);
     let (_, c) = s
         .token(None, json!({"channel": "demo", "maximum_resolution": "SD"}))
         .await;
     assert_ne!(a["token"], c["token"]);
-    let (_, metrics) = {
-        let r = s
-            .http
-            .get(format!("{}/metrics", s.api))
-            .send()
-            .await
-            .unwrap();
-        (r.status(), r.text().await.unwrap())
-    };
+    let metrics = s.metrics().await.text;
     assert!(
         metrics.contains("token_cache_total{result=\"hit\"}"),
         "{metrics}"
@@ -246,12 +207,7 @@ async fn entitlements_can_be_narrowed_never_widened() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(
-        play(&s, body["playback_url"].as_str().unwrap(), None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(s.play_minted(&body, None).await.0, 200);
 
     let cases = [
         (
@@ -356,15 +312,12 @@ async fn callers_must_authenticate_for_non_anonymous_channels() {
     let (status, body) = s.token(None, json!({"channel": "team-b"})).await;
     assert_error(status, &body, 401, "unauthenticated");
     let r = s
-        .http
-        .post(format!("{}/v1/token", s.api))
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer not.a.jwt")
-        .body(r#"{"channel":"demo"}"#)
+        .token_call()
+        .bearer("not.a.jwt")
+        .json(&json!({"channel": "demo"}))
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+        .await;
+    assert_eq!(r.status, 401);
     let (status, body) = s
         .token(None, json!({"channel": "demo", "viewer_id": "x"}))
         .await;
@@ -377,18 +330,15 @@ async fn rate_limits_answer_429_with_retry_after() {
     let mut limited = 0;
     for _ in 0..12 {
         let r = s
-            .http
-            .post(format!("{}/v1/token", s.api))
-            .header("content-type", "application/json")
-            .header("x-api-key", LIMITED_KEY)
-            .body(r#"{"channel":"demo"}"#)
+            .token_call()
+            .api_key(LIMITED_KEY)
+            .json(&json!({"channel": "demo"}))
             .send()
-            .await
-            .unwrap();
-        if r.status() == 429 {
+            .await;
+        if r.status == 429 {
             limited += 1;
-            assert!(r.headers().get("retry-after").is_some());
-            let body: Value = r.json().await.unwrap();
+            assert!(r.headers.get("retry-after").is_some());
+            let body: Value = r.json();
             assert_eq!(body["error"]["code"], "rate_limited");
         }
     }
@@ -398,34 +348,23 @@ async fn rate_limits_answer_429_with_retry_after() {
 #[tokio::test]
 async fn cors_preflight_is_answered_for_configured_origins() {
     let s = service().await;
-    let preflight = |origin: &'static str| {
-        s.http
-            .request(reqwest::Method::OPTIONS, format!("{}/v1/token", s.api))
-            .header("origin", origin)
-            .header("access-control-request-method", "POST")
-            .header("access-control-request-headers", "content-type,x-api-key")
-            .send()
-    };
-    let ok = preflight("https://app.example.com").await.unwrap();
-    assert!(ok.status().is_success());
+    let ok = s.token_preflight("https://app.example.com").await;
+    assert!(ok.status.is_success());
     assert_eq!(
-        ok.headers()["access-control-allow-origin"],
+        ok.headers["access-control-allow-origin"],
         "https://app.example.com"
     );
-    let other = preflight("https://evil.example").await.unwrap();
-    assert!(other.headers().get("access-control-allow-origin").is_none());
+    let other = s.token_preflight("https://evil.example").await;
+    assert!(other.headers.get("access-control-allow-origin").is_none());
 }
 
 #[tokio::test]
 async fn batches_answer_per_item() {
     let s = service().await;
     let (status, body) = s
-        .post(
-            "/v1/tokens",
+        .tokens(
             Some(BACKEND_KEY),
-            json!({"requests": [{"channel": "demo"}, {"channel": "missing"}, {"channel": 5}]})
-                .to_string(),
-            "application/json",
+            json!({"requests": [{"channel": "demo"}, {"channel": "missing"}, {"channel": 5}]}),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -436,12 +375,7 @@ async fn batches_answer_per_item() {
     assert_eq!(results[2]["error"]["field"], "requests[2].channel");
     let too_many: Vec<Value> = (0..51).map(|_| json!({"channel": "demo"})).collect();
     let (status, body) = s
-        .post(
-            "/v1/tokens",
-            Some(BACKEND_KEY),
-            json!({"requests": too_many}).to_string(),
-            "application/json",
-        )
+        .tokens(Some(BACKEND_KEY), json!({"requests": too_many}))
         .await;
     assert_error(status, &body, 400, "invalid_field");
 }
@@ -606,15 +540,13 @@ async fn at_least_100_bad_requests_get_documented_4xx_and_no_5xx() {
         "garbage",
     ] {
         let r = s
-            .http
-            .post(format!("{}/v1/token", s.api))
-            .header("content-type", json_ct)
-            .header("authorization", auth)
+            .token_call()
+            .authorization(Some(auth))
+            .content_type(json_ct)
             .body(json!({"channel": "demo"}).to_string())
             .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 401, "{auth}");
+            .await;
+        assert_eq!(r.status, 401, "{auth}");
         auth_cases += 1;
     }
     assert!(
@@ -624,21 +556,18 @@ async fn at_least_100_bad_requests_get_documented_4xx_and_no_5xx() {
     );
 
     for (key, body, ct) in &cases {
-        let mut request = s
-            .http
-            .post(format!("{}/v1/token", s.api))
-            .body(body.clone());
+        let mut request = s.token_call().body(body.clone());
         if !ct.is_empty() {
-            request = request.header("content-type", *ct);
+            request = request.content_type(ct);
         }
         if let Some(key) = key
-            && let Ok(v) = reqwest::header::HeaderValue::from_str(key)
+            && reqwest::header::HeaderValue::from_str(key).is_ok()
         {
-            request = request.header("x-api-key", v);
+            request = request.api_key(key);
         }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let text = response.text().await.unwrap();
+        let response = request.send().await;
+        let status = response.status.as_u16();
+        let text = response.text;
         assert!(
             (400..500).contains(&status),
             "{status} for {key:?} {ct} {}: {text}",
@@ -649,41 +578,23 @@ async fn at_least_100_bad_requests_get_documented_4xx_and_no_5xx() {
         assert!(json["error"]["code"].is_string(), "{text}");
     }
     // Still healthy after all that.
-    let r = s
-        .http
-        .get(format!("{}/healthz", s.api))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let metrics = s
-        .http
-        .get(format!("{}/metrics", s.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let r = s.healthz().await;
+    assert_eq!(r.status, 200);
+    let metrics = s.metrics().await.text;
     assert!(!metrics.contains("outcome=\"internal\""), "{metrics}");
 }
 
 #[tokio::test]
 async fn health_readiness_and_unknown_routes() {
     let s = service().await;
-    let r = s
-        .http
-        .get(format!("{}/readyz", s.api))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.unwrap();
+    let r = s.readyz().await;
+    assert_eq!(r.status, 200);
+    let body: Value = r.json();
     assert_eq!(body["ready"], true);
-    assert_eq!(body["active_key"], public_key(&s).fingerprint().to_string());
-    let r = s.http.get(format!("{}/nope", s.api)).send().await.unwrap();
-    assert_eq!(r.status(), 404);
-    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["active_key"], s.public_key().fingerprint().to_string());
+    let r = s.api_call(reqwest::Method::GET, "/nope").send().await;
+    assert_eq!(r.status, 404);
+    let body: Value = r.json();
     assert_eq!(body["error"]["code"], "not_found");
 }
 
@@ -701,11 +612,7 @@ async fn a_bad_config_is_refused_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.toml");
     std::fs::write(&file, "[tokens]\nshare_bucket_seconds = 0\n").unwrap();
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_ivs-playback-auth"))
-        .args(["serve", "--config", file.to_str().unwrap()])
-        .output()
-        .await
-        .unwrap();
+    let out = TestService::serve_until_exit(&file, &[]).await;
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("tokens.share_bucket_seconds"), "{err}");
@@ -777,45 +684,29 @@ async fn viewer_jwts_from_the_identity_provider_are_verified_against_its_jwks() 
         .as_secs();
     let good = json!({"iss": "https://idp.test/", "aud": "ivs-playback", "sub": "user-1234",
         "exp": now + 600, "ivs_channels": ["premium"]});
-    let call = |jwt: String, body: Value| {
-        let http = s.http.clone();
-        let url = format!("{}/v1/token", s.api);
-        async move {
-            let r = http
-                .post(url)
-                .header("content-type", "application/json")
-                .header("authorization", format!("Bearer {jwt}"))
-                .body(body.to_string())
-                .send()
-                .await
-                .unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
-    };
-    let (status, body) = call(
-        idp.jwt(good.clone(), "idp-1"),
-        json!({"channel": "premium"}),
-    )
-    .await;
+    let (status, body) = s
+        .token_as_viewer(
+            &idp.jwt(good.clone(), "idp-1"),
+            json!({"channel": "premium"}),
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     let claims = claims_of(body["token"].as_str().unwrap());
     let viewer = claims["aws:viewer-id"].as_str().unwrap();
     assert_eq!(viewer.len(), 40);
     assert!(!viewer.contains("user-1234"));
-    assert_eq!(
-        play(&s, body["playback_url"].as_str().unwrap(), None)
-            .await
-            .0,
-        200
-    );
+    assert_eq!(s.play_minted(&body, None).await.0, 200);
 
-    let (status, body) = call(idp.jwt(good.clone(), "idp-1"), json!({"channel": "demo"})).await;
+    let (status, body) = s
+        .token_as_viewer(&idp.jwt(good.clone(), "idp-1"), json!({"channel": "demo"}))
+        .await;
     assert_error(status, &body, 403, "not_entitled");
-    let (status, body) = call(
-        idp.jwt(good.clone(), "idp-1"),
-        json!({"channel": "premium", "viewer_id": "x"}),
-    )
-    .await;
+    let (status, body) = s
+        .token_as_viewer(
+            &idp.jwt(good.clone(), "idp-1"),
+            json!({"channel": "premium", "viewer_id": "x"}),
+        )
+        .await;
     assert_error(status, &body, 403, "not_entitled");
 
     let mut expired = good.clone();
@@ -847,7 +738,7 @@ async fn viewer_jwts_from_the_identity_provider_are_verified_against_its_jwks() 
         ),
         ("garbage", "not-a-jwt".to_owned()),
     ] {
-        let (status, body) = call(jwt, json!({"channel": "premium"})).await;
+        let (status, body) = s.token_as_viewer(&jwt, json!({"channel": "premium"})).await;
         assert_eq!(status, 401, "{what}: {body}");
         assert_eq!(body["error"]["code"], "unauthenticated", "{what}");
     }
@@ -856,15 +747,7 @@ async fn viewer_jwts_from_the_identity_provider_are_verified_against_its_jwks() 
 #[tokio::test]
 async fn the_openapi_document_describes_what_the_service_answers() {
     let s = service().await;
-    let doc: Value = s
-        .http
-        .get(format!("{}/openapi.json", s.api))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = s.openapi().await.json();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     let post = &doc["paths"]["/v1/token"]["post"];
     for status in [
@@ -944,20 +827,15 @@ async fn network_and_country_rules_refuse_before_anything_else() {
         config()
     ))
     .await;
-    let ask = |country: Option<&'static str>| {
+    let ask = async |country: Option<&str>| {
         let mut r = geo
-            .http
-            .post(format!("{}/v1/token", geo.api))
-            .header("content-type", "application/json")
-            .header("x-api-key", BACKEND_KEY)
-            .body(r#"{"channel":"demo"}"#);
+            .token_call()
+            .api_key(BACKEND_KEY)
+            .json(&json!({"channel": "demo"}));
         if let Some(c) = country {
             r = r.header("cloudfront-viewer-country", c);
         }
-        async move {
-            let r = r.send().await.unwrap();
-            (r.status().as_u16(), r.json::<Value>().await.unwrap())
-        }
+        r.send().await.status_json()
     };
     assert_eq!(ask(Some("DE")).await.0, 200);
     let (status, body) = ask(Some("FR")).await;
@@ -1048,12 +926,7 @@ async fn aws_mode_talks_to_ivs_through_the_sdk_and_starts_no_local_ivs() {
             .unwrap()
             .contains(":eu-west-1:444455556666:channel/")
     );
-    let (status, playlist) = play(
-        &s,
-        body["playback_url"].as_str().unwrap(),
-        Some("https://app.example.com"),
-    )
-    .await;
+    let (status, playlist) = s.play_minted(&body, Some("https://app.example.com")).await;
     assert_eq!(status, 200, "{playlist}");
     // No demo channel outside local mode.
     let (status, _) = s.token(None, json!({"channel": "demo"})).await;
@@ -1110,9 +983,9 @@ async fn the_admin_api_refreshes_the_channel_cache_and_lets_no_one_else_in() {
         config(),
         sha256_hex(admin_token)
     ))
-    .await;
+    .await
+    .with_admin_token(admin_token);
     assert!(s.admin.starts_with("http://127.0.0.1:"), "{}", s.admin);
-    let refresh = format!("{}/admin/v1/channels/refresh", s.admin);
     for auth in [
         None,
         Some("Bearer wrong"),
@@ -1120,30 +993,27 @@ async fn the_admin_api_refreshes_the_channel_cache_and_lets_no_one_else_in() {
         Some(""),
         Some("Bearer "),
     ] {
-        let mut r = s.http.post(&refresh);
-        if let Some(a) = auth {
-            r = r.header("authorization", a);
-        }
-        let r = r.send().await.unwrap();
-        assert_eq!(r.status(), 401, "{auth:?}");
+        let r = s
+            .admin_call(reqwest::Method::POST, "/admin/v1/channels/refresh")
+            .authorization(auth)
+            .send()
+            .await;
+        assert_eq!(r.status, 401, "{auth:?}");
     }
     // Unknown admin paths are refused before routing too.
     let r = s
-        .http
-        .get(format!("{}/admin/v1/keys", s.admin))
+        .admin_call(reqwest::Method::GET, "/admin/v1/keys")
+        .authorization(None)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 401);
+        .await;
+    assert_eq!(r.status, 401);
     // The token API does not serve admin routes.
     let r = s
-        .http
-        .post(format!("{}/admin/v1/channels/refresh", s.api))
-        .header("authorization", format!("Bearer {admin_token}"))
+        .api_call(reqwest::Method::POST, "/admin/v1/channels/refresh")
+        .bearer(admin_token)
         .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+        .await;
+    assert_eq!(r.status, 404);
 
     // A channel asked for before it exists is remembered as unknown...
     let (status, _) = s
@@ -1162,14 +1032,8 @@ async fn the_admin_api_refreshes_the_channel_cache_and_lets_no_one_else_in() {
         .await;
     assert_eq!(status, 404, "negative cache");
     // ...until an admin refreshes the cache.
-    let r = s
-        .http
-        .post(&refresh)
-        .header("authorization", format!("Bearer {admin_token}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let r = s.refresh_channels().await;
+    assert_eq!(r.status, 200);
     let (status, body) = s
         .token(Some(BACKEND_KEY), json!({"channel": "team-late"}))
         .await;
@@ -1191,36 +1055,28 @@ async fn the_viewer_page_is_served_with_the_right_content_types_or_says_how_to_b
     )
     .unwrap();
     let s = TestService::start(&format!("viewer_dir = \"{}\"", site.path().display())).await;
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
     for (path, content_type) in [
         ("/viewer/", "text/html"),
         ("/viewer/viewer.js", "text/javascript"),
         ("/viewer/amazon-ivs-wasmworker.min.wasm", "application/wasm"),
     ] {
-        let r = http.get(format!("{}{path}", s.api)).send().await.unwrap();
-        assert_eq!(r.status(), 200, "{path}");
-        let got = r.headers()["content-type"].to_str().unwrap().to_owned();
+        let r = s.page(path).await;
+        assert_eq!(r.status, 200, "{path}");
+        let got = r.headers["content-type"].to_str().unwrap().to_owned();
         assert!(got.starts_with(content_type), "{path}: {got}");
     }
-    let home = http.get(format!("{}/", s.api)).send().await.unwrap();
-    assert!(home.status().is_redirection());
-    assert_eq!(home.headers()["location"], "/viewer/");
-    let missing = http
-        .get(format!("{}/viewer/nope.js", s.api))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
+    let home = s.page("/").await;
+    assert!(home.status.is_redirection());
+    assert_eq!(home.headers["location"], "/viewer/");
+    let missing = s.page("/viewer/nope.js").await;
+    assert_eq!(missing.status, 404);
 
     // Not built: a JSON 404 that says how to build it.
     let s = TestService::start("viewer_dir = \"/nonexistent/viewer/dist\"").await;
     for path in ["/viewer/", "/viewer/index.html"] {
-        let r = http.get(format!("{}{path}", s.api)).send().await.unwrap();
-        assert_eq!(r.status(), 404, "{path}");
-        let body: serde_json::Value = r.json().await.unwrap();
+        let r = s.page(path).await;
+        assert_eq!(r.status, 404, "{path}");
+        let body: serde_json::Value = r.json();
         assert_eq!(body["error"]["code"], "viewer_not_built", "{path}: {body}");
         assert!(
             body["error"]["message"]

@@ -11,7 +11,7 @@ pub mod local_ivs;
 #[cfg(feature = "service")]
 pub mod service;
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -54,4 +54,49 @@ pub fn decode_parts(token: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     let mut parts = token.split('.');
     let mut next = || URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap();
     (next(), next(), next())
+}
+
+/// How long a poll waits between two looks.
+pub const POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// Looks at a condition every [`POLL_EVERY`] until `probe` gives `Ok`, and
+/// returns that; after `within` (wall-clock time, even under a paused tokio
+/// clock) it panics naming `what` it waited for and the last `Err` (what it
+/// saw instead).
+pub async fn poll_for<T>(
+    within: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let started = Instant::now();
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(seen) if started.elapsed() >= within => {
+                panic!("waited {within:?} for {what}, in vain; last seen: {seen}")
+            }
+            Err(_) => tokio::time::sleep(POLL_EVERY).await,
+        }
+    }
+}
+
+/// Looks at a condition every [`POLL_EVERY`] until it holds; after `within`
+/// it panics naming `what` it waited for.
+pub async fn poll_until(within: Duration, what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    poll_for(within, what, async || {
+        if ready().await {
+            Ok(())
+        } else {
+            Err("not yet".to_owned())
+        }
+    })
+    .await;
+}
+
+/// The Unix time in whole seconds, as the service's clock reads it.
+pub fn unix_seconds_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
