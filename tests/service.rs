@@ -15,6 +15,9 @@ use serde_json::{Value, json};
 
 const BACKEND_KEY: &str = "ivsk_backend_0123456789abcdef";
 const LIMITED_KEY: &str = "ivsk_limited_0123456789abcdef";
+/// An API key entitled to every channel by ARN (`arn:aws:ivs:*`).
+const ARN_KEY: &str = "ivsk_arns_0123456789abcdef";
+const ADMIN_TOKEN: &str = "admin-token-0123456789";
 
 fn config() -> String {
     format!(
@@ -32,6 +35,12 @@ allow_single_use = true
 rate_per_second = 1000
 
 [[api_keys]]
+name = "arns"
+sha256 = "{}"
+channels = ["arn:aws:ivs:*"]
+rate_per_second = 5000
+
+[[api_keys]]
 name = "limited"
 sha256 = "{}"
 channels = ["demo"]
@@ -46,12 +55,31 @@ rate_per_ip_per_second = 1000
 secret = "0123456789abcdef0123456789abcdef-test-secret"
 "#,
         sha256_hex(BACKEND_KEY),
+        sha256_hex(ARN_KEY),
         sha256_hex(LIMITED_KEY)
     )
 }
 
+/// The admin section tests add when they create channels after the start:
+/// the token path finds names only in the last channel listing, so they
+/// refresh it through the admin API.
+fn admin_section() -> String {
+    format!(
+        "\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken_sha256 = \"{}\"\n",
+        sha256_hex(ADMIN_TOKEN)
+    )
+}
+
 async fn service() -> TestService {
-    TestService::start(&config()).await
+    TestService::start(&format!("{}{}", config(), admin_section()))
+        .await
+        .with_admin_token(ADMIN_TOKEN)
+}
+
+/// Reloads the service's channel listing (after channels were made in IVS).
+async fn refresh(s: &TestService) {
+    let r = s.refresh_channels().await;
+    assert_eq!(r.status, 200, "{}", r.text);
 }
 
 fn assert_error(status: u16, body: &Value, want_status: u16, code: &str) {
@@ -199,6 +227,7 @@ async fn entitlements_can_be_narrowed_never_widened() {
         .send()
         .await
         .unwrap();
+    refresh(&s).await;
 
     let (status, body) = s
         .token(
@@ -305,6 +334,7 @@ async fn callers_must_authenticate_for_non_anonymous_channels() {
         .send()
         .await
         .unwrap();
+    refresh(&s).await;
     let (status, body) = s
         .token(Some("ivsk_forged"), json!({"channel": "demo"}))
         .await;
@@ -666,11 +696,13 @@ impl TestIdp {
 async fn viewer_jwts_from_the_identity_provider_are_verified_against_its_jwks() {
     let idp = TestIdp::start().await;
     let s = TestService::start(&format!(
-        "{}\n[viewer_jwt]\nissuer = \"https://idp.test/\"\naudience = \"ivs-playback\"\njwks_url = \"{}\"\nleeway_seconds = 5\n",
+        "{}\n[viewer_jwt]\nissuer = \"https://idp.test/\"\naudience = \"ivs-playback\"\njwks_url = \"{}\"\nleeway_seconds = 5\n{}",
         config(),
-        idp.jwks_url
+        idp.jwks_url,
+        admin_section()
     ))
-    .await;
+    .await
+    .with_admin_token(ADMIN_TOKEN);
     s.ivs_client()
         .create_channel()
         .name("premium")
@@ -678,6 +710,7 @@ async fn viewer_jwts_from_the_identity_provider_are_verified_against_its_jwks() 
         .send()
         .await
         .unwrap();
+    refresh(&s).await;
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -931,7 +964,9 @@ async fn aws_mode_talks_to_ivs_through_the_sdk_and_starts_no_local_ivs() {
     // No demo channel outside local mode.
     let (status, _) = s.token(None, json!({"channel": "demo"})).await;
     assert_eq!(status, 404);
-    // IVS gone: cached channels still mint, an unknown one is a 503, not a 500.
+    // IVS gone: cached channels still mint; a name the listing lacks is not
+    // found without asking IVS; an entitled caller's ARN miss asks IVS and
+    // gets a 503, not a 500.
     ivs.stop().await;
     let (status, _) = s
         .token(Some(BACKEND_KEY), json!({"channel": "team-prod"}))
@@ -940,7 +975,126 @@ async fn aws_mode_talks_to_ivs_through_the_sdk_and_starts_no_local_ivs() {
     let (status, body) = s
         .token(Some(BACKEND_KEY), json!({"channel": "team-new"}))
         .await;
+    assert_error(status, &body, 404, "channel_not_found");
+    let (status, body) = s
+        .token(
+            Some(ARN_KEY),
+            json!({"channel": "arn:aws:ivs:eu-west-1:444455556666:channel/NotCachedYet1"}),
+        )
+        .await;
     assert_error(status, &body, 503, "ivs_unavailable");
+}
+
+/// 1,000 made-up channel names and ARNs from anonymous callers and API
+/// keys: IVS (a local IVS that counts its calls) is asked only for ARNs the
+/// caller is entitled to, and no more often than the misses' budget allows.
+#[tokio::test]
+async fn made_up_channels_cost_no_ivs_calls_beyond_the_budget() {
+    use ivs_playback_auth::service::local_ivs::{LocalIvs, LocalIvsConfig};
+    use ivs_playback_auth::service::mint::channels::{MISS_BUDGET_BURST, MISS_BUDGET_PER_SECOND};
+    let ivs = LocalIvs::start(LocalIvsConfig {
+        credentials: vec![("AKIDSERVICE".into(), "service-secret".into(), None)],
+        test_controls: true,
+        ..LocalIvsConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aws.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[ivs]\nmode = \"aws\"\nregion = \"us-west-2\"\nendpoint_url = \"{}\"\n[keys]\ndir = \"{}\"\ngenerate_if_missing = true\n",
+            config(),
+            ivs.endpoint_url(),
+            dir.path().join("keys").display()
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDSERVICE"),
+        ("AWS_SECRET_ACCESS_KEY", "service-secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+    ];
+    let s = TestService::start_with_env(dir, &file, &env).await;
+    let http = reqwest::Client::new();
+    let calls = || async {
+        let v: Value = http
+            .get(format!("{}/_local/calls", ivs.endpoint_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["calls"].clone()
+    };
+    let count = |calls: &Value, op: &str| calls[op].as_u64().unwrap_or(0);
+    let before = calls().await;
+
+    let started = std::time::Instant::now();
+    let mut answers = std::collections::BTreeMap::<(u16, String), u32>::new();
+    for i in 0..1_000u32 {
+        let arn = format!("arn:aws:ivs:us-west-2:123456789012:channel/MadeUp{i:06}");
+        let name = format!("made-up-{i}");
+        let (caller, channel, want) = match i % 4 {
+            // Anonymous callers may watch nothing here: refused before IVS.
+            0 => (None, arn, (401, "unauthenticated")),
+            1 => (None, name, (404, "channel_not_found")),
+            // `backend` is entitled to `demo` and `team-*` (names): an ARN
+            // is outside its entitlements, a name outside the listing.
+            2 => (Some(BACKEND_KEY), arn, (403, "not_entitled")),
+            _ => (Some(ARN_KEY), arn, (0, "")),
+        };
+        let (status, body) = s.token(caller, json!({ "channel": channel })).await;
+        let code = body["error"]["code"].as_str().unwrap_or("").to_owned();
+        if want.0 != 0 {
+            assert_eq!((status, code.as_str()), want, "{channel}: {body}");
+        } else {
+            // Entitled ARN misses: IVS says not found, or the budget is spent.
+            assert!(
+                (status, code.as_str()) == (404, "channel_not_found")
+                    || (status, code.as_str()) == (429, "rate_limited"),
+                "{channel}: {status} {body}"
+            );
+        }
+        *answers.entry((status, code)).or_default() += 1;
+    }
+    let elapsed = started.elapsed().as_secs();
+    let after = calls().await;
+    let get_channel = count(&after, "GetChannel") - count(&before, "GetChannel");
+    let list_channels = count(&after, "ListChannels") - count(&before, "ListChannels");
+    let budget = u64::from(MISS_BUDGET_BURST) + u64::from(MISS_BUDGET_PER_SECOND) * (elapsed + 1);
+    assert!(
+        get_channel >= 1 && get_channel <= budget,
+        "{get_channel} GetChannel calls in {elapsed} s, budget {budget}; answers {answers:?}"
+    );
+    assert_eq!(
+        list_channels, 0,
+        "names are never looked up on the token path"
+    );
+    assert_eq!(
+        after
+            .as_object()
+            .unwrap()
+            .keys()
+            .filter(|op| ![
+                "GetChannel",
+                "ListChannels",
+                "BatchGetChannel",
+                "ListPlaybackKeyPairs",
+                "GetPlaybackKeyPair",
+                "ImportPlaybackKeyPair"
+            ]
+            .contains(&op.as_str()))
+            .count(),
+        0,
+        "{after}"
+    );
+    eprintln!("answers: {answers:?}; IVS calls: {get_channel} GetChannel in {elapsed} s");
+    ivs.stop().await;
 }
 
 #[tokio::test]

@@ -53,6 +53,14 @@ pub(crate) struct Faults {
 }
 
 impl Faults {
+    /// How many injected faults are still to be served.
+    pub(crate) fn pending(&self) -> u64 {
+        self.rules
+            .lock()
+            .map(|rules| rules.iter().map(|r| u64::from(r.remaining)).sum())
+            .unwrap_or(0)
+    }
+
     /// Adds a rule from its request; the error message names the field.
     pub(crate) fn add(&self, request: FaultRequest) -> Result<(), String> {
         let chosen = usize::from(request.error.is_some())

@@ -169,6 +169,7 @@ impl LocalIvs {
                     default_account: config.account_id.clone(),
                 },
                 faults: Faults::default(),
+                calls: Mutex::default(),
                 sessions: Mutex::new(Sessions::default()),
                 base_url: base_url.clone(),
             }),
@@ -228,6 +229,9 @@ struct Inner {
     file: Option<StateFile>,
     auth: Authenticator,
     faults: Faults,
+    /// Authenticated control-plane calls per operation, for tests that
+    /// prove a client does not call (`GET /_local/calls`).
+    calls: Mutex<std::collections::BTreeMap<String, u64>>,
     sessions: Mutex<Sessions>,
     base_url: String,
 }
@@ -276,7 +280,8 @@ fn router(app: App, test_controls: bool) -> Router {
     if test_controls {
         router = router
             .route("/_local/reset", post(reset))
-            .route("/_local/faults", post(add_fault));
+            .route("/_local/faults", post(add_fault))
+            .route("/_local/calls", get(calls));
     }
     router.fallback(any(control)).with_state(app)
 }
@@ -366,6 +371,7 @@ async fn control_inner(
         .inner
         .auth
         .authenticate(method, uri, headers, &body, SystemTime::now())?;
+    *lock(&app.inner.calls).entry(operation.clone()).or_default() += 1;
     match app.inner.faults.take(&operation) {
         Some(Fault::Error(e)) => return Err(e),
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
@@ -587,11 +593,28 @@ async fn reset(AxumState(app): AxumState<App>) -> Response {
         })
         .await;
     app.inner.faults.clear();
+    lock(&app.inner.calls).clear();
     *lock(&app.inner.sessions) = Sessions::default();
     match result {
         Ok(()) => (StatusCode::OK, "{}").into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// `GET /_local/calls`: `{"calls": {"GetChannel": 3, ...}, "pending_faults":
+/// 0}`, the calls answered (or faulted) since the start or the last reset.
+async fn calls(AxumState(app): AxumState<App>) -> Response {
+    let calls = lock(&app.inner.calls).clone();
+    let body = serde_json::json!({
+        "calls": calls,
+        "pending_faults": app.inner.faults.pending(),
+    });
+    (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn add_fault(AxumState(app): AxumState<App>, body: Bytes) -> Response {
