@@ -2,23 +2,32 @@
 //!
 //! # Layout
 //!
-//! - `claims`: the eight IVS claims as types that only hold values IVS
-//!   accepts ([`ChannelArn`], [`ExpiresAt`], [`AllowedOrigins`], [`ViewerId`],
-//!   ...), and [`PlaybackClaims::builder`] that checks how they combine. Its
-//!   [`claims::names`] and limits are public.
+//! The signer (no async runtime, no web or AWS crate):
+//! - `claims` (one file per claim type): the eight IVS claims as types that
+//!   only hold values IVS accepts ([`ChannelArn`], [`ExpiresAt`],
+//!   [`AllowedOrigins`], [`ViewerId`], ...), and [`PlaybackClaims::builder`]
+//!   that checks how they combine. Its [`claims::names`] and limits are
+//!   public.
 //! - `keys`: P-384 keys in and out (SEC1 and PKCS#8, PEM and DER), key
 //!   generation and the IVS [`Fingerprint`].
+//! - `signing_key`: a key made ready to sign ([`SigningKey`]) by a
+//!   [`Backend`] (AWS-LC or pure-Rust p384).
 //! - `keyset`: the active key and the retiring keys of a rotation
 //!   ([`KeySet`]), swapped atomically without a lock on the signing path
 //!   ([`SharedKeySet`]).
 //! - `signer`: the hot path ([`TokenSigner`]), ES384 over a pre-encoded
-//!   header and reused buffers, with AWS-LC or pure-Rust p384 as the
-//!   [`Backend`].
+//!   header and reused buffers.
 //! - `verify`: [`Verifier`] checks a token the way IVS does; a [`Rejection`]
 //!   says why it fails.
-//! - `service` (feature `service`): the local IVS (and later the token
-//!   service and control module).
-//! - `cli` (feature `service`): the command line of the binary.
+//!
+//! With the `service` feature (the binary):
+//! - `service`: the token service in rooms: `http` (routes, auth, handlers,
+//!   errors), `mint` (entitlements, limits, channel cache, deny-list,
+//!   signing), `control` (IVS client, key store, rotation), `config`, and
+//!   `local_ivs` (IVS's control plane and playback edge on loopback). See
+//!   its module docs for the direction of imports (`tools/rooms.py`
+//!   checks it).
+//! - `cli`: the command line of the binary.
 //!
 //! The signer does no I/O but reading and writing key files, and needs no
 //! async runtime: embed it with `default-features = false` (add the

@@ -15,7 +15,7 @@ use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::mint::origins::OriginList;
+use super::origins::OriginList;
 use crate::MaximumResolution;
 
 /// The whole configuration, as read.

@@ -6,7 +6,7 @@
 //!   │                                                     the IVS client is
 //!   └────▶ control/ ──▶ IVS, key store                    the cache's source
 //!              │
-//!   mint/ and control/ share only ledger.rs, channel.rs and config.rs
+//!   mint/ and control/ share only channel.rs, ledger.rs, origins.rs, config.rs
 //! ```
 //!
 //! - [`http`](self::http): routes, authentication (headers → caller), the
@@ -21,6 +21,7 @@
 //! - [`channel`]: a channel as IVS describes it and as callers name it;
 //! - `ledger`: the count of signed tokens per key (written by the mint,
 //!   read by rotation);
+//! - `origins`: origin lists as configuration and requests write them;
 //! - `app`: `Application::build(config)` → bound listeners; `run(shutdown)`;
 //! - [`local_ivs`]: IVS's control plane and playback edge on loopback.
 
@@ -32,5 +33,6 @@ pub(crate) mod http;
 pub(crate) mod ledger;
 pub mod local_ivs;
 pub mod mint;
+pub(crate) mod origins;
 
 pub(crate) use self::app::{Application, StartupInfo, key_control};

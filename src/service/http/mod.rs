@@ -28,7 +28,7 @@ use tower_http::trace::TraceLayer;
 
 use self::error::AppError;
 use crate::service::mint::Mint;
-use crate::service::mint::origins::OriginList;
+use crate::service::origins::OriginList;
 
 /// Everything a token request needs; cheap to clone.
 #[derive(Clone)]

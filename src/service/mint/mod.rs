@@ -13,14 +13,12 @@
 //!   by ARN, within a small budget);
 //! - [`revocation`]: the viewer deny-list;
 //! - [`minter`]: claims from a grant, signed, or served from the
-//!   shareable-token cache;
-//! - [`origins`]: origin lists as configuration and requests write them.
+//!   shareable-token cache.
 
 pub mod channels;
 pub(crate) mod limits;
 pub(crate) mod minter;
 pub(crate) mod network;
-pub(crate) mod origins;
 pub(crate) mod policy;
 pub(crate) mod refusal;
 pub(crate) mod revocation;

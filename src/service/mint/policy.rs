@@ -13,12 +13,12 @@ use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::TokenRequest;
-use super::origins::OriginList;
 use super::refusal::Refusal;
 use super::viewer::Viewer;
 use crate::claims::{DEFAULT_CLOCK_SKEW, SHORT_LIVED_LIMIT};
 use crate::service::channel::ChannelInfo;
 use crate::service::config::{Config, ViewerJwtConfig, sha256_from_hex};
+use crate::service::origins::OriginList;
 use crate::{AllowedOrigins, ChannelArn, MaximumResolution, Origin, ViewerId, ViewerIdHasher};
 
 /// A channel pattern: an exact ARN or name, or a glob with `*`.
