@@ -9,6 +9,9 @@
 # It installs what it needs (wrk from Debian, oha from crates.io, the Node packages from the lock file).
 #
 #   benches/load.sh            # DURATION=10 CONNECTIONS=64 by default
+#   BASELINE_BIN=/path/to/older/ivs-playback-auth benches/load.sh
+#                              # also measures an older build's signing and shared
+#                              # paths in the same run, for a before/after table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${DURATION:-10}
@@ -114,6 +117,21 @@ rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$serve_pid/status")
 echo "Node baseline..." >&2
 read -r node_rps node_p50 node_p99 < <(wrk_run node "$node_api" "$work/viewer.lua" "$node_pid")
 
+if [ -n "${BASELINE_BIN:-}" ]; then
+  echo "baseline build ($BASELINE_BIN)..." >&2
+  sed "s|$work/keys|$work/baseline-keys|" "$work/config.toml" >"$work/baseline.toml"
+  RUST_LOG=error "$BASELINE_BIN" serve --config "$work/baseline.toml" >"$work/baseline.out" 2>"$work/baseline.err" &
+  base_pid=$!
+  pids+=("$base_pid")
+  for _ in $(seq 100); do grep -q '^demo channel' "$work/baseline.out" 2>/dev/null && break; sleep 0.1; done
+  base_api=$(sed -n 's/^token API: *//p' "$work/baseline.out")
+  [ -n "$base_api" ] || { cat "$work/baseline.err" >&2; exit 1; }
+  read -r base_sign_rps base_sign_p50 base_sign_p99 < <(wrk_run base-signing "$base_api" "$work/viewer.lua" "$base_pid")
+  read -r base_shared_rps base_shared_p50 base_shared_p99 < <(wrk_run base-shared "$base_api" "$work/shared.lua" "$base_pid")
+  base_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$base_pid/status")
+  kill "$base_pid" 2>/dev/null || true
+fi
+
 sign_cpu=$(cat "$work/signing.cpu")
 python3 - "$raw" "$sign_rps" "$shared_rps" "$node_rps" "$rss_kb" "$sign_cpu" <<EOF | tee target/load-report.txt
 import sys
@@ -128,3 +146,18 @@ print(f"signing path at half peak (oha -q):  p50 ${half_p50} p99 ${half_p99} ok 
 print(f"Node docs snippet (express):         {node:,.0f}/s  p50 ${node_p50} p99 ${node_p99}  -> ours {sign / node:.1f}x (goal >= 20)")
 print(f"service peak RSS (VmHWM):            {rss / 1024:.1f} MB (goal <= 30)")
 EOF
+if [ -n "${BASELINE_BIN:-}" ]; then
+  python3 - "$sign_rps" "$(cat "$work/signing.cpu")" "$shared_rps" "$(cat "$work/shared.cpu")" \
+    "$base_sign_rps" "$(cat "$work/base-signing.cpu")" "$base_shared_rps" "$(cat "$work/base-shared.cpu")" \
+    "$rss_kb" "$base_rss_kb" <<EOF | tee -a target/load-report.txt
+import sys
+s, s_cpu, sh, sh_cpu, bs, bs_cpu, bsh, bsh_cpu, rss, brss = map(float, sys.argv[1:])
+d = ${duration}
+print("same run, this build vs BASELINE_BIN:        this      baseline")
+print(f"signing path, tokens/s:                 {s:>10,.0f}    {bs:>10,.0f}   p50 ${sign_p50} vs ${base_sign_p50}, p99 ${sign_p99} vs ${base_sign_p99}")
+print(f"signing path, tokens per service CPU-s: {s * d / s_cpu:>10,.0f}    {bs * d / bs_cpu:>10,.0f}")
+print(f"shared path, tokens/s:                  {sh:>10,.0f}    {bsh:>10,.0f}   p50 ${shared_p50} vs ${base_shared_p50}, p99 ${shared_p99} vs ${base_shared_p99}")
+print(f"shared path, tokens per service CPU-s:  {sh * d / sh_cpu:>10,.0f}    {bsh * d / bsh_cpu:>10,.0f}")
+print(f"peak RSS (VmHWM), MB:                   {rss / 1024:>10.1f}    {brss / 1024:>10.1f}")
+EOF
+fi
