@@ -65,7 +65,7 @@ struct LocalIvsArgs {
     /// (repeat for several). Without any, every well-formed signature passes.
     #[arg(long = "credential", value_name = "KEY:SECRET[:ACCOUNT]", value_parser = parse_credential)]
     credentials: Vec<(String, String, Option<String>)>,
-    /// Serve POST /_local/reset and POST /_local/faults.
+    /// Serve POST /_local/reset, POST /_local/faults and GET /_local/calls (calls served, faults pending).
     #[arg(long)]
     test_controls: bool,
     /// Base URL written into playback URLs (default: http:// + the bound address).

@@ -11,6 +11,8 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region};
+use ivs_playback_auth::ChannelArn;
+use ivs_playback_auth::service::channel::ChannelRef;
 use ivs_playback_auth::service::control::ivs::{Ivs, IvsOptions};
 use ivs_playback_auth::service::mint::channels::{ChannelCache, Lookup};
 use tokio::io::{AsyncBufReadExt as _, BufReader};
@@ -84,7 +86,7 @@ async fn the_channel_cache_works_against_moto_server() {
     assert_eq!(cache.snapshot().len(), 7);
 
     // By name and by ARN, with moto's playback URLs and `authorized`.
-    let by_name = cache.resolve("show-3").await.unwrap();
+    let by_name = cache.cached(&reference("show-3")).await.unwrap();
     assert_eq!(by_name.arn.as_str(), private[3]);
     assert!(by_name.authorized);
     assert!(
@@ -92,13 +94,14 @@ async fn the_channel_cache_works_against_moto_server() {
         "{}",
         by_name.playback_url
     );
-    let by_arn = cache.resolve(&private[3]).await.unwrap();
+    let by_arn = cache.cached(&reference(&private[3])).await.unwrap();
     assert_eq!(by_arn, by_name);
-    assert!(!cache.resolve("show-6").await.unwrap().authorized);
+    assert!(!cache.cached(&reference("show-6")).await.unwrap().authorized);
 
-    // A channel made after the warm-up: by name, the token path does not
-    // ask IVS (only the last listing names channels); by ARN it does
-    // (GetChannel); the admin path finds it by name too (ListChannels).
+    // A channel made after the warm-up: the cache does not hold it by name
+    // (only the listing names channels) nor by ARN; a miss by ARN is
+    // fetched (GetChannel, as for an entitled caller), and the admin path
+    // finds it by name too (ListChannels).
     let late = sdk
         .create_channel()
         .name("late")
@@ -107,37 +110,46 @@ async fn the_channel_cache_works_against_moto_server() {
         .await
         .unwrap();
     let late_arn = late.channel().unwrap().arn().unwrap().to_owned();
-    assert!(matches!(cache.resolve("late").await, Err(Lookup::NotFound)));
+    assert!(cache.cached(&reference("late")).await.is_none());
+    assert!(cache.cached(&reference(&late_arn)).await.is_none());
+    let arn = ChannelArn::parse(&late_arn).unwrap();
+    assert_eq!(cache.fetch(&arn).await.unwrap().arn.as_str(), late_arn);
+    assert!(cache.cached(&reference("late")).await.is_none());
     assert_eq!(
-        cache.resolve(&late_arn).await.unwrap().arn.as_str(),
+        cache
+            .resolve_trusted(&reference("late"))
+            .await
+            .unwrap()
+            .arn
+            .as_str(),
         late_arn
     );
-    cache.invalidate().await;
     assert_eq!(
-        cache.resolve_trusted("late").await.unwrap().arn.as_str(),
+        cache.cached(&reference("late")).await.unwrap().arn.as_str(),
         late_arn
     );
-    assert_eq!(cache.resolve("late").await.unwrap().arn.as_str(), late_arn);
     assert!(matches!(
-        cache.resolve("nobody").await,
+        cache.resolve_trusted(&reference("nobody")).await,
         Err(Lookup::NotFound)
     ));
     let unknown_arn = private[0].rsplit_once('/').unwrap().0.to_owned() + "/AbCdEfGh1234";
     assert!(matches!(
-        cache.resolve(&unknown_arn).await,
+        cache.fetch(&ChannelArn::parse(&unknown_arn).unwrap()).await,
         Err(Lookup::NotFound)
     ));
 
-    // A deleted channel is gone after an invalidation and a refresh.
+    // A deleted channel is gone after a reload.
     sdk.delete_channel().arn(&private[0]).send().await.unwrap();
-    cache.invalidate().await;
-    cache.refresh().await.unwrap();
-    // Asked as the admin API asks: the token path's misses share a budget
-    // that the lookups above may have spent.
+    cache.reload().await.unwrap();
+    assert!(cache.cached(&reference(&private[0])).await.is_none());
     assert!(matches!(
-        cache.resolve_trusted(&private[0]).await,
+        cache.resolve_trusted(&reference(&private[0])).await,
         Err(Lookup::NotFound)
     ));
     assert_eq!(cache.snapshot().len(), 7);
     moto.child.kill().await.unwrap();
+}
+
+fn reference(r: &str) -> ChannelRef {
+    ChannelRef::parse(r).unwrap()
 }

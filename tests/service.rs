@@ -9,6 +9,7 @@ mod common;
 
 use std::time::SystemTime;
 
+use common::local_ivs::TestIvs;
 use common::service::{TestService, claims_of, sha256_hex};
 use ivs_playback_auth::Verifier;
 use serde_json::{Value, json};
@@ -223,7 +224,7 @@ async fn entitlements_can_be_narrowed_never_widened() {
         .unwrap();
     client
         .create_channel()
-        .name("public-one")
+        .name("team-public")
         .send()
         .await
         .unwrap();
@@ -297,7 +298,7 @@ async fn entitlements_can_be_narrowed_never_widened() {
         ),
         (
             BACKEND_KEY,
-            json!({"channel": "public-one"}),
+            json!({"channel": "team-public"}),
             409,
             "channel_not_private",
             None,
@@ -961,9 +962,10 @@ async fn aws_mode_talks_to_ivs_through_the_sdk_and_starts_no_local_ivs() {
     );
     let (status, playlist) = s.play_minted(&body, Some("https://app.example.com")).await;
     assert_eq!(status, 200, "{playlist}");
-    // No demo channel outside local mode.
-    let (status, _) = s.token(None, json!({"channel": "demo"})).await;
-    assert_eq!(status, 404);
+    // No demo channel outside local mode: anonymous callers get the answer
+    // they get for any channel they may not watch.
+    let (status, body) = s.token(None, json!({"channel": "demo"})).await;
+    assert_error(status, &body, 401, "unauthenticated");
     // IVS gone: cached channels still mint; a name the listing lacks is not
     // found without asking IVS; an entitled caller's ARN miss asks IVS and
     // gets a 503, not a 500.
@@ -990,39 +992,13 @@ async fn aws_mode_talks_to_ivs_through_the_sdk_and_starts_no_local_ivs() {
 /// caller is entitled to, and no more often than the misses' budget allows.
 #[tokio::test]
 async fn made_up_channels_cost_no_ivs_calls_beyond_the_budget() {
-    use ivs_playback_auth::service::local_ivs::{LocalIvs, LocalIvsConfig};
     use ivs_playback_auth::service::mint::channels::{MISS_BUDGET_BURST, MISS_BUDGET_PER_SECOND};
-    let ivs = LocalIvs::start(LocalIvsConfig {
-        credentials: vec![("AKIDSERVICE".into(), "service-secret".into(), None)],
-        test_controls: true,
-        ..LocalIvsConfig::default()
-    })
-    .await
-    .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("aws.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[ivs]\nmode = \"aws\"\nregion = \"us-west-2\"\nendpoint_url = \"{}\"\n[keys]\ndir = \"{}\"\ngenerate_if_missing = true\n",
-            config(),
-            ivs.endpoint_url(),
-            dir.path().join("keys").display()
-        ),
-    )
-    .unwrap();
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "AKIDSERVICE"),
-        ("AWS_SECRET_ACCESS_KEY", "service-secret"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/nonexistent"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
-    ];
-    let s = TestService::start_with_env(dir, &file, &env).await;
-    let http = reqwest::Client::new();
+    let ivs = TestIvs::start().await;
+    let s = aws_service(&ivs, "").await;
     let calls = || async {
-        let v: Value = http
-            .get(format!("{}/_local/calls", ivs.endpoint_url()))
+        let v: Value = ivs
+            .http
+            .get(format!("{}/_local/calls", ivs.url()))
             .send()
             .await
             .unwrap()
@@ -1040,9 +1016,10 @@ async fn made_up_channels_cost_no_ivs_calls_beyond_the_budget() {
         let arn = format!("arn:aws:ivs:us-west-2:123456789012:channel/MadeUp{i:06}");
         let name = format!("made-up-{i}");
         let (caller, channel, want) = match i % 4 {
-            // Anonymous callers may watch nothing here: refused before IVS.
+            // Anonymous callers may watch nothing here: refused before IVS,
+            // alike for ARNs and names, so that they learn nothing.
             0 => (None, arn, (401, "unauthenticated")),
-            1 => (None, name, (404, "channel_not_found")),
+            1 => (None, name, (401, "unauthenticated")),
             // `backend` is entitled to `demo` and `team-*` (names): an ARN
             // is outside its entitlements, a name outside the listing.
             2 => (Some(BACKEND_KEY), arn, (403, "not_entitled")),
@@ -1094,7 +1071,102 @@ async fn made_up_channels_cost_no_ivs_calls_beyond_the_budget() {
         "{after}"
     );
     eprintln!("answers: {answers:?}; IVS calls: {get_channel} GetChannel in {elapsed} s");
-    ivs.stop().await;
+    ivs.ivs.stop().await;
+}
+
+/// `serve` in aws mode against a local IVS with test controls, with the
+/// admin API on and `extra` TOML.
+async fn aws_service(ivs: &TestIvs, extra: &str) -> TestService {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aws.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}{}\n[ivs]\nmode = \"aws\"\nregion = \"us-west-2\"\nendpoint_url = \"{}\"\n[keys]\ndir = \"{}\"\ngenerate_if_missing = true\n{extra}",
+            config(),
+            admin_section(),
+            ivs.url(),
+            dir.path().join("keys").display()
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDSERVICE"),
+        ("AWS_SECRET_ACCESS_KEY", "service-secret"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/nonexistent"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent"),
+    ];
+    TestService::start_with_env(dir, &file, &env)
+        .await
+        .with_admin_token(ADMIN_TOKEN)
+}
+
+/// A reload of the channel listing keeps answering from what is cached
+/// while IVS is slow; a service whose first listing failed says "try
+/// again" (503), never "no such channel", and is not ready.
+#[tokio::test]
+async fn a_slow_reload_keeps_answering_and_a_cold_cache_says_try_again() {
+    let ivs = TestIvs::start().await;
+    ivs.client("us-west-2")
+        .create_channel()
+        .name("team-x")
+        .authorized(true)
+        .send()
+        .await
+        .unwrap();
+    let s = aws_service(&ivs, "").await;
+    let mint = || s.token(Some(BACKEND_KEY), json!({"channel": "team-x"}));
+    assert_eq!(mint().await.0, 200);
+    ivs.fault(r#"{"operation": "ListChannels", "delayMs": 2000}"#)
+        .await;
+    let list_calls = || async {
+        let v: Value = ivs
+            .http
+            .get(format!("{}/_local/calls", ivs.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["calls"]["ListChannels"].as_u64().unwrap_or(0)
+    };
+    let before = list_calls().await;
+    let reload = s.refresh_channels();
+    let during = async {
+        // Once the reload's ListChannels has reached IVS (and is held there
+        // by the delay), ask by name.
+        common::poll_until(
+            std::time::Duration::from_secs(10),
+            "the reload to reach IVS",
+            async || list_calls().await > before,
+        )
+        .await;
+        let answer = mint().await;
+        let ready = s.readyz().await;
+        (answer, ready)
+    };
+    let (reloaded, ((status, body), ready)) = tokio::join!(reload, during);
+    assert_eq!(
+        status, 200,
+        "a name in the cache answers during a reload: {body}"
+    );
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text);
+    drop(s);
+
+    let cold = TestIvs::start().await;
+    cold.fault(
+        r#"{"operation": "ListChannels", "count": 100, "error": "InternalServerException"}"#,
+    )
+    .await;
+    let s = aws_service(&cold, "").await;
+    let (status, body) = s
+        .token(Some(BACKEND_KEY), json!({"channel": "team-x"}))
+        .await;
+    assert_error(status, &body, 503, "ivs_unavailable");
+    assert_eq!(s.readyz().await.status, 503);
 }
 
 #[tokio::test]

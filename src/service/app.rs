@@ -20,6 +20,7 @@ use super::config::{Config, ConfigError, IvsMode};
 use super::control::ivs::{Ivs, IvsError, IvsOptions};
 use super::control::rotation::{FirstKey, RotationError, Rotator, RotatorOptions, Started};
 use super::control::store::DirStore;
+use super::http::request::BodyLimits;
 use super::http::{self, AppParts, AppState, admin};
 use super::ledger::TokenLedger;
 use super::local_ivs::{LocalIvs, LocalIvsConfig, LocalIvsError};
@@ -31,6 +32,7 @@ use super::mint::network::NetworkRules;
 use super::mint::policy::Policy;
 use super::mint::revocation::Revocations;
 use super::mint::viewer::ViewerAuth;
+use super::server::{self, ConnectionLimits};
 use crate::{ChannelArn, TokenSigner, ViewerIdHasher};
 
 /// The file name of the active key in the key directory.
@@ -97,6 +99,7 @@ pub(crate) struct Application {
     local_ivs: Option<LocalIvs>,
     mint: Arc<Mint>,
     rotator: Rotator,
+    limits: ConnectionLimits,
     config: Config,
     info: StartupInfo,
 }
@@ -183,6 +186,29 @@ async fn canary_channel(ivs: &Ivs, name: &str) -> Result<(ChannelArn, String), S
     Ok((c.arn, c.playback_url))
 }
 
+/// The configured connection limits, with the overall limit kept below the
+/// open-files limit (raised to its hard limit first) so that `accept` never
+/// runs out of descriptors before the limit refuses connections.
+fn connection_limits(config: &Config) -> ConnectionLimits {
+    /// Descriptors kept for everything but client connections: the
+    /// listeners, the local IVS, key files, outgoing calls to IVS.
+    const RESERVE: u64 = 64;
+    let mut limits = config.connection_limits();
+    if let Some(files) = server::raise_fd_limit() {
+        let room = usize::try_from(files.saturating_sub(RESERVE).max(1)).unwrap_or(usize::MAX);
+        if limits.max_connections > room {
+            tracing::warn!(
+                configured = limits.max_connections,
+                open_files_limit = files,
+                "server.max_connections is above what the open-files limit allows; using {room}"
+            );
+            limits.max_connections = room;
+            limits.max_connections_per_ip = limits.max_connections_per_ip.min(room);
+        }
+    }
+    limits
+}
+
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServiceError> {
     let listen_error = |source| ServiceError::Listen { addr, source };
     let listener = TcpListener::bind(addr).await.map_err(listen_error)?;
@@ -195,6 +221,7 @@ impl Application {
     pub(crate) async fn build(config: Config) -> Result<Self, ServiceError> {
         // Install the metrics recorder before the first IVS call is counted.
         let _ = http::metrics_handle();
+        let limits = connection_limits(&config);
         let (ivs, local_ivs) = match config.ivs.mode {
             IvsMode::Local => {
                 let local = LocalIvs::start(LocalIvsConfig {
@@ -227,7 +254,10 @@ impl Application {
 
         let state = AppState::new(AppParts {
             mint: Arc::clone(&mint),
-            max_body: config.server.max_body_bytes,
+            body: BodyLimits {
+                max: config.server.max_body_bytes,
+                timeout: Duration::from_millis(config.server.body_read_timeout_ms),
+            },
             timeout: config.request_timeout(),
             active_since: rotator.active_since(),
         });
@@ -275,6 +305,7 @@ impl Application {
             local_ivs,
             mint,
             rotator,
+            limits,
             config,
             info,
         })
@@ -365,13 +396,6 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServiceError> {
-        let addr = self
-            .listener
-            .local_addr()
-            .map_err(|source| ServiceError::Listen {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                source,
-            })?;
         let background = self.background();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -381,44 +405,45 @@ impl Application {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let service = self
-            .router
-            .into_make_service_with_connect_info::<SocketAddr>();
-        let server =
-            axum::serve(self.listener, service).with_graceful_shutdown(stopped(stop_rx.clone()));
-        let admin_task = self.admin.map(|(listener, router)| {
-            let stop = stopped(stop_rx.clone());
-            tokio::spawn(async move {
-                let service = router.into_make_service_with_connect_info::<SocketAddr>();
-                if let Err(e) = axum::serve(listener, service)
-                    .with_graceful_shutdown(stop)
-                    .await
-                {
-                    tracing::error!(error = %e, "admin listener failed");
-                }
-            })
+        let limits = self.limits;
+        let mut api = tokio::spawn(server::serve(
+            self.listener,
+            self.router,
+            limits,
+            stopped(stop_rx.clone()),
+        ));
+        let admin = self.admin.map(|(listener, router)| {
+            tokio::spawn(server::serve(
+                listener,
+                router,
+                limits,
+                stopped(stop_rx.clone()),
+            ))
         });
         let grace = Duration::from_secs(self.config.server.shutdown_grace_seconds);
-        let result = tokio::select! {
-            r = server => r.map_err(|source| ServiceError::Listen { addr, source }),
+        let finished = tokio::select! {
+            _ = &mut api => true,
             () = async move {
                 stopped(stop_rx).await;
                 tokio::time::sleep(grace).await;
-            } => {
-                tracing::warn!("in-flight requests did not finish within the grace period");
-                Ok(())
-            }
+            } => false,
         };
+        if !finished {
+            tracing::warn!("in-flight requests did not finish within the grace period");
+            api.abort();
+        }
         for task in background {
             task.abort();
         }
-        if let Some(task) = admin_task {
-            let _ = tokio::time::timeout(grace, task).await;
+        if let Some(task) = admin
+            && tokio::time::timeout(grace, task).await.is_err()
+        {
+            tracing::warn!("admin requests did not finish within the grace period");
         }
         if let Some(local) = self.local_ivs {
             local.stop().await;
         }
-        result
+        Ok(())
     }
 
     /// The work beside the listeners, each on its own period.

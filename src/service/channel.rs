@@ -26,7 +26,7 @@ pub(crate) const MAX_CHANNEL_NAME: usize = 128;
 /// A channel as a caller names it: by ARN or by IVS channel name. Anything
 /// else is refused before a cache or IVS sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(crate) enum ChannelRef {
+pub enum ChannelRef {
     /// `arn:aws:ivs:REGION:ACCOUNT:channel/ID`.
     Arn(ChannelArn),
     /// A name: letters, digits, `-` and `_`, 1 to 128.
@@ -35,7 +35,7 @@ pub(crate) enum ChannelRef {
 
 impl ChannelRef {
     /// Parses a reference; the error says what a reference must look like.
-    pub(crate) fn parse(reference: &str) -> Result<Self, String> {
+    pub fn parse(reference: &str) -> Result<Self, String> {
         if reference.starts_with("arn:") {
             return ChannelArn::parse(reference)
                 .map(Self::Arn)
@@ -56,7 +56,7 @@ impl ChannelRef {
     }
 
     /// The reference as the caller wrote it.
-    pub(crate) fn as_str(&self) -> &str {
+    pub fn as_str(&self) -> &str {
         match self {
             Self::Arn(arn) => arn.as_str(),
             Self::Name(name) => name,

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use super::origins::OriginList;
+use super::server::ConnectionLimits;
 use crate::MaximumResolution;
 
 /// The whole configuration, as read.
@@ -58,6 +59,15 @@ pub(crate) struct ServerConfig {
     pub request_timeout_ms: u64,
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// A request's headers must arrive within this (and an idle keep-alive
+    /// connection is closed after it).
+    pub header_read_timeout_ms: u64,
+    /// A request's body must arrive within this (else 408).
+    pub body_read_timeout_ms: u64,
+    /// Open connections at most.
+    pub max_connections: usize,
+    /// Open connections at most from one client address.
+    pub max_connections_per_ip: usize,
     /// Browser origins allowed to call the API directly (CORS); `*` for any.
     pub cors_origins: Vec<String>,
     /// Seconds to let in-flight requests finish on shutdown.
@@ -73,6 +83,10 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout_ms: 5_000,
             max_body_bytes: 64 * 1024,
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 10_000,
+            max_connections: 1024,
+            max_connections_per_ip: 128,
             cors_origins: Vec::new(),
             shutdown_grace_seconds: 10,
             viewer_dir: PathBuf::from("viewer/dist"),
@@ -525,6 +539,15 @@ impl Config {
         Duration::from_millis(self.server.request_timeout_ms)
     }
 
+    /// The connection limits of both listeners.
+    pub(crate) fn connection_limits(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            header_read_timeout: Duration::from_millis(self.server.header_read_timeout_ms),
+            max_connections: self.server.max_connections,
+            max_connections_per_ip: self.server.max_connections_per_ip,
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
         if self.tokens.default_ttl_seconds == 0 {
@@ -538,6 +561,34 @@ impl Config {
         }
         if self.server.request_timeout_ms == 0 {
             return err("server.request_timeout_ms", "must be at least 1".into());
+        }
+        for (key, ms) in [
+            (
+                "server.header_read_timeout_ms",
+                self.server.header_read_timeout_ms,
+            ),
+            (
+                "server.body_read_timeout_ms",
+                self.server.body_read_timeout_ms,
+            ),
+        ] {
+            if !(100..=600_000).contains(&ms) {
+                return err(key, format!("must be 100 to 600000 (ms), got {ms}"));
+            }
+        }
+        if self.server.max_connections == 0 || self.server.max_connections > 1_000_000 {
+            return err("server.max_connections", "must be 1 to 1000000".into());
+        }
+        if self.server.max_connections_per_ip == 0
+            || self.server.max_connections_per_ip > self.server.max_connections
+        {
+            return err(
+                "server.max_connections_per_ip",
+                format!(
+                    "must be 1 to server.max_connections ({})",
+                    self.server.max_connections
+                ),
+            );
         }
         if self.anonymous.rate_per_ip_per_second == 0 {
             return err(

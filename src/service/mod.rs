@@ -2,11 +2,12 @@
 //! control module and the local IVS, in rooms whose imports run one way.
 //!
 //! ```text
-//! http/ ──▶ mint/ ──(ChannelSource)──▶ channel cache      app.rs wires them:
-//!   │                                                     the IVS client is
-//!   └────▶ control/ ──▶ IVS, key store                    the cache's source
-//!              │
-//!   mint/ and control/ share only channel.rs, ledger.rs, origins.rs, config.rs
+//! app.rs (wiring) ──▶ http/ ──▶ mint/      (decisions, caches; IVS only through
+//!                         │                 its ChannelSource trait)
+//!                         └──▶ control/   (IVS client, key store, rotation)
+//! app.rs makes control's IVS client the mint's ChannelSource. mint/ and
+//! control/ never import each other: they share channel.rs, ledger.rs,
+//! origins.rs and config.rs. tools/rooms.py checks this.
 //! ```
 //!
 //! - [`http`](self::http): routes, authentication (headers → caller), the
@@ -22,6 +23,8 @@
 //! - `ledger`: the count of signed tokens per key (written by the mint,
 //!   read by rotation);
 //! - `origins`: origin lists as configuration and requests write them;
+//! - `server`: the HTTP/1.1 server under every listener (header deadline,
+//!   connection limits overall and per client address);
 //! - `app`: `Application::build(config)` → bound listeners; `run(shutdown)`;
 //! - [`local_ivs`]: IVS's control plane and playback edge on loopback.
 
@@ -34,5 +37,6 @@ pub(crate) mod ledger;
 pub mod local_ivs;
 pub mod mint;
 pub(crate) mod origins;
+pub(crate) mod server;
 
 pub(crate) use self::app::{Application, StartupInfo, key_control};

@@ -35,11 +35,16 @@ impl OriginList {
     }
 
     fn each(list: &[String]) -> Result<Self, (usize, ClaimError)> {
+        Self::origins(list).map(Self::Only)
+    }
+
+    /// Every entry an origin (no `*` at all): what a caller without rights
+    /// over origins may ask for, a subset of its configured origins.
+    pub(crate) fn origins(list: &[String]) -> Result<Vec<Origin>, (usize, ClaimError)> {
         list.iter()
             .enumerate()
             .map(|(i, o)| Origin::parse(o).map_err(|e| (i, e)))
-            .collect::<Result<Vec<_>, _>>()
-            .map(Self::Only)
+            .collect()
     }
 
     /// Whether an origin is in the list.

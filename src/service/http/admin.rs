@@ -8,23 +8,28 @@
 //! - `POST /admin/v1/viewers/revoke`: end viewers' sessions, deny them tokens;
 //! - `POST /admin/v1/channels/refresh`: drop and reload the channel cache.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Request, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use governor::clock::{Clock as _, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
 use super::error::AppError;
+use super::request::{BodyLimits, read_body};
 use crate::claims::unix_seconds;
+use crate::service::channel::ChannelRef;
 use crate::service::control::ivs::{Ivs, ViewerSession};
 use crate::service::control::rotation::{RotationError, Rotator};
 use crate::service::mint::Mint;
@@ -65,6 +70,13 @@ pub(crate) fn router(parts: AdminParts) -> Router {
             .build(),
         rotating: Arc::new(tokio::sync::Mutex::new(())),
     };
+    let gate = Arc::new(Gate {
+        token_hash: state.inner.token_hash,
+        failures: RateLimiter::keyed(
+            Quota::per_minute(NonZeroU32::MIN.saturating_add(FAILURES_PER_MINUTE - 1))
+                .allow_burst(NonZeroU32::MIN.saturating_add(FAILURE_BURST - 1)),
+        ),
+    });
     Router::new()
         .route("/admin/v1/channels/refresh", post(refresh_channels))
         .route("/admin/v1/keys", get(list_keys))
@@ -72,29 +84,44 @@ pub(crate) fn router(parts: AdminParts) -> Router {
         .route("/admin/v1/keys/{fingerprint}/revoke", post(revoke_key))
         .route("/admin/v1/viewers/revoke", post(revoke_viewers))
         .fallback(|| async { AppError::NoRoute.into_response() })
-        .layer(DefaultBodyLimit::max(256 * 1024))
-        .layer(middleware::from_fn_with_state(
-            state.inner.token_hash,
-            require_token,
-        ))
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed.into_response() })
+        .layer(middleware::from_fn_with_state(gate, require_token))
         .with_state(state)
+}
+
+/// Failed admin authentications one client address may make per minute,
+/// and at once; past them it is answered 429 without a check (and without
+/// a log line each), so that guessing the token is slow and quiet.
+const FAILURES_PER_MINUTE: u32 = 10;
+const FAILURE_BURST: u32 = 10;
+/// Largest admin request body.
+const MAX_ADMIN_BODY: usize = 256 * 1024;
+
+/// The admin token and the failed attempts per client address.
+struct Gate {
+    token_hash: [u8; 32],
+    failures: DefaultKeyedRateLimiter<IpAddr>,
 }
 
 /// Refuses every request without the right bearer token, before routing.
 async fn require_token(
-    State(token_hash): State<[u8; 32]>,
+    State(gate): State<Arc<Gate>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| Sha256::digest(t.trim().as_bytes()));
-    let ok = presented.is_some_and(|hash| bool::from(hash.as_slice().ct_eq(&token_hash)));
+    let presented =
+        super::auth::bearer(request.headers()).map(|t| Sha256::digest(t.trim().as_bytes()));
+    let ok = presented.is_some_and(|hash| bool::from(hash.as_slice().ct_eq(&gate.token_hash)));
     if !ok {
+        if let Err(not_until) = gate.failures.check_key(&peer.ip()) {
+            metrics::counter!("admin_auth_throttled_total").increment(1);
+            return AppError::RateLimited {
+                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+                message: "too many failed admin authentications from this address".into(),
+            }
+            .into_response();
+        }
         tracing::warn!(target: "audit", admin = true, peer = %peer, path = %request.uri().path(), decision = "refused", reason = "bad or missing admin token");
         return AppError::Unauthenticated(
             "the admin API needs `Authorization: Bearer <admin token>`".into(),
@@ -106,9 +133,8 @@ async fn require_token(
 }
 
 async fn refresh_channels(State(state): State<AdminState>) -> Response {
-    let channels = &state.inner.mint.channels;
-    channels.invalidate().await;
-    match channels.refresh().await {
+    // A reload, not a flush: what is cached keeps answering meanwhile.
+    match state.inner.mint.channels.reload().await {
         Ok(count) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "application/json")],
@@ -145,6 +171,10 @@ fn rotation_error(e: &RotationError) -> AppError {
         },
         RotationError::ActiveKey(_) => AppError::Conflict {
             code: "active_key",
+            message,
+        },
+        RotationError::AlreadyDeleted(_) => AppError::Conflict {
+            code: "already_deleted",
             message,
         },
         RotationError::UnknownKey(_) => AppError::NotFound {
@@ -286,28 +316,23 @@ struct SessionRef {
     pseudonym: Option<String>,
 }
 
-async fn revoke_viewers(State(state): State<AdminState>, body: Bytes) -> Response {
-    let request: RevokeViewers = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return AppError::BadRequest {
-                code: "invalid_json",
-                message: format!("the body must be {{\"sessions\": [{{\"channel\", \"viewer_id\" | \"pseudonym\"}}], \"block_seconds\"?}}: {e}"),
-                field: None,
-            }
-            .into_response();
-        }
+async fn revoke_viewers(
+    State(state): State<AdminState>,
+    headers: axum::http::HeaderMap,
+    body: Body,
+) -> Response {
+    let limits = BodyLimits {
+        max: MAX_ADMIN_BODY,
+        timeout: Duration::from_secs(10),
     };
-    if request.sessions.is_empty() || request.sessions.len() > MAX_REVOCATIONS {
-        return AppError::field(
-            "sessions",
-            format!("must list 1 to {MAX_REVOCATIONS} sessions"),
-        )
-        .into_response();
-    }
-    if request.block_seconds > 366 * 24 * 3600 {
-        return AppError::field("block_seconds", "must be at most a year").into_response();
-    }
+    let body = match read_body(&headers, body, limits).await {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
+    };
+    let request = match parse_revocation(&body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
     let now = unix_seconds(SystemTime::now());
     let Ok(up_to) = i32::try_from(now) else {
         return AppError::Unavailable {
@@ -317,82 +342,27 @@ async fn revoke_viewers(State(state): State<AdminState>, body: Bytes) -> Respons
         .into_response();
     };
     let until = now + request.block_seconds.max(1);
-    // Resolve each item; a bad item fails alone.
+    // Each item resolved and denied on its own (a bad item fails alone);
+    // minting stops at once, before IVS is even asked.
     let mut results: Vec<serde_json::Value> = Vec::with_capacity(request.sessions.len());
     let mut to_revoke = Vec::new();
     for (i, item) in request.sessions.iter().enumerate() {
-        let viewer = match (&item.viewer_id, &item.pseudonym) {
-            (Some(v), None) if !v.is_empty() && v.len() <= 1024 => state
-                .inner
-                .mint
-                .revocations
-                .pseudonym(v)
-                .as_str()
-                .to_owned(),
-            (None, Some(p)) => match crate::ViewerId::parse(p) {
-                Ok(v) => v.as_str().to_owned(),
-                Err(e) => {
-                    results.push(item_error(i, "invalid_field", "pseudonym", &e.to_string()));
-                    continue;
-                }
-            },
-            _ => {
-                results.push(item_error(
-                    i,
-                    "invalid_field",
-                    "viewer_id",
-                    "give exactly one of viewer_id (1 to 1024 bytes) and pseudonym",
-                ));
-                continue;
+        match resolve_session(&state, item, up_to).await {
+            Ok(session) => {
+                state
+                    .inner
+                    .mint
+                    .revocations
+                    .deny(&session.channel_arn, &session.viewer_id, until);
+                results.push(serde_json::json!({
+                    "index": i,
+                    "channel_arn": session.channel_arn.as_str(),
+                    "viewer_id": session.viewer_id,
+                }));
+                to_revoke.push((results.len() - 1, session));
             }
-        };
-        // Admins are trusted: a miss may ask IVS by ARN or by name.
-        let channel = match state
-            .inner
-            .mint
-            .channels
-            .resolve_trusted(&item.channel)
-            .await
-        {
-            Ok(c) => c,
-            Err(Lookup::NotFound) => {
-                results.push(item_error(
-                    i,
-                    "channel_not_found",
-                    "channel",
-                    &format!("IVS has no channel `{}`", item.channel),
-                ));
-                continue;
-            }
-            Err(Lookup::Busy(_)) => {
-                results.push(item_error(
-                    i,
-                    "ivs_unavailable",
-                    "channel",
-                    "channel lookups are rate-limited; try again shortly",
-                ));
-                continue;
-            }
-            Err(Lookup::Unavailable(e)) => {
-                results.push(item_error(i, "ivs_unavailable", "channel", &e.to_string()));
-                continue;
-            }
-        };
-        // Stop minting at once, before IVS is even asked.
-        state
-            .inner
-            .mint
-            .revocations
-            .deny(&channel.arn, &viewer, until);
-        results.push(serde_json::json!({ "index": i, "channel_arn": channel.arn.as_str(), "viewer_id": viewer }));
-        to_revoke.push((
-            results.len() - 1,
-            ViewerSession {
-                channel_arn: channel.arn.clone(),
-                viewer_id: viewer,
-                versions_up_to: up_to,
-            },
-        ));
+            Err((code, field, message)) => results.push(item_error(i, code, field, &message)),
+        }
     }
     let sessions: Vec<ViewerSession> = to_revoke.iter().map(|(_, s)| s.clone()).collect();
     let outcome = if sessions.is_empty() {
@@ -400,35 +370,21 @@ async fn revoke_viewers(State(state): State<AdminState>, body: Bytes) -> Respons
     } else {
         state.inner.ivs.revoke_viewer_sessions(&sessions).await
     };
-    match outcome {
-        Ok(answers) => {
-            for ((at, _), answer) in to_revoke.iter().zip(answers) {
-                if let Some(obj) = results[*at].as_object_mut() {
-                    match answer {
-                        None => {
-                            obj.insert("revoked".into(), true.into());
-                        }
-                        Some((code, message)) => {
-                            obj.insert("revoked".into(), false.into());
-                            obj.insert(
-                                "error".into(),
-                                serde_json::json!({ "code": code, "message": message }),
-                            );
-                        }
-                    }
-                }
-            }
-        }
+    let answers: Vec<Option<(String, String)>> = match outcome {
+        Ok(answers) => answers,
         Err(e) => {
             tracing::warn!(error = %e, "viewer revocation failed at IVS");
-            for (at, _) in &to_revoke {
-                if let Some(obj) = results[*at].as_object_mut() {
-                    obj.insert("revoked".into(), false.into());
-                    obj.insert(
-                        "error".into(),
-                        serde_json::json!({ "code": "ivs_unavailable", "message": e.to_string() }),
-                    );
-                }
+            vec![Some(("ivs_unavailable".into(), e.to_string())); to_revoke.len()]
+        }
+    };
+    for ((at, _), answer) in to_revoke.iter().zip(answers) {
+        if let Some(obj) = results[*at].as_object_mut() {
+            obj.insert("revoked".into(), answer.is_none().into());
+            if let Some((code, message)) = answer {
+                obj.insert(
+                    "error".into(),
+                    serde_json::json!({ "code": code, "message": message }),
+                );
             }
         }
     }
@@ -441,6 +397,78 @@ async fn revoke_viewers(State(state): State<AdminState>, body: Bytes) -> Respons
             "blocked_until": until,
         }),
     )
+}
+
+/// The revocation body, checked as a whole.
+fn parse_revocation(body: &[u8]) -> Result<RevokeViewers, AppError> {
+    let request: RevokeViewers = serde_json::from_slice(body).map_err(|e| AppError::BadRequest {
+        code: "invalid_json",
+        message: format!("the body must be {{\"sessions\": [{{\"channel\", \"viewer_id\" | \"pseudonym\"}}], \"block_seconds\"?}}: {e}"),
+        field: None,
+    })?;
+    if request.sessions.is_empty() || request.sessions.len() > MAX_REVOCATIONS {
+        return Err(AppError::field(
+            "sessions",
+            format!("must list 1 to {MAX_REVOCATIONS} sessions"),
+        ));
+    }
+    if request.block_seconds > 366 * 24 * 3600 {
+        return Err(AppError::field("block_seconds", "must be at most a year"));
+    }
+    Ok(request)
+}
+
+/// One item: its viewer's `aws:viewer-id` and its channel, or the item's
+/// error as (code, field, message).
+async fn resolve_session(
+    state: &AdminState,
+    item: &SessionRef,
+    up_to: i32,
+) -> Result<ViewerSession, (&'static str, &'static str, String)> {
+    let viewer = match (&item.viewer_id, &item.pseudonym) {
+        (Some(v), None) if !v.is_empty() && v.len() <= 1024 => state
+            .inner
+            .mint
+            .revocations
+            .pseudonym(v)
+            .as_str()
+            .to_owned(),
+        (None, Some(p)) => crate::ViewerId::parse(p)
+            .map(|v| v.as_str().to_owned())
+            .map_err(|e| ("invalid_field", "pseudonym", e.to_string()))?,
+        _ => {
+            return Err((
+                "invalid_field",
+                "viewer_id",
+                "give exactly one of viewer_id (1 to 1024 bytes) and pseudonym".into(),
+            ));
+        }
+    };
+    let reference =
+        ChannelRef::parse(&item.channel).map_err(|e| ("invalid_field", "channel", e))?;
+    // Admins are trusted: a miss may ask IVS by ARN or by name.
+    let channel = match state.inner.mint.channels.resolve_trusted(&reference).await {
+        Ok(c) => c,
+        Err(Lookup::NotFound) => {
+            return Err((
+                "channel_not_found",
+                "channel",
+                format!("IVS has no channel `{}`", item.channel),
+            ));
+        }
+        Err(Lookup::Unavailable(e)) => {
+            return Err(("ivs_unavailable", "channel", e.to_string()));
+        }
+        Err(Lookup::Busy(_)) => {
+            // The trusted path spends no budget; kept for exhaustiveness.
+            return Err(("ivs_unavailable", "channel", "try again shortly".into()));
+        }
+    };
+    Ok(ViewerSession {
+        channel_arn: channel.arn.clone(),
+        viewer_id: viewer,
+        versions_up_to: up_to,
+    })
 }
 
 fn item_error(index: usize, code: &str, field: &str, message: &str) -> serde_json::Value {

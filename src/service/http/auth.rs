@@ -13,6 +13,16 @@ use crate::service::mint::policy::Caller;
 /// The header trusted backends send their API key in.
 pub(crate) const API_KEY_HEADER: &str = "x-api-key";
 
+/// The credentials of `Authorization: Bearer …`; the scheme is matched
+/// without regard to case (RFC 9110 §11.1).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, credentials) = value.trim_start().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(credentials.trim())
+}
+
 /// The network rules, then the caller the credentials name.
 pub(crate) async fn admit(
     mint: &Mint,
@@ -25,11 +35,7 @@ pub(crate) async fn admit(
         .and_then(|name| headers.get(name))
         .and_then(|v| v.to_str().ok());
     mint.check_network(ip, country)?;
-    let bearer = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let (Some(token), Some(viewers)) = (bearer, &mint.viewers)
+    if let (Some(token), Some(viewers)) = (bearer(headers), &mint.viewers)
         && !headers.contains_key(API_KEY_HEADER)
     {
         let viewer = viewers.verify(token.trim()).await?;

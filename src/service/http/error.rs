@@ -41,6 +41,10 @@ pub(crate) enum AppError {
     PayloadTooLarge(usize),
     /// The body is not JSON (415).
     UnsupportedMediaType,
+    /// The client did not send the whole body in time (408).
+    RequestTimeout(std::time::Duration),
+    /// The method is not one the route answers (405).
+    MethodNotAllowed,
     /// Too many requests (429).
     RateLimited {
         /// When to try again.
@@ -99,6 +103,32 @@ impl AppError {
         }
     }
 
+    /// The same error with its field named within a batch item (`at` is
+    /// `requests[3].`).
+    pub(crate) fn within(self, at: &str) -> Self {
+        match self {
+            Self::BadRequest {
+                code,
+                message,
+                field: Some(field),
+            } if !field.starts_with(at) => Self::BadRequest {
+                code,
+                message,
+                field: Some(format!("{at}{field}")),
+            },
+            Self::Forbidden {
+                code,
+                message,
+                field: Some(field),
+            } if !field.starts_with(at) => Self::Forbidden {
+                code,
+                message,
+                field: Some(format!("{at}{field}")),
+            },
+            other => other,
+        }
+    }
+
     /// The HTTP status.
     pub(crate) fn status(&self) -> StatusCode {
         match self {
@@ -111,6 +141,8 @@ impl AppError {
             Self::ChannelNotPrivate(_) | Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -130,6 +162,8 @@ impl AppError {
             Self::ChannelNotPrivate(_) => "channel_not_private",
             Self::PayloadTooLarge(_) => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RequestTimeout(_) => "request_timeout",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::RateLimited { .. } => "rate_limited",
             Self::NoRoute => "not_found",
             Self::Internal => "internal",
@@ -146,11 +180,20 @@ impl AppError {
             | Self::Conflict { message, .. }
             | Self::RateLimited { message, .. }
             | Self::Unauthenticated(message) => message.clone(),
-            Self::ChannelNotFound(c) => format!("IVS has no channel `{c}`"),
+            Self::ChannelNotFound(c) => format!(
+                "no channel `{c}`: IVS does not hold it, or it is not in the channel listing yet (names are resolved from the listing, refreshed in the background)"
+            ),
             Self::ChannelNotPrivate(c) => {
                 format!("channel {c} is public (authorized: false): IVS plays it without a token")
             }
             Self::PayloadTooLarge(max) => format!("the request body is larger than {max} bytes"),
+            Self::RequestTimeout(t) => format!(
+                "the request body did not arrive within {} ms (server.body_read_timeout_ms)",
+                t.as_millis()
+            ),
+            Self::MethodNotAllowed => {
+                "this route does not answer this method; see /openapi.json".into()
+            }
             Self::UnsupportedMediaType => {
                 "the request body must be JSON (Content-Type: application/json)".into()
             }
@@ -228,6 +271,12 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        // The body was not read to its end: the connection cannot carry
+        // another request, and says so, so that pooling clients open a new
+        // one instead of failing their next request.
+        if matches!(self, Self::RequestTimeout(_) | Self::PayloadTooLarge(_)) {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Self::RateLimited { retry_after, .. } = &self {
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -40,8 +40,8 @@ pub(crate) struct AppState {
 pub(crate) struct AppParts {
     /// The mint room.
     pub(crate) mint: Arc<Mint>,
-    /// Largest request body.
-    pub(crate) max_body: usize,
+    /// How request bodies are read (size, deadline).
+    pub(crate) body: request::BodyLimits,
     /// Longest a request may take.
     pub(crate) timeout: Duration,
     /// When the active key started signing (Unix seconds), for the key-age
@@ -124,7 +124,10 @@ pub(crate) fn router(
             .route("/viewer/", not_built.clone())
             .route("/viewer/{*rest}", not_built)
     };
-    let router = router.fallback(not_found).with_state(state);
+    let router = router
+        .fallback(not_found)
+        .method_not_allowed_fallback(|| async { AppError::MethodNotAllowed.into_response() })
+        .with_state(state);
     let cors = if cors_origins.is_empty() {
         None
     } else {
@@ -144,7 +147,8 @@ pub(crate) fn router(
                 .allow_methods([Method::POST, Method::GET])
                 .allow_headers([
                     header::CONTENT_TYPE,
-                    header::HeaderName::from_static("x-api-key"),
+                    header::AUTHORIZATION,
+                    header::HeaderName::from_static(auth::API_KEY_HEADER),
                 ])
                 .max_age(Duration::from_secs(600)),
         )

@@ -2,8 +2,11 @@
 //! checked by hand so that every error names the field at fault (with its
 //! position in a batch). The channel reference is parsed here, once.
 
-use axum::body::Body;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
+use http_body_util::LengthLimitError;
 use serde_json::{Map, Value};
 
 use super::error::AppError;
@@ -14,11 +17,52 @@ use crate::service::mint::TokenRequest;
 /// Most channels in one batch request.
 pub(crate) const MAX_BATCH: usize = 50;
 
-/// Reads a JSON body: 415 if it is not JSON, 413 if too large, 400 if broken.
+/// How a request body is read: at most `max` bytes, within `timeout`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyLimits {
+    pub(crate) max: usize,
+    pub(crate) timeout: Duration,
+}
+
+/// Reads a whole body: 413 if it declares (or turns out) longer than the
+/// limit, before anything is read when it declares; 408 if it does not
+/// arrive in time; 400 if the client broke it off.
+pub(crate) async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: BodyLimits,
+) -> Result<Bytes, AppError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limits.max as u64) {
+        return Err(AppError::PayloadTooLarge(limits.max));
+    }
+    match tokio::time::timeout(limits.timeout, axum::body::to_bytes(body, limits.max)).await {
+        Err(_) => Err(AppError::RequestTimeout(limits.timeout)),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let inner = e.into_inner();
+            if inner.downcast_ref::<LengthLimitError>().is_some() {
+                Err(AppError::PayloadTooLarge(limits.max))
+            } else {
+                Err(AppError::BadRequest {
+                    code: "invalid_body",
+                    message: format!("the request body could not be read: {inner}"),
+                    field: None,
+                })
+            }
+        }
+    }
+}
+
+/// Reads a JSON body: 415 if it is not JSON, then as [`read_body`], then
+/// 400 if it is not JSON after all.
 pub(crate) async fn read_json(
     headers: &HeaderMap,
     body: Body,
-    max: usize,
+    limits: BodyLimits,
 ) -> Result<Value, AppError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -35,9 +79,7 @@ pub(crate) async fn read_json(
     if !is_json {
         return Err(AppError::UnsupportedMediaType);
     }
-    let bytes = axum::body::to_bytes(body, max)
-        .await
-        .map_err(|_| AppError::PayloadTooLarge(max))?;
+    let bytes = read_body(headers, body, limits).await?;
     serde_json::from_slice(&bytes).map_err(|e| AppError::BadRequest {
         code: "invalid_json",
         message: format!("the body is not valid JSON: {e}"),
@@ -118,12 +160,6 @@ pub(crate) fn parse_request(value: &Value, at: &str) -> Result<TokenRequest, App
         message: "`channel` is required: a channel ARN or name".into(),
         field: Some(field("channel")),
     })?;
-    if channel.is_empty() || channel.len() > 256 {
-        return Err(AppError::field(
-            field("channel"),
-            "must be a channel ARN or name of 1 to 256 characters",
-        ));
-    }
     let channel = ChannelRef::parse(&channel)
         .map_err(|message| AppError::field(field("channel"), message))?;
     let ttl_seconds = match object.get("ttl_seconds") {

@@ -1,14 +1,15 @@
 //! `POST /v1/token` and `POST /v1/tokens`. One request reads top-down:
-//! admit (network, credentials, rate) → parse (the channel reference once)
-//! → resolve → entitle (deny-list included) → mint → answer, with one clock
-//! read per request.
+//! admit (network rules, then credentials) → rate limit → parse (the channel
+//! reference once) → resolve → entitle (deny-list included) → mint → answer,
+//! with one clock read per request. The single request is rate-limited
+//! before its body is read; a batch after, when its size is known.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -28,15 +29,20 @@ pub(crate) async fn token(
 ) -> Response {
     let started = Instant::now();
     let now = SystemTime::now();
-    let mint = &state.inner.mint;
-    let work = async {
-        let caller = admit(mint, peer.ip(), &headers).await?;
-        mint.limits.take(&caller, 1)?;
-        let value = read_json(&headers, body, state.inner.max_body).await?;
-        let request = parse_request(&value, "")?;
-        mint_one(mint, &caller, &request, now).await
-    };
-    finish(started, within(state.inner.timeout, work).await)
+    let parts = &state.inner;
+    let mint = &parts.mint;
+    let mut body_read = false;
+    let result = async {
+        let caller = within(parts.timeout, admit(mint, peer.ip(), &headers)).await?;
+        mint.rate_limit(&caller, 1)?;
+        let value = read_json(&headers, body, parts.body).await?;
+        body_read = true;
+        let request =
+            parse_request(&value, "").inspect_err(|e| audit_refusal(&caller, &value, e))?;
+        within(parts.timeout, mint_one(mint, &caller, &request, now)).await
+    }
+    .await;
+    finish(started, result, !body_read && declares_body(&headers))
 }
 
 /// `POST /v1/tokens`: up to 50 requests, each answered on its own.
@@ -48,28 +54,49 @@ pub(crate) async fn tokens(
 ) -> Response {
     let started = Instant::now();
     let now = SystemTime::now();
-    let mint = &state.inner.mint;
-    let work = async {
-        let caller = admit(mint, peer.ip(), &headers).await?;
-        let value = read_json(&headers, body, state.inner.max_body).await?;
+    let parts = &state.inner;
+    let mint = &parts.mint;
+    let mut body_read = false;
+    let result = async {
+        let caller = within(parts.timeout, admit(mint, peer.ip(), &headers)).await?;
+        let value = read_json(&headers, body, parts.body).await?;
+        body_read = true;
         let items = batch_items(&value)?;
-        mint.limits
-            .take(&caller, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
-        let mut results = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            let outcome = match parse_request(item, &format!("requests[{i}].")) {
-                Ok(request) => mint_one(mint, &caller, &request, now).await,
-                Err(e) => Err(e),
-            };
-            results.push(outcome.unwrap_or_else(|e| {
-                let mut body = e.body();
-                body["status"] = json!(e.status().as_u16());
-                body
-            }));
-        }
-        Ok(json!({ "results": results }))
-    };
-    finish(started, within(state.inner.timeout, work).await)
+        mint.rate_limit(&caller, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
+        let work = async {
+            let mut results = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                let at = format!("requests[{i}].");
+                let outcome = match parse_request(item, &at) {
+                    Ok(request) => mint_one(mint, &caller, &request, now)
+                        .await
+                        .map_err(|e| e.within(&at)),
+                    Err(e) => {
+                        audit_refusal(&caller, item, &e);
+                        Err(e)
+                    }
+                };
+                results.push(outcome.unwrap_or_else(|e| {
+                    let mut body = e.body();
+                    body["status"] = json!(e.status().as_u16());
+                    body
+                }));
+            }
+            Ok(json!({ "results": results }))
+        };
+        within(parts.timeout, work).await
+    }
+    .await;
+    finish(started, result, !body_read && declares_body(&headers))
+}
+
+/// Whether the request carries a body (that an early answer leaves unread).
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0")
 }
 
 /// One parsed request: resolve → entitle → mint → the JSON answer, with an
@@ -117,11 +144,29 @@ async fn mint_one(
     })
 }
 
-/// The request's work, or 503 `timeout` when it takes too long.
-async fn within(
+/// The audit line of a request refused before it could be parsed, with the
+/// channel as the caller wrote it (if it wrote one).
+fn audit_refusal(caller: &Caller, body: &Value, e: &AppError) {
+    let channel = body
+        .get("channel")
+        .and_then(Value::as_str)
+        .map_or("", |c| c.get(..256).unwrap_or(c));
+    tracing::info!(
+        target: "audit",
+        caller = %caller.name(),
+        channel = %channel,
+        decision = "refused",
+        code = e.code(),
+        reason = %e.message(),
+    );
+}
+
+/// The request's work, or 503 `timeout` when it takes too long (the body
+/// is read under its own deadline, outside this one).
+async fn within<T>(
     timeout: Duration,
-    work: impl std::future::Future<Output = Result<Value, AppError>>,
-) -> Result<Value, AppError> {
+    work: impl std::future::Future<Output = Result<T, AppError>>,
+) -> Result<T, AppError> {
     tokio::time::timeout(timeout, work)
         .await
         .unwrap_or_else(|_| {
@@ -132,14 +177,16 @@ async fn within(
         })
 }
 
-fn finish(started: Instant, result: Result<Value, AppError>) -> Response {
+/// The answer, counted and timed. `close`: the request's body was left
+/// unread, so the connection cannot carry another request and says so.
+fn finish(started: Instant, result: Result<Value, AppError>, close: bool) -> Response {
     let outcome = match &result {
         Ok(_) => "minted",
         Err(e) => e.code(),
     };
     metrics::counter!("tokens_total", "outcome" => outcome).increment(1);
     metrics::histogram!("token_request_seconds").record(started.elapsed().as_secs_f64());
-    match result {
+    let mut response = match result {
         Ok(body) => (
             StatusCode::OK,
             [
@@ -155,5 +202,11 @@ fn finish(started: Instant, result: Result<Value, AppError>) -> Response {
             }
             e.into_response()
         }
+    };
+    if close {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    response
 }

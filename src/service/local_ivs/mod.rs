@@ -8,7 +8,11 @@
 //!   IVS edge does, with the signer's [`Verifier`](crate::Verifier) and the
 //!   key pairs imported now, and explains refusals.
 //! - Test controls (off unless enabled): `POST /_local/reset`,
-//!   `POST /_local/faults`.
+//!   `POST /_local/faults`, and `GET /_local/calls` (the control-plane calls
+//!   served per operation, and the faults still pending), so that a test can
+//!   prove a client did, or did not, call.
+//! - Every listener has a header deadline and connection limits
+//!   (`service::server`).
 //!
 //! [`LocalIvs::start`] binds a listener (port 0 in tests) and serves until
 //! [`LocalIvs::stop`].
@@ -44,6 +48,7 @@ use self::model::Model;
 use self::playback::{Refusal, Session, Sessions};
 use self::sigv4::{Authenticator, Credential};
 use self::state::{State, StateFile};
+use crate::service::server::ConnectionLimits;
 
 /// Largest request body the control plane reads.
 const MAX_BODY: usize = 1024 * 1024;
@@ -60,7 +65,7 @@ pub struct LocalIvsConfig {
     /// Access keys whose signatures are verified: `(access key id, secret,
     /// account)`. Empty: any well-formed SigV4 signature is accepted.
     pub credentials: Vec<(String, String, Option<String>)>,
-    /// Serve `/_local/reset` and `/_local/faults`.
+    /// Serve `/_local/reset`, `/_local/faults` and `/_local/calls`.
     pub test_controls: bool,
     /// Base URL written into playback URLs (default: `http://` + the bound
     /// address).
@@ -176,14 +181,16 @@ impl LocalIvs {
         };
         let router = router(app, config.test_controls);
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async {
+        // The same connection limits and header deadline as the service's
+        // listeners: a stalled client cannot hold the local IVS either.
+        let task = tokio::spawn(crate::service::server::serve(
+            listener,
+            router,
+            ConnectionLimits::default(),
+            async {
                 let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "local IVS stopped");
-            }
-        });
+            },
+        ));
         Ok(Self {
             addr,
             base_url,
@@ -457,7 +464,9 @@ fn playback_response(status: StatusCode, content_type: &'static str, body: Strin
 }
 
 fn refusal_response(refusal: &Refusal, url: &str) -> Response {
-    tracing::info!(%url, reason = %refusal.reason, "local IVS playback refused");
+    // The path only: the query holds the token, which may still be live.
+    let path = url.split(['?', '#']).next().unwrap_or_default();
+    tracing::info!(%path, reason = %refusal.reason, "local IVS playback refused");
     playback_response(
         StatusCode::from_u16(refusal.status).unwrap_or(StatusCode::FORBIDDEN),
         "application/json",

@@ -5,11 +5,11 @@
 //! the last full listing: a name it does not hold is not found, and IVS is
 //! not asked (a new channel is found at the next refresh, or at once through
 //! the admin refresh). A miss by ARN may ask IVS (GetChannel), but only for a
-//! caller already entitled to that ARN (the mint room decides that first),
-//! single-flight (one call however many requests wait), and within a small
-//! budget shared by all misses, so that made-up ARNs can never spend the
-//! region's channel quota (5 calls/s) that rotation and revocation share.
-//! Unknown ARNs are remembered for a while.
+//! caller already entitled to that ARN (the mint room decides that first,
+//! then calls [`ChannelCache::fetch`]), single-flight (one call however many
+//! requests wait), and within a small budget shared by all misses, so that
+//! made-up ARNs cannot spend the region's channel quota (5 calls/s) that
+//! rotation and revocation share. Unknown ARNs are remembered for a while.
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -55,8 +55,23 @@ pub enum Lookup {
     Unavailable(SourceError),
 }
 
-/// Most IVS lookups per second that cache misses may make, and their burst.
-/// Rotation's calls share the region's 5 channel calls per second with these.
+/// A channel the cache does not hold, as it is asked for.
+#[derive(Clone, Copy)]
+enum Missing<'a> {
+    Arn(&'a ChannelArn),
+    Name(&'a str),
+}
+
+/// [`Missing`], owned by the single-flight lookup.
+enum Owned {
+    Arn(ChannelArn),
+    Name(String),
+}
+
+/// Most IVS lookups per second that cache misses may make, and their burst,
+/// in each replica: rotation's and revocation's calls share the region's 5
+/// channel calls per second with these, so with many replicas the budget
+/// each leaves is smaller (N replicas may spend N per second).
 pub const MISS_BUDGET_PER_SECOND: u32 = 1;
 /// The burst of [`MISS_BUDGET_PER_SECOND`].
 pub const MISS_BUDGET_BURST: u32 = 2;
@@ -125,10 +140,11 @@ impl ChannelCache {
         Ok(count)
     }
 
-    /// Forgets everything; the next refresh loads it again.
-    pub async fn invalidate(&self) {
-        self.by_arn.invalidate_all();
+    /// A full listing now, forgetting which ARNs were unknown; what is
+    /// cached keeps answering while the listing runs.
+    pub async fn reload(&self) -> Result<usize, SourceError> {
         self.unknown.invalidate_all();
+        self.refresh().await
     }
 
     /// Whether a full listing has succeeded.
@@ -142,105 +158,102 @@ impl ChannelCache {
     }
 
     /// A channel from memory only: never asks IVS.
-    pub(crate) async fn cached(&self, reference: &ChannelRef) -> Option<Arc<ChannelInfo>> {
-        let arn = match reference {
-            ChannelRef::Arn(arn) => arn.as_str().to_owned(),
-            ChannelRef::Name(name) => self.names.load().get(name)?.clone(),
+    pub async fn cached(&self, reference: &ChannelRef) -> Option<Arc<ChannelInfo>> {
+        let hit = match reference {
+            ChannelRef::Arn(arn) => self.by_arn.get(arn.as_str()).await,
+            ChannelRef::Name(name) => {
+                let arn = self.names.load().get(name).cloned();
+                match arn {
+                    Some(arn) => self.by_arn.get(&arn).await,
+                    None => None,
+                }
+            }
         };
-        let hit = self.by_arn.get(&arn).await;
         let result = if hit.is_some() { "hit" } else { "miss" };
         metrics::counter!("channel_cache_total", "result" => result).increment(1);
         hit
     }
 
-    /// A channel by reference for a caller entitled to ask: from memory, and
-    /// on a miss by ARN from IVS within the shared budget. A name the last
-    /// listing does not hold is not found without asking IVS.
-    pub async fn resolve(&self, reference: &str) -> Result<Arc<ChannelInfo>, Lookup> {
-        let reference = ChannelRef::parse(reference).map_err(|_| Lookup::NotFound)?;
-        self.resolve_ref(&reference).await
+    /// A channel by ARN that the cache does not hold, from IVS, for a caller
+    /// already entitled to that ARN: single-flight, remembered when
+    /// unknown, and within the budget shared by all misses.
+    pub async fn fetch(&self, arn: &ChannelArn) -> Result<Arc<ChannelInfo>, Lookup> {
+        self.fetch_from_ivs(Missing::Arn(arn), true).await
     }
 
-    pub(crate) async fn resolve_ref(
+    /// A channel for the admin API (a trusted caller): from memory, else
+    /// from IVS by ARN or by name, outside the misses' budget (the IVS
+    /// client still paces it to the region's quota).
+    pub async fn resolve_trusted(
         &self,
         reference: &ChannelRef,
     ) -> Result<Arc<ChannelInfo>, Lookup> {
         if let Some(hit) = self.cached(reference).await {
             return Ok(hit);
         }
-        match reference {
-            ChannelRef::Name(_) => Err(Lookup::NotFound),
-            ChannelRef::Arn(arn) => self.fetch(arn, true).await,
-        }
+        let missing = match reference {
+            ChannelRef::Arn(arn) => Missing::Arn(arn),
+            ChannelRef::Name(name) => Missing::Name(name),
+        };
+        self.fetch_from_ivs(missing, false).await
     }
 
-    /// A channel for the admin API (a trusted caller): from memory, else
-    /// from IVS by ARN or by name, outside the misses' budget (the IVS
-    /// client still paces it to the region's quota).
-    pub async fn resolve_trusted(&self, reference: &str) -> Result<Arc<ChannelInfo>, Lookup> {
-        let reference = ChannelRef::parse(reference).map_err(|_| Lookup::NotFound)?;
-        if let Some(hit) = self.cached(&reference).await {
-            return Ok(hit);
-        }
-        match &reference {
-            ChannelRef::Arn(arn) => self.fetch(arn, false).await,
-            ChannelRef::Name(name) => self.fetch_name(name).await,
-        }
-    }
-
-    /// Asks IVS for one ARN: single-flight, remembered when unknown, and
-    /// within the misses' budget when `budgeted`.
-    async fn fetch(&self, arn: &ChannelArn, budgeted: bool) -> Result<Arc<ChannelInfo>, Lookup> {
-        let key = arn.as_str().to_owned();
+    /// Asks IVS for one missing channel. Concurrent requests for the same
+    /// one share the call (and the budget token it spends).
+    async fn fetch_from_ivs(
+        &self,
+        missing: Missing<'_>,
+        budgeted: bool,
+    ) -> Result<Arc<ChannelInfo>, Lookup> {
+        let key = match missing {
+            Missing::Arn(arn) => arn.as_str().to_owned(),
+            Missing::Name(name) => format!("name:{name}"),
+        };
         if self.unknown.contains_key(&key) {
             metrics::counter!("channel_cache_total", "result" => "negative_hit").increment(1);
             return Err(Lookup::NotFound);
         }
-        if budgeted && let Err(not_until) = self.miss_budget.check() {
-            metrics::counter!("channel_cache_total", "result" => "budget_spent").increment(1);
-            return Err(Lookup::Busy(
-                not_until.wait_time_from(DefaultClock::default().now()),
-            ));
-        }
         let source = Arc::clone(&self.source);
-        let owned = arn.clone();
+        let budget = budgeted.then(|| Arc::clone(&self.miss_budget));
+        let owned = match missing {
+            Missing::Arn(arn) => Owned::Arn(arn.clone()),
+            Missing::Name(name) => Owned::Name(name.to_owned()),
+        };
         let fetched = self
             .by_arn
             .try_get_with(key.clone(), async move {
-                metrics::counter!("ivs_calls_total", "operation" => "GetChannel").increment(1);
-                match source.channel(&owned).await {
+                if let Some(budget) = budget
+                    && let Err(not_until) = budget.check()
+                {
+                    metrics::counter!("channel_cache_total", "result" => "budget_spent")
+                        .increment(1);
+                    return Err(Lookup::Busy(
+                        not_until.wait_time_from(DefaultClock::default().now()),
+                    ));
+                }
+                let found = match &owned {
+                    Owned::Arn(arn) => {
+                        metrics::counter!("ivs_calls_total", "operation" => "GetChannel")
+                            .increment(1);
+                        source.channel(arn).await
+                    }
+                    Owned::Name(name) => {
+                        metrics::counter!("ivs_calls_total", "operation" => "ListChannels")
+                            .increment(1);
+                        source.channel_by_name(name).await
+                    }
+                };
+                match found {
                     Ok(Some(c)) => Ok(Arc::new(c)),
                     Ok(None) => Err(Lookup::NotFound),
                     Err(e) => Err(Lookup::Unavailable(e)),
                 }
             })
             .await;
-        self.settle(&key, fetched).await
-    }
-
-    async fn fetch_name(&self, name: &str) -> Result<Arc<ChannelInfo>, Lookup> {
-        let key = format!("name:{name}");
-        if self.unknown.contains_key(&key) {
-            metrics::counter!("channel_cache_total", "result" => "negative_hit").increment(1);
-            return Err(Lookup::NotFound);
-        }
-        let source = Arc::clone(&self.source);
-        let owned = name.to_owned();
-        let fetched = self
-            .by_arn
-            .try_get_with(key.clone(), async move {
-                metrics::counter!("ivs_calls_total", "operation" => "ListChannels").increment(1);
-                match source.channel_by_name(&owned).await {
-                    Ok(Some(c)) => Ok(Arc::new(c)),
-                    Ok(None) => Err(Lookup::NotFound),
-                    Err(e) => Err(Lookup::Unavailable(e)),
-                }
-            })
-            .await;
-        // The entry was stored under the name key for single-flight; file it
-        // under its ARN, where the refresh keeps it current.
-        self.by_arn.invalidate(&key).await;
-        if let Ok(c) = &fetched {
+        if let (Missing::Name(name), Ok(c)) = (missing, &fetched) {
+            // Stored under the name key for single-flight; file it under its
+            // ARN and name, where the refresh keeps it current.
+            self.by_arn.invalidate(&key).await;
             self.by_arn
                 .insert(c.arn.as_str().to_owned(), Arc::clone(c))
                 .await;

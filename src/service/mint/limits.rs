@@ -2,49 +2,33 @@
 //! callers, per viewer (`sub`) for viewer JWTs. Token buckets (governor)
 //! whose burst is the per-second rate.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
 
 use governor::clock::{Clock as _, DefaultClock};
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::{DefaultKeyedRateLimiter, RateLimiter};
 
-use super::policy::Caller;
+use super::policy::{Caller, quota};
 use super::refusal::Refusal;
 use crate::service::config::Config;
 
-/// A quota of `per_second` requests (at least 1).
-fn quota(per_second: u32) -> Quota {
-    Quota::per_second(NonZeroU32::new(per_second).unwrap_or(NonZeroU32::MIN))
-}
-
-/// Every caller's bucket.
+/// The buckets of callers without a rule of their own (an API key's bucket
+/// is in its rule).
 pub(crate) struct Limits {
-    per_api_key: HashMap<String, DefaultDirectRateLimiter>,
     per_ip: DefaultKeyedRateLimiter<IpAddr>,
     per_viewer: DefaultKeyedRateLimiter<String>,
 }
 
 impl Limits {
-    /// The limits of a (validated) configuration: one bucket per API key
-    /// (names are unique), per anonymous client address, per viewer.
+    /// The limits of a (validated) configuration: per anonymous client
+    /// address, per viewer.
     pub(crate) fn new(config: &Config) -> Self {
         let per_viewer = config
             .viewer_jwt
             .as_ref()
             .map_or(1, |v| v.rate_per_viewer_per_second);
         Self {
-            per_api_key: config
-                .api_keys
-                .iter()
-                .map(|k| {
-                    (
-                        k.name.clone(),
-                        RateLimiter::direct(quota(k.rate_per_second)),
-                    )
-                })
-                .collect(),
             per_ip: RateLimiter::keyed(quota(config.anonymous.rate_per_ip_per_second)),
             per_viewer: RateLimiter::keyed(quota(per_viewer)),
         }
@@ -54,14 +38,7 @@ impl Limits {
     pub(crate) fn take(&self, caller: &Caller, n: u32) -> Result<(), Refusal> {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
         let (result, which) = match caller {
-            Caller::ApiKey(rule) => {
-                // The rules and these buckets come from the same list.
-                let Some(limiter) = self.per_api_key.get(&rule.name) else {
-                    tracing::error!(api_key = %rule.name, "no rate-limit bucket for this API key");
-                    return Err(Refusal::Internal);
-                };
-                (limiter.check_n(n), format!("API key {}", rule.name))
-            }
+            Caller::ApiKey(rule) => (rule.limiter.check_n(n), format!("API key {}", rule.name)),
             Caller::Anonymous(ip) => (self.per_ip.check_key_n(ip, n), format!("client {ip}")),
             Caller::Viewer(v) => (
                 self.per_viewer.check_key_n(&v.subject, n),

@@ -78,9 +78,16 @@ impl Mint {
         self.network.check(ip, country)
     }
 
+    /// Takes `n` requests from the caller's rate-limit bucket.
+    pub(crate) fn rate_limit(&self, caller: &Caller, n: u32) -> Result<(), Refusal> {
+        self.limits.take(caller, n)
+    }
+
     /// The channel a request names. From memory; IVS is asked only on a
     /// miss by ARN, only when the caller's entitlements cover that ARN, and
     /// within the cache's budget; a name the last listing lacks is not found.
+    /// An anonymous caller gets the same refusal for a channel it may not
+    /// watch as for one that does not exist: it learns nothing of either.
     pub(crate) async fn resolve(
         &self,
         caller: &Caller,
@@ -89,32 +96,41 @@ impl Mint {
         if let Some(channel) = self.channels.cached(reference).await {
             return Ok(channel);
         }
+        if matches!(caller, Caller::Anonymous(_)) {
+            // A miss is no channel anyone may watch: the listing holds every
+            // channel, and anonymous access names channels it holds.
+            return Err(policy::needs_credentials());
+        }
+        if !self.channels.is_warm() {
+            return Err(Refusal::Unavailable {
+                code: "ivs_unavailable",
+                message: "the channel list has not been loaded from IVS yet; try again shortly"
+                    .into(),
+            });
+        }
         let ChannelRef::Arn(arn) = reference else {
             return Err(Refusal::ChannelNotFound(reference.to_string()));
         };
         self.policy.may_look_up(caller, arn)?;
-        self.channels
-            .resolve_ref(reference)
-            .await
-            .map_err(|e| match e {
-                Lookup::NotFound => Refusal::ChannelNotFound(reference.to_string()),
-                Lookup::Busy(retry_after) => Refusal::RateLimited {
-                    retry_after,
-                    message: "lookups of channels outside the cache are rate-limited (they share IVS's channel quota); try again shortly".into(),
-                },
-                Lookup::Unavailable(e) => {
-                    tracing::warn!(error = %e, "channel lookup failed");
-                    Refusal::Unavailable {
-                        code: "ivs_unavailable",
-                        message: "IVS could not be reached to look the channel up; try again"
-                            .into(),
-                    }
+        self.channels.fetch(arn).await.map_err(|e| match e {
+            Lookup::NotFound => Refusal::ChannelNotFound(reference.to_string()),
+            Lookup::Busy(retry_after) => Refusal::RateLimited {
+                retry_after,
+                message: "lookups of channels outside the cache are rate-limited (they share IVS's channel quota); try again shortly".into(),
+            },
+            Lookup::Unavailable(e) => {
+                tracing::warn!(error = %e, "channel lookup failed");
+                Refusal::Unavailable {
+                    code: "ivs_unavailable",
+                    message: "IVS could not be reached to look the channel up; try again".into(),
                 }
-            })
+            }
+        })
     }
 
-    /// What the caller gets for this channel at `now`: the channel must be
-    /// private, the caller entitled, the viewer not revoked.
+    /// What the caller gets for this channel at `now`: the caller entitled
+    /// (decided first, so that the answer says nothing of a channel the
+    /// caller may not have), the channel private, the viewer not revoked.
     pub(crate) fn entitle(
         &self,
         caller: &Caller,
@@ -122,10 +138,10 @@ impl Mint {
         request: &TokenRequest,
         now: SystemTime,
     ) -> Result<Grant, Refusal> {
+        let grant = self.policy.entitle(caller, channel, request)?;
         if !channel.authorized && !self.allow_public {
             return Err(Refusal::ChannelNotPrivate(channel.arn.to_string()));
         }
-        let grant = self.policy.entitle(caller, channel, request)?;
         if let Some(viewer) = &grant.viewer
             && let Some(until) =
                 self.revocations

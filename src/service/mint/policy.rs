@@ -9,6 +9,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -19,7 +20,7 @@ use crate::claims::{DEFAULT_CLOCK_SKEW, SHORT_LIVED_LIMIT};
 use crate::service::channel::ChannelInfo;
 use crate::service::config::{Config, ViewerJwtConfig, sha256_from_hex};
 use crate::service::origins::OriginList;
-use crate::{AllowedOrigins, ChannelArn, MaximumResolution, Origin, ViewerId, ViewerIdHasher};
+use crate::{AllowedOrigins, ChannelArn, MaximumResolution, ViewerId, ViewerIdHasher};
 
 /// A channel pattern: an exact ARN or name, or a glob with `*`.
 #[derive(Debug, Clone)]
@@ -59,6 +60,12 @@ fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
+/// A rate of `per_second` requests (at least 1) as a governor quota whose
+/// burst is the same size.
+pub(crate) fn quota(per_second: u32) -> Quota {
+    Quota::per_second(std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MIN))
+}
+
 /// A trusted backend and what it may mint.
 pub(crate) struct ApiKeyRule {
     pub(crate) name: String,
@@ -69,6 +76,8 @@ pub(crate) struct ApiKeyRule {
     allowed_origins: OriginList,
     allow_single_use: bool,
     allowed_resolutions: Vec<MaximumResolution>,
+    /// Its own rate-limit bucket (`rate_per_second`).
+    pub(crate) limiter: DefaultDirectRateLimiter,
 }
 
 impl std::fmt::Debug for ApiKeyRule {
@@ -169,6 +178,7 @@ impl Policy {
                     allowed_origins: OriginList::from_config(&k.allowed_origins).ok()?,
                     allow_single_use: k.allow_single_use,
                     allowed_resolutions: k.allowed_resolutions.clone(),
+                    limiter: RateLimiter::direct(quota(k.rate_per_second)),
                 }))
             })
             .collect();
@@ -234,8 +244,8 @@ impl Policy {
             return Ok(());
         }
         Err(match caller {
-            Caller::ApiKey(rule) => not_entitled_to(rule, arn),
-            Caller::Anonymous(_) => needs_credentials(arn),
+            Caller::ApiKey(rule) => not_entitled_to(rule, arn, true),
+            Caller::Anonymous(_) => needs_credentials(),
             Caller::Viewer(_) => self.viewer_not_listed(arn),
         })
     }
@@ -295,7 +305,7 @@ impl Policy {
         request: &TokenRequest,
     ) -> Result<Grant, Refusal> {
         if !rule.channels.iter().any(|p| p.matches(channel)) {
-            return Err(not_entitled_to(rule, &channel.arn));
+            return Err(not_entitled_to(rule, &channel.arn, false));
         }
         let short_lived = request.viewer_id.is_some() || request.single_use;
         let default_ttl = if short_lived {
@@ -429,7 +439,7 @@ impl Policy {
         request: &TokenRequest,
     ) -> Result<Grant, Refusal> {
         if !self.anonymous_channels.iter().any(|p| p.matches(channel)) {
-            return Err(needs_credentials(&channel.arn));
+            return Err(needs_credentials());
         }
         if request.viewer_id.is_some() {
             return Err(Refusal::not_entitled(
@@ -459,17 +469,29 @@ impl Policy {
     }
 }
 
-fn not_entitled_to(rule: &ApiKeyRule, arn: &ChannelArn) -> Refusal {
+/// `unlisted`: the channel is not in the channel listing, so entitlements
+/// by name could not be matched against it.
+fn not_entitled_to(rule: &ApiKeyRule, arn: &ChannelArn, unlisted: bool) -> Refusal {
+    let hint = if unlisted {
+        " (it is not in the channel listing: entitlements by name apply to listed channels; a channel made since the last refresh is found at the next one, or at once through POST /admin/v1/channels/refresh)"
+    } else {
+        ""
+    };
     Refusal::not_entitled(
         Some("channel"),
-        format!("API key {} is not entitled to channel {arn}", rule.name),
+        format!(
+            "API key {} is not entitled to channel {arn}{hint}",
+            rule.name
+        ),
     )
 }
 
-fn needs_credentials(arn: &ChannelArn) -> Refusal {
-    Refusal::Unauthenticated(format!(
-        "channel {arn} needs credentials: send an API key in X-Api-Key"
-    ))
+/// The one refusal an anonymous caller gets for any channel it may not
+/// watch, existing or not: it names no channel and no account.
+pub(crate) fn needs_credentials() -> Refusal {
+    Refusal::Unauthenticated(
+        "this channel needs credentials, or there is no such channel: send an API key in X-Api-Key or a viewer token in Authorization".into(),
+    )
 }
 
 /// A caller's origin list, each entry parsed; the error names the entry.
@@ -488,13 +510,8 @@ fn narrow_origins(
     let Some(list) = requested else {
         return Ok(configured.cloned());
     };
-    let parsed: Vec<Origin> = list
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            Origin::parse(o).map_err(|e| Refusal::invalid(format!("origins[{i}]"), e.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    let parsed = OriginList::origins(list)
+        .map_err(|(i, e)| Refusal::invalid(format!("origins[{i}]"), e.to_string()))?;
     if let Some(configured) = configured.filter(|c| !c.is_any())
         && let Some((i, o)) = parsed
             .iter()

@@ -90,6 +90,9 @@ pub(crate) enum RotationError {
     /// No key with this fingerprint in the store's record.
     #[error("no key {0} in the key store")]
     UnknownKey(String),
+    /// The key was deleted from IVS already; nothing is left to revoke.
+    #[error("{0} was deleted from IVS already; its tokens no longer play")]
+    AlreadyDeleted(String),
     /// No key to sign with, and none may be generated.
     #[error("{0}")]
     NoKey(String),
@@ -370,8 +373,12 @@ impl Rotator {
         let Some(rec) = record.state.find(fingerprint).cloned() else {
             return Err(RotationError::UnknownKey(fingerprint.to_owned()));
         };
-        if rec.state == KeyState::Active {
-            return Err(RotationError::ActiveKey(fingerprint.to_owned()));
+        match rec.state {
+            KeyState::Active => return Err(RotationError::ActiveKey(fingerprint.to_owned())),
+            KeyState::Deleted => {
+                return Err(RotationError::AlreadyDeleted(fingerprint.to_owned()));
+            }
+            _ => {}
         }
         let fp = parse_fp(fingerprint)?;
         let now = now();

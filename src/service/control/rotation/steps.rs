@@ -1,6 +1,9 @@
-//! The steps that act: each records what it is about to do in the key store
-//! (through [`Record::step`]) before it touches IVS, then acts, so that a
-//! crash between the two converges on the next run.
+//! The steps that act. A step of the rotation records what it is about to
+//! do in the key store (through [`Record::step`]) before it touches IVS, then
+//! acts, so that a crash between the two converges on the next run.
+//! Reconciliation is the other way round, and safe to repeat: it makes the
+//! record match what IVS holds (deleting only what the record or the store
+//! says must go), and the caller saves the result.
 
 use std::collections::HashSet;
 use std::sync::Arc;

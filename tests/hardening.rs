@@ -1,0 +1,338 @@
+//! The service under a hostile client: stalled connections, early refusals
+//! that must not break keep-alive clients, stalled and oversized bodies,
+//! guessed admin tokens, and answers that are always the JSON error format.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::service::{TestService, sha256_hex};
+use reqwest::Method;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpSocket, TcpStream};
+
+const ADMIN_TOKEN: &str = "hardening-admin-token-0123";
+const API_KEY: &str = "ivsk_hardening_0123456789";
+
+fn config(extra_server: &str) -> String {
+    format!(
+        r#"header_read_timeout_ms = 1000
+body_read_timeout_ms = 1000
+{extra_server}
+
+[[api_keys]]
+name = "backend"
+sha256 = "{}"
+channels = ["demo"]
+
+[admin]
+listen = "127.0.0.1:0"
+token_sha256 = "{}"
+"#,
+        sha256_hex(API_KEY),
+        sha256_hex(ADMIN_TOKEN)
+    )
+}
+
+async fn service(extra_server: &str) -> TestService {
+    TestService::start(&config(extra_server))
+        .await
+        .with_admin_token(ADMIN_TOKEN)
+}
+
+fn addr_of(url: &str) -> SocketAddr {
+    url.trim_start_matches("http://").parse().unwrap()
+}
+
+/// A TCP connection to `to` from the loopback address `from` (127.0.0.x),
+/// so that a test can be several clients.
+async fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    socket.connect(to).await
+}
+
+/// Reads what the server sends until it closes (or `within` passes).
+async fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut out = Vec::new();
+    match tokio::time::timeout(within, stream.read_to_end(&mut out)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&out).into_owned()),
+        Err(_) => None,
+    }
+}
+
+/// Hundreds of connections that trickle half a request: past the per-address
+/// limit they are refused at once, the ones taken are cut at the header
+/// deadline, and `/healthz` and the token API answer other clients all along,
+/// even with the process's open-files limit lowered to 256.
+#[tokio::test]
+async fn stalled_connections_cannot_take_the_api_down() {
+    let s = service("max_connections_per_ip = 100").await;
+    let api = addr_of(&s.api);
+    let pid = s.child.id().unwrap();
+    let prlimit = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), "--nofile=256:256"])
+        .status()
+        .expect("prlimit (util-linux) is needed");
+    assert!(prlimit.success());
+
+    let mut stalled = Vec::new();
+    for _ in 0..300 {
+        let mut c = connect_from([127, 0, 0, 2], api).await.unwrap();
+        // A refused connection may already be closed: a failed write is fine.
+        let _ = c.write_all(b"POST /v1/token HTTP/1.1\r\nHost: x\r\n").await;
+        stalled.push(c);
+    }
+    // Other clients are served at once, while the 300 hang on.
+    let started = Instant::now();
+    let health = s.api_call(Method::GET, "/healthz").send().await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    let (status, body) = s.token(None, json!({"channel": "demo"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Past the per-address limit: a JSON refusal at once, then close.
+    let mut refused = 0;
+    let mut cut = 0;
+    for c in &mut stalled {
+        let answer = read_to_close(c, Duration::from_secs(10))
+            .await
+            .expect("every stalled connection ends within the header deadline");
+        if answer.starts_with("HTTP/1.1 429") {
+            assert!(answer.contains("too_many_connections"), "{answer}");
+            assert!(answer.to_ascii_lowercase().contains("connection: close"));
+            refused += 1;
+        } else {
+            cut += 1;
+        }
+    }
+    assert_eq!(cut, 100, "the per-address limit held 100 connections");
+    assert_eq!(refused, 200);
+    let health = s.api_call(Method::GET, "/healthz").send().await;
+    assert_eq!(health.status, 200);
+}
+
+/// A connection that sends nothing after its request is closed after the
+/// header deadline, and one that trickles header bytes is too.
+#[tokio::test]
+async fn idle_and_trickling_connections_are_closed_at_the_header_deadline() {
+    let s = service("").await;
+    let api = addr_of(&s.api);
+    let mut idle = TcpStream::connect(api).await.unwrap();
+    let mut trickle = TcpStream::connect(api).await.unwrap();
+    let started = Instant::now();
+    let trickling = async {
+        for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
+            .iter()
+            .cycle()
+            .take(40)
+        {
+            if trickle.write_all(&[*b]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        trickle.read_to_end(&mut Vec::new()).await.ok()
+    };
+    let (idle_closed, _) =
+        tokio::join!(read_to_close(&mut idle, Duration::from_secs(10)), trickling);
+    assert!(idle_closed.is_some());
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "cut at the 1 s deadline, not after the 4 s trickle"
+    );
+}
+
+/// Early refusals (401, 403, 415, 429) say `Connection: close` when they
+/// leave a body unread, so that a pooling client opens a new connection;
+/// a keep-alive client that reads them sees no connection error.
+#[tokio::test]
+async fn early_refusals_close_the_connection_cleanly() {
+    let s = service("").await;
+    let body = json!({"channel": "demo"}).to_string();
+    for (key, content_type, want) in [
+        (Some("wrong-key"), "application/json", 401),
+        (Some(API_KEY), "text/plain", 415),
+    ] {
+        let mut call = s.token_call().content_type(content_type).body(body.clone());
+        if let Some(key) = key {
+            call = call.api_key(key);
+        }
+        let answer = call.send().await;
+        assert_eq!(answer.status, want, "{}", answer.text);
+        assert_eq!(answer.header("connection"), Some("close"), "{want}");
+        assert!(answer.json()["error"]["code"].is_string());
+    }
+    // A pooled client: 200 refusals in a row, then a good request, and not
+    // one connection error.
+    let client = reqwest::Client::new();
+    for _ in 0..200 {
+        let r = client
+            .post(format!("{}/v1/token", s.api))
+            .header("x-api-key", "wrong-key")
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .expect("no connection error after an early refusal");
+        assert_eq!(r.status(), 401);
+    }
+    let ok = client
+        .post(format!("{}/v1/token", s.api))
+        .header("x-api-key", API_KEY)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+}
+
+/// A body that stalls is 408 `request_timeout` (the client's fault: no
+/// ERROR line); a declared Content-Length over the limit is 413 before any
+/// of it is read.
+#[tokio::test]
+async fn stalled_and_oversized_bodies_are_the_clients_fault() {
+    let s = service("").await;
+    let api = addr_of(&s.api);
+    let mut c = TcpStream::connect(api).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /v1/token HTTP/1.1\r\nHost: x\r\nX-Api-Key: {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"chan"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = read_to_close(&mut c, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+
+    let mut c = TcpStream::connect(api).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /v1/token HTTP/1.1\r\nHost: x\r\nX-Api-Key: {API_KEY}\r\nContent-Type: application/json\r\nContent-Length: 10000000\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    let answer = read_to_close(&mut c, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("payload_too_large"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "before the body deadline"
+    );
+
+    let logs = s.logs.lock().unwrap().join("\n");
+    assert!(!logs.contains("\"ERROR\""), "{logs}");
+}
+
+/// Every answer of both listeners is the JSON error format: 404, 405, and
+/// the admin API's 413; schemes are matched without regard to case; CORS
+/// lets a browser send a viewer JWT.
+#[tokio::test]
+async fn every_answer_is_json_and_schemes_are_case_insensitive() {
+    let s = service(r#"cors_origins = ["https://app.example.com"]"#).await;
+    for (call, want, code) in [
+        (
+            s.api_call(Method::GET, "/v1/token"),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            s.api_call(Method::DELETE, "/healthz"),
+            405,
+            "method_not_allowed",
+        ),
+        (s.api_call(Method::GET, "/nope"), 404, "not_found"),
+        (
+            s.admin_call(Method::GET, "/admin/v1/keys/rotate"),
+            405,
+            "method_not_allowed",
+        ),
+        (
+            s.admin_call(Method::GET, "/admin/v1/nope"),
+            404,
+            "not_found",
+        ),
+        (
+            s.admin_call(Method::POST, "/admin/v1/viewers/revoke")
+                .content_type("application/json")
+                .body("x".repeat(300 * 1024)),
+            413,
+            "payload_too_large",
+        ),
+    ] {
+        let answer = call.send().await;
+        assert_eq!(answer.status, want, "{}", answer.text);
+        let body: Value = serde_json::from_str(&answer.text)
+            .unwrap_or_else(|_| panic!("not JSON ({want}): {}", answer.text));
+        assert_eq!(body["error"]["code"], code, "{body}");
+    }
+    let lower = s
+        .admin_call(Method::GET, "/admin/v1/keys")
+        .authorization(Some(&format!("bearer {ADMIN_TOKEN}")))
+        .send()
+        .await;
+    assert_eq!(lower.status, 200, "{}", lower.text);
+    let preflight = s
+        .api_call(Method::OPTIONS, "/v1/token")
+        .header("origin", "https://app.example.com")
+        .header("access-control-request-method", "POST")
+        .header(
+            "access-control-request-headers",
+            "authorization,content-type",
+        )
+        .send()
+        .await;
+    let allowed = preflight
+        .header("access-control-allow-headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("authorization"), "{allowed}");
+}
+
+/// Guessing the admin token is slow and quiet: past a few failures an
+/// address is answered 429 without a check and without a log line each;
+/// other addresses and the right token still get in.
+#[tokio::test]
+async fn failed_admin_authentication_is_throttled_per_address() {
+    let s = service("").await;
+    let mut statuses = Vec::new();
+    for i in 0..60 {
+        let r = s
+            .admin_call(Method::GET, "/admin/v1/keys")
+            .authorization(Some(&format!("Bearer guess-{i}")))
+            .send()
+            .await;
+        statuses.push(r.status.as_u16());
+    }
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert!((10..=12).contains(&unauthorized), "{statuses:?}");
+    assert_eq!(unauthorized + throttled, 60, "{statuses:?}");
+    let logs = s.logs.lock().unwrap().clone();
+    let warned = logs
+        .iter()
+        .filter(|l| l.contains("bad or missing admin token"))
+        .count();
+    assert_eq!(warned, unauthorized, "one audit line per checked failure");
+    // Another address is not throttled.
+    let admin = addr_of(&s.admin);
+    let mut c = connect_from([127, 0, 0, 3], admin).await.unwrap();
+    c.write_all(b"GET /admin/v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer wrong\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut c, Duration::from_secs(5)).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+}
