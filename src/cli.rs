@@ -559,8 +559,7 @@ fn keys_import(private_key: &Path, config: Option<&Path>) -> Result<ExitCode, St
     use crate::service::control::rotation::import_key;
     use crate::service::{config::Config, key_control};
     init_logging();
-    let key = PrivateKey::read_file(private_key)
-        .map_err(|e| format!("--private-key {}: {e}", private_key.display()))?;
+    let key = PrivateKey::read_file(private_key).map_err(|e| format!("--private-key: {e}"))?;
     let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
     runtime()?.block_on(async {
         let (ivs, store, _) = key_control(&config).await.map_err(|e| e.to_string())?;

@@ -293,6 +293,76 @@ async fn playback_key_pairs_obey_ivs_rules() {
 }
 
 #[tokio::test]
+async fn import_reads_public_keys_in_every_layout_openssl_reads() {
+    // The corpus's public key (tests/data/keys, made by openssl), in the
+    // layouts a console paste or a secret store hands over: IVS is given the
+    // text, the local IVS reads it as OpenSSL would and fingerprints the key
+    // in its canonical form [OPEN: what IVS fingerprints for an explicit or
+    // compressed SPKI is not documented; the canonical form is what
+    // `openssl ec -pubout` writes].
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys");
+    let manifest = std::fs::read_to_string(corpus.join("MANIFEST")).unwrap();
+    let want = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("spki.pem\tpublic\treads\t"))
+        .unwrap();
+    let spki = std::fs::read_to_string(corpus.join("spki.pem")).unwrap();
+    let layouts = [
+        std::fs::read_to_string(corpus.join("spki-one-line.pem")).unwrap(),
+        std::fs::read_to_string(corpus.join("spki-explicit.pem")).unwrap(),
+        std::fs::read_to_string(corpus.join("spki-compressed.pem")).unwrap(),
+        spki.replace('\n', "\r\n"),
+        format!("\u{feff}{spki}"),
+        format!("\n\n{}  ", spki.trim_end()),
+    ];
+    for material in layouts {
+        let t = TestIvs::start().await;
+        let c = t.client(REGION);
+        let out = c
+            .import_playback_key_pair()
+            .public_key_material(&material)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{material:?}: {:?}", e.into_service_error()));
+        assert_eq!(
+            out.key_pair().unwrap().fingerprint().unwrap(),
+            want,
+            "{material:?}"
+        );
+    }
+    // What OpenSSL refuses is refused with the reason and the fix.
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    for (material, words) in [
+        (spki.replace('\n', "\\n"), "literal `\\n`"),
+        (spki.replace('\n', " "), "own line"),
+        (
+            {
+                let end = spki.find("\n-----END").unwrap();
+                format!("{}{}", &spki[..end - 1], &spki[end..])
+            },
+            "cut short",
+        ),
+    ] {
+        let err = c
+            .import_playback_key_pair()
+            .public_key_material(&material)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        let ImportPlaybackKeyPairError::ValidationException(v) = &err else {
+            panic!("{err:?}");
+        };
+        let message = v.exception_message().unwrap_or_default();
+        assert!(
+            message.contains("publicKeyMaterial") && message.contains(words),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn channel_lists_page_through_with_the_paginator() {
     let t = TestIvs::start().await;
     let c = t.client(REGION);
