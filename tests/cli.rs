@@ -192,7 +192,7 @@ fn verify_explains_a_failure_and_exits_non_zero() {
     let out = run(&["verify", "--public-key", &other_public, token.trim()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("does not verify with any"),
+        stderr(&out).contains("does not verify with"),
         "{}",
         stderr(&out)
     );
@@ -562,4 +562,43 @@ fn the_issue_s_one_line_key_signs_a_token() {
     Verifier::new([key.public_key()])
         .verify(stdout(&out).trim())
         .unwrap();
+}
+
+#[test]
+fn verify_reads_urls_as_browsers_show_them_and_notes_what_ivs_does_not_promise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (private, public) = generate(dir.path());
+    let token = run(&["token", "--key", &private, "--channel-arn", common::CHANNEL]);
+    let token = stdout(&token).trim().to_owned();
+    // Issue 12: the fragment was read into the token.
+    let url = format!("https://x.live-video.net/api/video/v1/a.m3u8?token={token}#t=10");
+    let out = run(&["verify", "--public-key", &public, &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("note:"), "{}", stdout(&out));
+    let twice = format!("https://x/a.m3u8?token={token}&token={token}");
+    assert_one_line_error(
+        &run(&["verify", "--public-key", &public, &twice]),
+        "2 `token`",
+    );
+    // PyJWT-style: fractional exp and a kid.
+    let key = PrivateKey::read_file(&private).unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = Some("arn:aws:ivs:us-west-2:123456789012:playback-key/abc".into());
+    let exp = common::unix_seconds_now() as f64 + 300.5;
+    let foreign = jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({"aws:channel-arn": common::CHANNEL, "exp": exp}),
+        &jsonwebtoken::EncodingKey::from_ec_pem(key.to_pkcs8_pem().unwrap().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let out = run(&["verify", "--public-key", &public, &foreign]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    assert!(
+        said.contains("note: `exp` is") && said.contains("`kid`"),
+        "{said}"
+    );
+    let out = run(&["verify", "--json", "--public-key", &public, &foreign]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["notes"].as_array().unwrap().len(), 2, "{json}");
 }

@@ -1034,3 +1034,189 @@ async fn a_single_use_token_plays_once_even_under_a_race_and_across_a_restart() 
     assert_eq!(status, 403);
     assert!(body.contains("already used"), "{body}");
 }
+
+/// A token made by another JWT library (the `jsonwebtoken` crate), with
+/// whatever header and claims it is given.
+fn foreign_token(
+    key: &PrivateKey,
+    kid: Option<&str>,
+    typ: &str,
+    claims: serde_json::Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = kid.map(str::to_owned);
+    header.typ = Some(typ.to_owned());
+    let pem = key.to_pkcs8_pem().unwrap();
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The edge's JSON refusal: (status, error_code, error), checking the shape
+/// and the content type of every answer.
+async fn edge_refusal(t: &TestIvs, method: Method, url: &str) -> (u16, String, String) {
+    let response = reqwest::Client::new()
+        .request(method, url)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.text().await.unwrap();
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/json"),
+        "{url}: {body}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
+    assert_eq!(json[0]["type"], "error", "{body}");
+    assert!(
+        json[0]["url"].as_str().unwrap().starts_with(t.url()),
+        "{body}"
+    );
+    (
+        status,
+        json[0]["error_code"].as_str().unwrap().to_owned(),
+        json[0]["error"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn tokens_as_other_signers_write_them_play_and_nbf_is_enforced() {
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    let key = PrivateKey::generate().unwrap();
+    let key_arn = import(&c, &key).await;
+    let (channel, url) = private_channel(&c, "foreign").await;
+    let now = common::unix_seconds_now() as f64;
+    let arn = channel.as_str();
+    // PyJWT's `time.time() + 300`, JavaScript's `Date.now() / 1000 + 300`, a
+    // `kid` set to the key-pair ARN, `typ` in lower case.
+    for (kid, typ, exp) in [
+        (Some(key_arn.as_str()), "JWT", now + 300.25),
+        (None, "jwt", (now + 300.0).floor()),
+        (Some("not-a-key-we-know"), "JWT", now + 299.5),
+    ] {
+        let token = foreign_token(
+            &key,
+            kid,
+            typ,
+            serde_json::json!({"aws:channel-arn": arn, "exp": exp}),
+        );
+        let (status, body) = t.play(&format!("{url}?token={token}"), None).await;
+        assert_eq!(status, 200, "kid {kid:?}, typ {typ}, exp {exp}: {body}");
+    }
+    // `nbf` an hour ahead is refused; passed, it plays.
+    let ahead = foreign_token(
+        &key,
+        None,
+        "JWT",
+        serde_json::json!({"aws:channel-arn": arn, "exp": now + 7200.0, "nbf": now + 3600.0}),
+    );
+    let (status, code, error) =
+        edge_refusal(&t, Method::GET, &format!("{url}?token={ahead}")).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "invalid_playback_auth_token")
+    );
+    assert!(error.contains("not valid yet"), "{error}");
+    let passed = foreign_token(
+        &key,
+        None,
+        "JWT",
+        serde_json::json!({"aws:channel-arn": arn, "exp": now + 300.0, "nbf": now - 60.5}),
+    );
+    let (status, body) = t.play(&format!("{url}?token={passed}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    // `crit` must be understood or refused (RFC 7515).
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.crit = Some(vec!["exp".into()]);
+    let crit = jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({"aws:channel-arn": arn, "exp": now + 300.0}),
+        &jsonwebtoken::EncodingKey::from_ec_pem(key.to_pkcs8_pem().unwrap().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let (status, _, error) = edge_refusal(&t, Method::GET, &format!("{url}?token={crit}")).await;
+    assert_eq!(status, 403);
+    assert!(error.contains("crit"), "{error}");
+}
+
+#[tokio::test]
+async fn every_answer_of_the_playback_path_is_the_edge_s_json() {
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    let key = PrivateKey::generate().unwrap();
+    import(&c, &key).await;
+    let (channel, url) = private_channel(&c, "shapes").await;
+    let good = sign(&key, &claims(&channel).build().unwrap());
+    // Percent-encoded, among other parameters, with a fragment a browser
+    // would not send: plays.
+    let encoded = good.replace('.', "%2E");
+    let (status, body) = t.play(&format!("{url}?x=1&token={encoded}&y"), None).await;
+    assert_eq!(status, 200, "{body}");
+    for (method, target, status, words) in [
+        // The parameter twice: the edge's 403, not a framework's 400.
+        (
+            Method::GET,
+            format!("{url}?token={good}&token={good}"),
+            403,
+            "2 `token`",
+        ),
+        (
+            Method::GET,
+            format!("{url}?token=a&token=b"),
+            403,
+            "2 `token`",
+        ),
+        (
+            Method::GET,
+            format!("{url}?token=%zz"),
+            403,
+            "percent-encoding",
+        ),
+        (Method::GET, format!("{url}?token"), 403, "no `token`"),
+        (Method::POST, format!("{url}?token={good}"), 405, "GET"),
+        (Method::DELETE, url.clone(), 405, "GET"),
+        (
+            Method::GET,
+            format!("{}/api/video/v1/a/b", t.url()),
+            404,
+            "not a playback URL",
+        ),
+        (
+            Method::GET,
+            format!("{}/api/video/v1/%ff.m3u8", t.url()),
+            404,
+            "percent-encoding",
+        ),
+        (
+            Method::GET,
+            format!("{}/api/video/v1/nope.m3u8", t.url()),
+            404,
+            "not a playback URL",
+        ),
+        (
+            Method::GET,
+            format!("{}/api/video/v1/session/nope/720p30/0.ts", t.url()),
+            404,
+            "session",
+        ),
+    ] {
+        let (got, _, error) = edge_refusal(&t, method.clone(), &target).await;
+        assert_eq!(got, status, "{method} {target}: {error}");
+        assert!(error.contains(words), "{method} {target}: {error}");
+    }
+    // An injected fault on playback answers in the edge's shape too.
+    t.fault(r#"{"operation":"Playback","error":"InternalServerException"}"#)
+        .await;
+    let (status, code, _) = edge_refusal(&t, Method::GET, &format!("{url}?token={good}")).await;
+    assert_eq!((status, code.as_str()), (500, "InternalServerException"));
+}

@@ -18,6 +18,7 @@ mod viewer;
 
 pub use self::arn::ChannelArn;
 pub use self::expiry::ExpiresAt;
+pub(crate) use self::expiry::NumericDate;
 pub use self::origin::{AllowedOrigins, Origin};
 pub(crate) use self::playback::payload_map;
 pub use self::playback::{PlaybackClaims, PlaybackClaimsBuilder};
@@ -44,6 +45,9 @@ pub mod names {
     pub const MAXIMUM_RESOLUTION: &str = "aws:maximum-resolution";
     /// `exp`: expiry, Unix time in seconds.
     pub const EXP: &str = "exp";
+    /// `nbf`: not before, Unix time in seconds. Not an IVS claim: verifiers
+    /// enforce it as RFC 7519 says, the signer never writes it.
+    pub const NBF: &str = "nbf";
 }
 
 /// IVS refuses `exp` more than 10 minutes ahead on tokens with a viewer id
@@ -407,11 +411,20 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.claim(), names::EXP);
-        let err = PlaybackClaims::from_payload(
+        // A NumericDate may have a fraction (RFC 7519 §2): rounded down.
+        let (back, _) = PlaybackClaims::from_payload(
             format!(r#"{{"aws:channel-arn":"{ARN}","exp":1800000060.5}}"#).as_bytes(),
         )
-        .unwrap_err();
-        assert_eq!(err.claim(), names::EXP);
+        .unwrap();
+        assert_eq!(back.expires_at().unix_seconds(), 1_800_000_060);
+        for bad in ["-1", "-0.5", "true", "null", "[1]"] {
+            let err = PlaybackClaims::from_payload(
+                format!(r#"{{"aws:channel-arn":"{ARN}","exp":{bad}}}"#).as_bytes(),
+            )
+            .unwrap_err();
+            assert_eq!(err.claim(), names::EXP, "{bad}");
+            assert!(err.rule().contains("NumericDate"), "{bad}: {err}");
+        }
         let (_, unknown) = PlaybackClaims::from_payload(
             format!(r#"{{"aws:channel-arn":"{ARN}","exp":1800000060,"iat":1}}"#).as_bytes(),
         )
