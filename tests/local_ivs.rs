@@ -1220,3 +1220,156 @@ async fn every_answer_of_the_playback_path_is_the_edge_s_json() {
     let (status, code, _) = edge_refusal(&t, Method::GET, &format!("{url}?token={good}")).await;
     assert_eq!((status, code.as_str()), (500, "InternalServerException"));
 }
+
+/// A ValidationException whose message has these words.
+fn refused(e: impl aws_sdk_ivs::error::ProvideErrorMetadata + std::fmt::Debug, words: &str) {
+    assert_eq!(e.code(), Some("ValidationException"), "{e:?}");
+    // IVS's message travels as `exceptionMessage`, which the SDK keeps in
+    // the typed error (shown by Debug), not in `message()`.
+    assert!(format!("{e:?}").contains(words), "{e:?}");
+}
+
+#[tokio::test]
+async fn tag_rules_hold_on_every_taggable_resource_and_a_refusal_stores_nothing() {
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    let (channel, _) = private_channel(&c, "tags").await;
+    let key_arn = import(&c, &PrivateKey::generate().unwrap()).await;
+    let stream_key = c
+        .list_stream_keys()
+        .channel_arn(channel.as_str())
+        .send()
+        .await
+        .unwrap()
+        .stream_keys()[0]
+        .arn()
+        .unwrap()
+        .to_owned();
+    let tags_of = async |arn: &str| {
+        let out = c
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = out.tags().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let long = |n: usize, c: char| std::iter::repeat_n(c, n).collect::<String>();
+    for arn in [channel.as_str(), key_arn.as_str(), stream_key.as_str()] {
+        for (key, value, words) in [
+            ("aws:team".to_owned(), "v".to_owned(), "reserved"),
+            ("AWS:Team".to_owned(), "v".to_owned(), "reserved"),
+            ("Aws:x".to_owned(), "v".to_owned(), "reserved"),
+            (
+                long(129, 'k'),
+                "v".to_owned(),
+                "length less than or equal to 128",
+            ),
+            (
+                "k".to_owned(),
+                long(257, 'v'),
+                "length less than or equal to 256",
+            ),
+            ("team#1".to_owned(), "v".to_owned(), "regular expression"),
+            ("team".to_owned(), "a*b".to_owned(), "regular expression"),
+        ] {
+            let err = c
+                .tag_resource()
+                .resource_arn(arn)
+                .tags("ok", "1")
+                .tags(&key, value)
+                .send()
+                .await
+                .unwrap_err();
+            refused(err, words);
+            assert!(
+                tags_of(arn).await.is_empty(),
+                "{arn}: {key} stored something"
+            );
+        }
+        // At the limits, counted in characters (a key of 128 `é` is 256
+        // bytes), letters of any script, spaces and `_.:/=+-@` are fine.
+        c.tag_resource()
+            .resource_arn(arn)
+            .tags(long(128, 'é'), long(256, 'v'))
+            .tags("équipe vidéo_1.a:b/c=d+e-f@g", "")
+            .tags("awsome", "aws:is fine in a value")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tags_of(arn).await.len(), 3);
+        let err = c
+            .untag_resource()
+            .resource_arn(arn)
+            .tag_keys("aws:x")
+            .send()
+            .await
+            .unwrap_err();
+        refused(err, "reserved");
+        // 50 per resource: 47 more make 50; one more is refused, whole.
+        let mut up_to = c.tag_resource().resource_arn(arn);
+        for i in 0..47 {
+            up_to = up_to.tags(format!("k{i}"), "v");
+        }
+        up_to.send().await.unwrap();
+        let err = c
+            .tag_resource()
+            .resource_arn(arn)
+            .tags("one-more", "v")
+            .send()
+            .await
+            .unwrap_err();
+        refused(err, "at most 50");
+        assert_eq!(tags_of(arn).await.len(), 50);
+    }
+    // Tags given at creation obey the same rules, and a refused creation
+    // creates nothing.
+    let before = c.list_channels().send().await.unwrap().channels().len();
+    let err = c
+        .create_channel()
+        .name("x")
+        .tags("aws:cost-center", "1")
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "reserved");
+    assert_eq!(
+        c.list_channels().send().await.unwrap().channels().len(),
+        before
+    );
+    let err = c
+        .import_playback_key_pair()
+        .public_key_material(PrivateKey::generate().unwrap().public_key().to_pem())
+        .tags("AWS:owner", "me")
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "reserved");
+    assert_eq!(
+        c.list_playback_key_pairs()
+            .send()
+            .await
+            .unwrap()
+            .key_pairs()
+            .len(),
+        1
+    );
+    c.delete_stream_key().arn(&stream_key).send().await.unwrap();
+    let err = c
+        .create_stream_key()
+        .channel_arn(channel.as_str())
+        .tags("aws:x", "1")
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "reserved");
+    let keys = c
+        .list_stream_keys()
+        .channel_arn(channel.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert!(keys.stream_keys().is_empty());
+}
