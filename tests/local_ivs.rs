@@ -1373,3 +1373,43 @@ async fn tag_rules_hold_on_every_taggable_resource_and_a_refusal_stores_nothing(
         .unwrap();
     assert!(keys.stream_keys().is_empty());
 }
+
+#[tokio::test]
+async fn viewer_ids_are_counted_in_characters_by_the_edge_and_the_revocation_api_alike() {
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    let key = PrivateKey::generate().unwrap();
+    import(&c, &key).await;
+    let (channel, url) = private_channel(&c, "accents").await;
+    // Issue 12: 21 `é` are 42 bytes and 21 characters.
+    let viewer = "é".repeat(21);
+    let token = sign(
+        &key,
+        &claims(&channel)
+            .viewer_id(ViewerId::parse(&viewer).unwrap())
+            .build()
+            .unwrap(),
+    );
+    let (status, body) = t.play(&format!("{url}?token={token}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    c.start_viewer_session_revocation()
+        .channel_arn(channel.as_str())
+        .viewer_id(&viewer)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = t.play(&format!("{url}?token={token}"), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    // 41 characters: refused by both, in the same unit.
+    let err = c
+        .start_viewer_session_revocation()
+        .channel_arn(channel.as_str())
+        .viewer_id("é".repeat(41))
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "length less than or equal to 40");
+    let err = ViewerId::parse(&"é".repeat(41)).unwrap_err();
+    assert!(err.rule().contains("40 characters"), "{err}");
+}

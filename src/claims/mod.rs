@@ -215,7 +215,21 @@ mod tests {
         assert_eq!(AllowedOrigins::parse("*").unwrap().to_string(), "*");
         assert!(AllowedOrigins::parse("*,https://a.com").is_err());
         assert!(AllowedOrigins::parse("https://a.com,,https://b.com").is_err());
-        assert!(AllowedOrigins::parse("").is_err());
+        let err = AllowedOrigins::parse("").unwrap_err();
+        assert!(err.rule().starts_with("is empty"), "{err}");
+        assert!(!err.rule().contains("between"), "{err}");
+        let err = AllowedOrigins::parse("https://a.com,").unwrap_err();
+        assert!(err.rule().contains("a comma too many"), "{err}");
+        // Messages speak of values, never of Rust API names.
+        for bad in ["*,https://a.com", "https://a.com,*"] {
+            let err = AllowedOrigins::parse(bad).unwrap_err().to_string();
+            assert!(
+                !err.contains("::") && !err.contains("AllowedOrigins"),
+                "{err}"
+            );
+        }
+        let err = Origin::parse("*").unwrap_err().to_string();
+        assert!(!err.contains("::") && err.contains("only value"), "{err}");
         assert!(AllowedOrigins::from_origins([]).is_err());
         assert!(AllowedOrigins::any().allows("https://anything.example"));
     }
@@ -228,9 +242,13 @@ mod tests {
         assert!(err.rule().contains("1 to 40"));
         assert!(ViewerId::parse("").is_err());
         assert!(ViewerId::parse("a\nb").is_err());
-        // 20 two-byte characters are 40 bytes; 21 are too many.
-        assert!(ViewerId::parse(&"é".repeat(20)).is_ok());
-        assert!(ViewerId::parse(&"é".repeat(21)).is_err());
+        // Counted in characters, as the IVS docs and model count: 21 `é`
+        // (42 bytes) are 21 characters, 40 `é` too are fine, 41 are not.
+        assert!(ViewerId::parse(&"é".repeat(21)).is_ok());
+        assert!(ViewerId::parse(&"é".repeat(40)).is_ok());
+        let err = ViewerId::parse(&"é".repeat(41)).unwrap_err();
+        assert!(err.rule().contains("got 41"), "{err}");
+        assert!(err.rule().contains("not bytes"), "{err}");
     }
 
     #[test]

@@ -328,7 +328,10 @@ impl Policy {
                 OriginList::Any if !rule.allowed_origins.is_any() => {
                     return Err(Refusal::not_entitled(
                         Some("origins"),
-                        format!("API key {} may not allow every origin", rule.name),
+                        format!(
+                            "API key {} may not allow every origin (`*`); list the origins to allow",
+                            rule.name
+                        ),
                     ));
                 }
                 OriginList::Any => Some(AllowedOrigins::any()),
@@ -488,13 +491,28 @@ fn narrow_origins(
     let Some(list) = requested else {
         return Ok(configured.cloned());
     };
-    let parsed: Vec<Origin> = list
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            Origin::parse(o).map_err(|e| Refusal::invalid(format!("origins[{i}]"), e.to_string()))
-        })
-        .collect::<Result<_, _>>()?;
+    if list.is_empty() {
+        return Err(Refusal::invalid(
+            "origins",
+            "must not be empty; leave it out for the defaults",
+        ));
+    }
+    let parsed: Vec<Origin> = match parse_requested(list)? {
+        // `["*"]` asks for every origin: granted only where every origin is
+        // what is configured.
+        OriginList::Any if configured.is_some_and(AllowedOrigins::is_any) => {
+            return Ok(Some(AllowedOrigins::any()));
+        }
+        OriginList::Any => {
+            return Err(Refusal::not_entitled(
+                Some("origins"),
+                format!(
+                    "{who} may not allow every origin (`*`); list origins among the configured ones, or leave `origins` out"
+                ),
+            ));
+        }
+        OriginList::Only(parsed) => parsed,
+    };
     if let Some(configured) = configured.filter(|c| !c.is_any())
         && let Some((i, o)) = parsed
             .iter()
