@@ -164,7 +164,8 @@ struct VerifyArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-    /// The token, or a playback URL with `?token=`.
+    /// The token, or a playback URL with `?token=` (as copied from a
+    /// browser: percent-encoding and a `#fragment` are fine).
     token: String,
 }
 
@@ -396,9 +397,9 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
     if let Some(channel) = args.channel_arn {
         verifier = verifier.expect_channel(channel);
     }
-    let token = token_from_input(&args.token);
+    let token = token_from_input(&args.token).map_err(|e| format!("TOKEN: {e}"))?;
     let now = SystemTime::now();
-    match verifier.verify_at(token, now) {
+    match verifier.verify_at(&token, now) {
         Ok(verified) => {
             let claims = verified.claims();
             let exp = claims.expires_at().unix_seconds();
@@ -410,6 +411,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
                     "expires_in_seconds": remaining,
                     "claims": serde_json::to_value(claims).unwrap_or_default(),
                     "unknown_claims": verified.unknown_claims(),
+                    "notes": verified.notes(),
                 });
                 println!("{out}");
             } else {
@@ -423,6 +425,11 @@ fn verify(args: VerifyArgs) -> Result<ExitCode, String> {
                         "note: claims IVS does not document (ignored): {}",
                         verified.unknown_claims().join(", ")
                     );
+                }
+                // What the token relies on beyond the IVS docs: valid for a
+                // standard JWT verifier, not promised by IVS.
+                for note in verified.notes() {
+                    println!("note: {note}");
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -447,14 +454,23 @@ fn report_rejection(rejection: &Rejection, json: bool) {
     }
 }
 
-/// The token itself, from a bare token or a playback URL with `?token=`.
-fn token_from_input(input: &str) -> &str {
+/// The token itself, from a bare token or a playback URL as a browser shows
+/// it: the `#fragment` is dropped (a player never sends it) and the query is
+/// read as the local IVS edge reads it (percent-decoding; the parameter
+/// twice is refused).
+fn token_from_input(input: &str) -> Result<String, String> {
     let input = input.trim();
-    match input.split_once("token=") {
-        Some((before, after)) if before.ends_with(['?', '&']) => {
-            after.split('&').next().unwrap_or(after)
-        }
-        _ => input,
+    if !(input.contains("://") || input.contains('?') || input.starts_with('/')) {
+        return Ok(input.to_owned());
+    }
+    let without_fragment = input.split('#').next().unwrap_or_default();
+    let query = without_fragment.split_once('?').map(|(_, q)| q);
+    match crate::service::local_ivs::token_from_query(query) {
+        Ok(Some(token)) => Ok(token),
+        Ok(None) => Err(
+            "the URL has no `token` query parameter; give the token or a URL with `?token=`".into(),
+        ),
+        Err(refusal) => Err(refusal.reason),
     }
 }
 
@@ -559,8 +575,7 @@ fn keys_import(private_key: &Path, config: Option<&Path>) -> Result<ExitCode, St
     use crate::service::control::rotation::import_key;
     use crate::service::{config::Config, key_control};
     init_logging();
-    let key = PrivateKey::read_file(private_key)
-        .map_err(|e| format!("--private-key {}: {e}", private_key.display()))?;
+    let key = PrivateKey::read_file(private_key).map_err(|e| format!("--private-key: {e}"))?;
     let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
     runtime()?.block_on(async {
         let (ivs, store, _) = key_control(&config).await.map_err(|e| e.to_string())?;
@@ -679,15 +694,18 @@ mod tests {
 
     #[test]
     fn extracts_token_from_a_playback_url() {
-        assert_eq!(token_from_input("a.b.c"), "a.b.c");
-        assert_eq!(
-            token_from_input("https://x.m3u8?token=a.b.c&foo=1"),
-            "a.b.c"
-        );
-        assert_eq!(
-            token_from_input(" https://x.m3u8?x=1&token=a.b.c "),
-            "a.b.c"
-        );
+        let ok = |s: &str| token_from_input(s).unwrap();
+        assert_eq!(ok("a.b.c"), "a.b.c");
+        assert_eq!(ok("https://x.m3u8?token=a.b.c&foo=1"), "a.b.c");
+        assert_eq!(ok(" https://x.m3u8?x=1&token=a.b.c "), "a.b.c");
+        // As browsers show them: a fragment, percent-encoding.
+        assert_eq!(ok("https://x.m3u8?token=a.b.c#t=10"), "a.b.c");
+        assert_eq!(ok("https://x.m3u8?token=a%2Eb%2Ec&x=1#t=10"), "a.b.c");
+        assert_eq!(ok("/api/video/v1/x.m3u8?token=a.b.c"), "a.b.c");
+        let twice = token_from_input("https://x.m3u8?token=a.b.c&token=d.e.f").unwrap_err();
+        assert!(twice.contains("2 `token`"), "{twice}");
+        let none = token_from_input("https://x.m3u8?x=1#token=a.b.c").unwrap_err();
+        assert!(none.contains("no `token`"), "{none}");
     }
 
     #[test]

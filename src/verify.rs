@@ -5,6 +5,15 @@
 //! the claims (`exp`, the 10-minute rule, every claim's value) and the channel.
 //! Each failure is a [`Rejection`] whose `Display` is a sentence a developer
 //! can act on, and whose [`code`](Rejection::code) is stable for machines.
+//!
+//! Where the IVS docs are silent, tokens are judged as a standard JWT
+//! verifier judges them (RFC 7519 and RFC 7515) [OPEN]: the IVS edge's error
+//! texts are a generic JWT library's. So a fractional `exp` is read (rounded
+//! down), `nbf` is enforced, `kid` is a hint (every key is tried), `typ` is
+//! advisory and compared without case, other header members are ignored but
+//! `crit` is refused. A token that relies on any of these passes with a
+//! [note](VerifiedToken::notes), because IVS does not promise to accept it.
+//! The signer writes only the documented form.
 
 use std::fmt;
 use std::time::{Duration, SystemTime};
@@ -13,8 +22,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::claims::{
-    ChannelArn, MILLISECONDS_THRESHOLD, PlaybackClaims, SHORT_LIVED_LIMIT, names, payload_map,
-    unix_seconds,
+    ChannelArn, MILLISECONDS_THRESHOLD, NumericDate, PlaybackClaims, SHORT_LIVED_LIMIT, names,
+    payload_map, unix_seconds,
 };
 use crate::error::ClaimError;
 use crate::keys::{Fingerprint, PublicKey};
@@ -70,8 +79,8 @@ impl Verifier {
         self
     }
 
-    /// Tolerate clocks this far apart when checking `exp` (default none, like
-    /// IVS).
+    /// Tolerate clocks this far apart when checking `exp` and `nbf` (default
+    /// none, like IVS).
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
@@ -99,17 +108,23 @@ impl Verifier {
         }
         let [header_b64, payload_b64, signature_b64] = [segments[0], segments[1], segments[2]];
         let header = decode_segment("header", header_b64)?;
-        check_header(&header)?;
+        let mut notes = check_header(&header)?;
         let signature = decode_segment("signature", signature_b64)?;
         if signature.len() != SIGNATURE_LEN {
-            let der_hint =
-                if signature.first() == Some(&0x30) && (100..=104).contains(&signature.len()) {
+            let hint = match signature.len() {
+                100..=104 if signature.first() == Some(&0x30) => {
                     " (it looks DER-encoded; a JWS ES384 signature is the raw 96-byte r||s)"
-                } else {
-                    ""
-                };
+                }
+                64 => {
+                    " (64 bytes is an ES256 signature, made with a P-256 key; sign with a P-384 key)"
+                }
+                132 => {
+                    " (132 bytes is an ES512 signature, made with a P-521 key; sign with a P-384 key)"
+                }
+                _ => "",
+            };
             return Err(Rejection::Malformed(format!(
-                "the signature is {} bytes; ES384 signatures are {SIGNATURE_LEN} bytes{der_hint}",
+                "the signature is {} bytes; ES384 signatures are {SIGNATURE_LEN} bytes{hint}",
                 signature.len()
             )));
         }
@@ -124,17 +139,25 @@ impl Verifier {
         let payload = decode_segment("payload", payload_b64)?;
         let map = payload_map(&payload).map_err(Rejection::InvalidClaim)?;
         // Said before the other claims are judged: it is the likeliest mistake.
-        if let Some(exp) = map
+        let exp_date = map
             .get(names::EXP)
-            .and_then(serde_json::Value::as_u64)
+            .and_then(|v| NumericDate::parse(names::EXP, v).ok());
+        if let Some(exp) = exp_date
+            .map(|d| d.floor)
             .filter(|&e| e >= MILLISECONDS_THRESHOLD)
         {
             return Err(Rejection::ExpInMilliseconds { exp });
         }
-        let (claims, unknown_claims) =
+        let (claims, mut unknown_claims) =
             PlaybackClaims::from_map(&map).map_err(Rejection::InvalidClaim)?;
         let now_s = unix_seconds(now);
         let exp = claims.expires_at().unix_seconds();
+        if exp_date.is_some_and(|d| d.fractional) {
+            notes.push(format!(
+                "`exp` is {} (not a whole number): RFC 7519 allows it and it is read as {exp}, but IVS documents whole seconds",
+                map.get(names::EXP).map(ToString::to_string).unwrap_or_default()
+            ));
+        }
         if exp.saturating_add(self.leeway.as_secs()) <= now_s {
             return Err(Rejection::Expired {
                 exp,
@@ -152,6 +175,24 @@ impl Verifier {
                 },
             });
         }
+        // `nbf` is no IVS claim; a standard verifier refuses a token before
+        // it [OPEN], so a token that plays here does not rely on IVS ignoring
+        // it. A fractional `nbf` is rounded up: never valid early.
+        if let Some(value) = map.get(names::NBF) {
+            unknown_claims.retain(|c| c != names::NBF);
+            let nbf = NumericDate::parse(names::NBF, value)
+                .map_err(Rejection::InvalidClaim)?
+                .ceil();
+            if now_s.saturating_add(self.leeway.as_secs()) < nbf {
+                return Err(Rejection::NotYetValid {
+                    nbf,
+                    wait: Duration::from_secs(nbf - now_s),
+                });
+            }
+            notes.push(format!(
+                "the token has `nbf` {value}, which IVS does not document: it is enforced here as RFC 7519 says"
+            ));
+        }
         if let Some(expected) = self.channel.as_ref().filter(|c| *c != claims.channel_arn()) {
             return Err(Rejection::ChannelMismatch {
                 expected: expected.clone(),
@@ -162,6 +203,7 @@ impl Verifier {
             claims,
             fingerprint: *key.public.fingerprint(),
             unknown_claims,
+            notes,
         })
     }
 }
@@ -207,7 +249,9 @@ fn decode_segment(which: &'static str, b64: &str) -> Result<Vec<u8>, Rejection> 
         .map_err(|e| Rejection::Malformed(format!("the {which} is not valid base64url: {e}")))
 }
 
-fn check_header(header: &[u8]) -> Result<(), Rejection> {
+/// Checks the header; returns notes on what it relies on beyond the
+/// documented `{"alg":"ES384","typ":"JWT"}`.
+fn check_header(header: &[u8]) -> Result<Vec<String>, Rejection> {
     let value: serde_json::Value = serde_json::from_slice(header).map_err(|_| {
         Rejection::Malformed(format!(
             "the header is not JSON: {}",
@@ -217,28 +261,68 @@ fn check_header(header: &[u8]) -> Result<(), Rejection> {
     let object = value
         .as_object()
         .ok_or_else(|| Rejection::Malformed("the header is not a JSON object".into()))?;
+    // `alg` is case-sensitive (RFC 7515 §4.1.1).
     match object.get("alg").and_then(serde_json::Value::as_str) {
         Some("ES384") => {}
         Some(alg) => return Err(Rejection::WrongAlgorithm(alg.to_owned())),
         None => return Err(Rejection::WrongAlgorithm("(missing)".to_owned())),
     }
+    // Extensions listed in `crit` must be understood or the token refused
+    // (RFC 7515 §4.1.11); none are.
+    if let Some(crit) = object.get("crit") {
+        return Err(Rejection::UnexpectedHeader(format!(
+            "`crit` is {crit}: the token asks its verifier to understand header extensions, which neither IVS nor this verifier does; leave `crit` out"
+        )));
+    }
+    const DOCUMENTED: &str = r#"IVS documents exactly {"alg":"ES384","typ":"JWT"}"#;
+    let mut notes = Vec::new();
     match object.get("typ") {
-        None => {}
         Some(typ) if typ.as_str() == Some("JWT") => {}
+        // `typ` is advisory and compared without case (RFC 7519 §5.1) [OPEN].
+        Some(typ) if typ.as_str().is_some_and(|t| t.eq_ignore_ascii_case("JWT")) => {
+            notes.push(format!(
+                "the header's `typ` is {typ}, not \"JWT\": {DOCUMENTED}"
+            ));
+        }
+        Some(typ) if typ.is_string() => {
+            notes.push(format!(
+                "the header's `typ` is {typ}, which is advisory in RFC 7519 and ignored here: {DOCUMENTED}"
+            ));
+        }
         Some(typ) => {
             return Err(Rejection::UnexpectedHeader(format!(
-                "`typ` is {typ}; IVS documents exactly {{\"alg\":\"ES384\",\"typ\":\"JWT\"}}"
+                "`typ` is {typ}, not a string; {DOCUMENTED}"
+            )));
+        }
+        None => notes.push(format!("the header has no `typ`: {DOCUMENTED}")),
+    }
+    // `kid` only hints at the key (RFC 7515 §4.1.4): every imported key is
+    // tried whatever it says [OPEN]. Integrations set it to the key-pair ARN.
+    match object.get("kid") {
+        None => {}
+        Some(kid) if kid.is_string() => notes.push(format!(
+            "the header has `kid` {kid}, which IVS does not document; it is taken as a hint only (every key is tried)"
+        )),
+        Some(kid) => {
+            return Err(Rejection::UnexpectedHeader(format!(
+                "`kid` is {kid}, not a string (RFC 7515 §4.1.4)"
             )));
         }
     }
-    // IVS documents no other header member [OPEN]: refusing them keeps tokens
-    // to what IVS is known to accept.
-    if let Some(other) = object.keys().find(|k| *k != "alg" && *k != "typ") {
-        return Err(Rejection::UnexpectedHeader(format!(
-            "header member `{other}` is not part of the IVS token format, which is exactly {{\"alg\":\"ES384\",\"typ\":\"JWT\"}}"
-        )));
+    // Other members are ignored, as standard verifiers ignore them (a key
+    // in `jwk`, `jku` or `x5c` is never trusted) [OPEN].
+    let others: Vec<&str> = object
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !["alg", "typ", "kid"].contains(k))
+        .collect();
+    if !others.is_empty() {
+        notes.push(format!(
+            "the header has members IVS does not document, ignored here: {}",
+            others.join(", ")
+        ));
     }
-    Ok(())
+    Ok(notes)
 }
 
 /// A token that passed every check.
@@ -247,6 +331,7 @@ pub struct VerifiedToken {
     claims: PlaybackClaims,
     fingerprint: Fingerprint,
     unknown_claims: Vec<String>,
+    notes: Vec<String>,
 }
 
 impl VerifiedToken {
@@ -264,6 +349,14 @@ impl VerifiedToken {
     pub fn unknown_claims(&self) -> &[String] {
         &self.unknown_claims
     }
+
+    /// What the token relies on that the IVS docs do not promise (a
+    /// fractional `exp`, `nbf`, a `kid` header, `typ` other than `"JWT"`),
+    /// one sentence each. Empty for a token in the documented form, which is
+    /// what [`TokenSigner`](crate::TokenSigner) writes.
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
 }
 
 /// Why a token was refused.
@@ -274,7 +367,7 @@ pub enum Rejection {
     Malformed(String),
     /// `alg` is not ES384 (`none`, `HS384`, `RS256`, ...).
     WrongAlgorithm(String),
-    /// The header has members IVS does not document.
+    /// The header cannot be honoured: `crit`, or a member of the wrong type.
     UnexpectedHeader(String),
     /// The signature does not verify with any key of the set.
     UnknownKey {
@@ -287,6 +380,13 @@ pub enum Rejection {
         exp: u64,
         /// How long ago it expired.
         ago: Duration,
+    },
+    /// `nbf` is still ahead (RFC 7519 §4.1.5).
+    NotYetValid {
+        /// The token's `nbf`, rounded up to a whole second.
+        nbf: u64,
+        /// How long until it is valid.
+        wait: Duration,
     },
     /// `exp` is in milliseconds.
     ExpInMilliseconds {
@@ -320,6 +420,7 @@ impl Rejection {
             Self::UnexpectedHeader(_) => "unexpected_header",
             Self::UnknownKey { .. } => "unknown_key",
             Self::Expired { .. } => "expired",
+            Self::NotYetValid { .. } => "not_yet_valid",
             Self::ExpInMilliseconds { .. } => "exp_in_milliseconds",
             Self::ExpTooFarAhead { .. } => "exp_too_far_ahead",
             Self::InvalidClaim(_) => "invalid_claim",
@@ -332,19 +433,35 @@ impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Malformed(why) => write!(f, "malformed token: {why}"),
-            Self::WrongAlgorithm(alg) => write!(
-                f,
-                "wrong algorithm: the header says `alg` {alg}; IVS accepts only ES384 (ECDSA P-384 with SHA-384)"
-            ),
+            Self::WrongAlgorithm(alg) => {
+                write!(
+                    f,
+                    "wrong algorithm: the header says `alg` {alg}; IVS accepts only ES384 (ECDSA P-384 with SHA-384)"
+                )?;
+                match alg.as_str() {
+                    "ES256" => f.write_str(": ES256 is signed with a P-256 key; sign with a P-384 key"),
+                    "ES512" => f.write_str(": ES512 is signed with a P-521 key; sign with a P-384 key"),
+                    a if a.eq_ignore_ascii_case("es384") => {
+                        f.write_str(": `alg` is case-sensitive, write it ES384")
+                    }
+                    a if a.starts_with("HS") => f.write_str(
+                        ": HMAC tokens are signed with a shared secret; IVS needs an ECDSA P-384 key pair",
+                    ),
+                    _ => Ok(()),
+                }
+            }
             Self::UnexpectedHeader(why) => write!(f, "unexpected header: {why}"),
             Self::UnknownKey { tried } if tried.is_empty() => {
-                f.write_str("the signature cannot be checked: no public keys are imported")
+                f.write_str(
+                    "the signature cannot be checked: there are no public keys to check it with (none given or imported)",
+                )
             }
             Self::UnknownKey { tried } => {
                 write!(
                     f,
-                    "the signature does not verify with any of the {} imported key(s) (fingerprints ",
-                    tried.len()
+                    "the signature does not verify with {} (fingerprint{} ",
+                    if tried.len() == 1 { "the one key tried".to_owned() } else { format!("any of the {} keys tried", tried.len()) },
+                    if tried.len() == 1 { "" } else { "s" },
                 )?;
                 for (i, fp) in tried.iter().enumerate() {
                     if i > 0 {
@@ -357,6 +474,11 @@ impl fmt::Display for Rejection {
             Self::Expired { exp, ago } => {
                 write!(f, "expired: `exp` {exp} was {} ago", HumanDuration(*ago))
             }
+            Self::NotYetValid { nbf, wait } => write!(
+                f,
+                "not valid yet: `nbf` {nbf} is {} ahead",
+                HumanDuration(*wait)
+            ),
             Self::ExpInMilliseconds { exp } => write!(
                 f,
                 "`exp` {exp} looks like milliseconds; IVS reads it as Unix seconds, so this token would never expire"
@@ -459,6 +581,8 @@ mod tests {
             let verified = verifier.verify_at(token.as_str(), now()).unwrap();
             assert_eq!(verified.claims(), &claims());
             assert_eq!(verified.fingerprint(), key.fingerprint());
+            // The signer writes only the documented form.
+            assert!(verified.notes().is_empty(), "{:?}", verified.notes());
         }
     }
 
@@ -571,16 +695,166 @@ mod tests {
     }
 
     #[test]
-    fn rejects_kid_and_other_header_members() {
+    fn takes_kid_as_a_hint_and_notes_it() {
         let (key, _, verifier) = setup();
         let payload = claims().to_json();
-        let token = forge(&key, r#"{"alg":"ES384","typ":"JWT","kid":"k1"}"#, &payload);
-        let err = verifier.verify_at(&token, now()).unwrap_err();
+        let kid = r#"{"alg":"ES384","typ":"JWT","kid":"arn:aws:ivs:us-west-2:123456789012:playback-key/abc"}"#;
+        let verified = verifier
+            .verify_at(&forge(&key, kid, &payload), now())
+            .unwrap();
+        assert_eq!(verified.notes().len(), 1, "{:?}", verified.notes());
+        assert!(
+            verified.notes()[0].contains("`kid`"),
+            "{:?}",
+            verified.notes()
+        );
+        // A kid naming no key changes nothing: every key is tried.
+        let wrong = r#"{"alg":"ES384","typ":"JWT","kid":"another"}"#;
+        assert!(
+            verifier
+                .verify_at(&forge(&key, wrong, &payload), now())
+                .is_ok()
+        );
+        let bad = r#"{"alg":"ES384","typ":"JWT","kid":7}"#;
+        let err = verifier
+            .verify_at(&forge(&key, bad, &payload), now())
+            .unwrap_err();
         assert_eq!(err.code(), "unexpected_header");
-        assert!(err.to_string().contains("kid"));
-        // Member order and absent typ are fine.
+        // Member order does not matter, and the documented form has no note.
         let token = forge(&key, r#"{"typ":"JWT","alg":"ES384"}"#, &payload);
-        assert!(verifier.verify_at(&token, now()).is_ok());
+        assert!(
+            verifier
+                .verify_at(&token, now())
+                .unwrap()
+                .notes()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn takes_typ_as_advisory_and_refuses_crit() {
+        let (key, _, verifier) = setup();
+        let payload = claims().to_json();
+        for (header, note) in [
+            (r#"{"alg":"ES384","typ":"jwt"}"#, "\"jwt\""),
+            (r#"{"alg":"ES384","typ":"Jwt"}"#, "\"Jwt\""),
+            (r#"{"alg":"ES384","typ":"at+jwt"}"#, "advisory"),
+            (r#"{"alg":"ES384"}"#, "no `typ`"),
+            (r#"{"alg":"ES384","typ":"JWT","x5t":"abc"}"#, "x5t"),
+        ] {
+            let verified = verifier
+                .verify_at(&forge(&key, header, &payload), now())
+                .unwrap();
+            assert!(
+                verified.notes().iter().any(|n| n.contains(note)),
+                "{header}: {:?}",
+                verified.notes()
+            );
+        }
+        for header in [
+            r#"{"alg":"ES384","typ":5}"#,
+            r#"{"alg":"ES384","typ":"JWT","crit":["exp"]}"#,
+        ] {
+            let err = verifier
+                .verify_at(&forge(&key, header, &payload), now())
+                .unwrap_err();
+            assert_eq!(err.code(), "unexpected_header", "{header}");
+        }
+        // `alg` stays case-sensitive, and the message says so.
+        let err = verifier
+            .verify_at(
+                &forge(&key, r#"{"alg":"es384","typ":"JWT"}"#, &payload),
+                now(),
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("case-sensitive"), "{err}");
+    }
+
+    #[test]
+    fn reads_a_fractional_exp_rounded_down_with_a_note() {
+        let (key, _, verifier) = setup();
+        for exp in ["1800000300.5", "1800000300.0", "1.8000003e9"] {
+            let token = forge(
+                &key,
+                HEADER,
+                &format!(r#"{{"aws:channel-arn":"{ARN}","exp":{exp}}}"#),
+            );
+            let verified = verifier.verify_at(&token, now()).unwrap();
+            assert_eq!(verified.claims().expires_at().unix_seconds(), 1_800_000_300);
+            assert!(verified.notes()[0].contains("not a whole number"), "{exp}");
+            // Rounded down: expired at the whole second, never later.
+            let at = now() + Duration::from_secs(300);
+            assert_eq!(
+                verifier.verify_at(&token, at).unwrap_err().code(),
+                "expired"
+            );
+        }
+        // Milliseconds with a fraction are still milliseconds.
+        let token = forge(
+            &key,
+            HEADER,
+            &format!(r#"{{"aws:channel-arn":"{ARN}","exp":1800000300000.5}}"#),
+        );
+        assert_eq!(
+            verifier.verify_at(&token, now()).unwrap_err().code(),
+            "exp_in_milliseconds"
+        );
+    }
+
+    #[test]
+    fn enforces_nbf_as_rfc_7519_says() {
+        let (key, _, verifier) = setup();
+        let token = |nbf: &str| {
+            forge(
+                &key,
+                HEADER,
+                &format!(r#"{{"aws:channel-arn":"{ARN}","exp":1800003600,"nbf":{nbf}}}"#),
+            )
+        };
+        let ahead = token("1800003000");
+        let err = verifier.verify_at(&ahead, now()).unwrap_err();
+        assert_eq!(
+            err,
+            Rejection::NotYetValid {
+                nbf: 1_800_003_000,
+                wait: Duration::from_secs(3000)
+            }
+        );
+        assert!(err.to_string().contains("50 min ahead"), "{err}");
+        assert!(
+            verifier
+                .clone()
+                .leeway(Duration::from_secs(3000))
+                .verify_at(&ahead, now())
+                .is_ok()
+        );
+        // Valid from nbf on, with a note; nbf is not an unknown claim.
+        let verified = verifier.verify_at(&token("1800000000"), now()).unwrap();
+        assert!(verified.unknown_claims().is_empty());
+        assert!(
+            verified.notes()[0].contains("`nbf`"),
+            "{:?}",
+            verified.notes()
+        );
+        // A fractional nbf is rounded up: never valid early.
+        assert_eq!(
+            verifier
+                .verify_at(&token("1799999999.5"), now())
+                .map(|_| ()),
+            Ok(())
+        );
+        assert_eq!(
+            verifier
+                .verify_at(&token("1800000000.5"), now())
+                .unwrap_err()
+                .code(),
+            "not_yet_valid"
+        );
+        let err = verifier.verify_at(&token("\"soon\""), now()).unwrap_err();
+        assert!(
+            matches!(&err, Rejection::InvalidClaim(e) if e.claim() == "nbf"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -712,6 +986,13 @@ mod tests {
                 .to_string()
                 .contains("DER")
         );
+        // A 64-byte r||s under an ES384 header was made with a P-256 key.
+        let p256 = format!("{input}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
+        let err = verifier.verify_at(&p256, now()).unwrap_err().to_string();
+        assert!(err.contains("P-256"), "{err}");
+        let p521 = format!("{input}.{}", URL_SAFE_NO_PAD.encode([7u8; 132]));
+        let err = verifier.verify_at(&p521, now()).unwrap_err().to_string();
+        assert!(err.contains("P-521"), "{err}");
     }
 
     #[test]

@@ -293,6 +293,76 @@ async fn playback_key_pairs_obey_ivs_rules() {
 }
 
 #[tokio::test]
+async fn import_reads_public_keys_in_every_layout_openssl_reads() {
+    // The corpus's public key (tests/data/keys, made by openssl), in the
+    // layouts a console paste or a secret store hands over: IVS is given the
+    // text, the local IVS reads it as OpenSSL would and fingerprints the key
+    // in its canonical form [OPEN: what IVS fingerprints for an explicit or
+    // compressed SPKI is not documented; the canonical form is what
+    // `openssl ec -pubout` writes].
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys");
+    let manifest = std::fs::read_to_string(corpus.join("MANIFEST")).unwrap();
+    let want = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("spki.pem\tpublic\treads\t"))
+        .unwrap();
+    let spki = std::fs::read_to_string(corpus.join("spki.pem")).unwrap();
+    let layouts = [
+        std::fs::read_to_string(corpus.join("spki-one-line.pem")).unwrap(),
+        std::fs::read_to_string(corpus.join("spki-explicit.pem")).unwrap(),
+        std::fs::read_to_string(corpus.join("spki-compressed.pem")).unwrap(),
+        spki.replace('\n', "\r\n"),
+        format!("\u{feff}{spki}"),
+        format!("\n\n{}  ", spki.trim_end()),
+    ];
+    for material in layouts {
+        let t = TestIvs::start().await;
+        let c = t.client(REGION);
+        let out = c
+            .import_playback_key_pair()
+            .public_key_material(&material)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{material:?}: {:?}", e.into_service_error()));
+        assert_eq!(
+            out.key_pair().unwrap().fingerprint().unwrap(),
+            want,
+            "{material:?}"
+        );
+    }
+    // What OpenSSL refuses is refused with the reason and the fix.
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    for (material, words) in [
+        (spki.replace('\n', "\\n"), "literal `\\n`"),
+        (spki.replace('\n', " "), "own line"),
+        (
+            {
+                let end = spki.find("\n-----END").unwrap();
+                format!("{}{}", &spki[..end - 1], &spki[end..])
+            },
+            "cut short",
+        ),
+    ] {
+        let err = c
+            .import_playback_key_pair()
+            .public_key_material(&material)
+            .send()
+            .await
+            .unwrap_err()
+            .into_service_error();
+        let ImportPlaybackKeyPairError::ValidationException(v) = &err else {
+            panic!("{err:?}");
+        };
+        let message = v.exception_message().unwrap_or_default();
+        assert!(
+            message.contains("publicKeyMaterial") && message.contains(words),
+            "{message}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn channel_lists_page_through_with_the_paginator() {
     let t = TestIvs::start().await;
     let c = t.client(REGION);
@@ -963,4 +1033,383 @@ async fn a_single_use_token_plays_once_even_under_a_race_and_across_a_restart() 
     let (status, body) = t.play(&format!("{}{path}", t.url()), None).await;
     assert_eq!(status, 403);
     assert!(body.contains("already used"), "{body}");
+}
+
+/// A token made by another JWT library (the `jsonwebtoken` crate), with
+/// whatever header and claims it is given.
+fn foreign_token(
+    key: &PrivateKey,
+    kid: Option<&str>,
+    typ: &str,
+    claims: serde_json::Value,
+) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.kid = kid.map(str::to_owned);
+    header.typ = Some(typ.to_owned());
+    let pem = key.to_pkcs8_pem().unwrap();
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(pem.as_bytes()).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The edge's JSON refusal: (status, error_code, error), checking the shape
+/// and the content type of every answer.
+async fn edge_refusal(t: &TestIvs, method: Method, url: &str) -> (u16, String, String) {
+    let response = reqwest::Client::new()
+        .request(method, url)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.text().await.unwrap();
+    assert_eq!(
+        content_type.as_deref(),
+        Some("application/json"),
+        "{url}: {body}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{url}: {e}: {body}"));
+    assert_eq!(json[0]["type"], "error", "{body}");
+    assert!(
+        json[0]["url"].as_str().unwrap().starts_with(t.url()),
+        "{body}"
+    );
+    (
+        status,
+        json[0]["error_code"].as_str().unwrap().to_owned(),
+        json[0]["error"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn tokens_as_other_signers_write_them_play_and_nbf_is_enforced() {
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    let key = PrivateKey::generate().unwrap();
+    let key_arn = import(&c, &key).await;
+    let (channel, url) = private_channel(&c, "foreign").await;
+    let now = common::unix_seconds_now() as f64;
+    let arn = channel.as_str();
+    // PyJWT's `time.time() + 300`, JavaScript's `Date.now() / 1000 + 300`, a
+    // `kid` set to the key-pair ARN, `typ` in lower case.
+    for (kid, typ, exp) in [
+        (Some(key_arn.as_str()), "JWT", now + 300.25),
+        (None, "jwt", (now + 300.0).floor()),
+        (Some("not-a-key-we-know"), "JWT", now + 299.5),
+    ] {
+        let token = foreign_token(
+            &key,
+            kid,
+            typ,
+            serde_json::json!({"aws:channel-arn": arn, "exp": exp}),
+        );
+        let (status, body) = t.play(&format!("{url}?token={token}"), None).await;
+        assert_eq!(status, 200, "kid {kid:?}, typ {typ}, exp {exp}: {body}");
+    }
+    // `nbf` an hour ahead is refused; passed, it plays.
+    let ahead = foreign_token(
+        &key,
+        None,
+        "JWT",
+        serde_json::json!({"aws:channel-arn": arn, "exp": now + 7200.0, "nbf": now + 3600.0}),
+    );
+    let (status, code, error) =
+        edge_refusal(&t, Method::GET, &format!("{url}?token={ahead}")).await;
+    assert_eq!(
+        (status, code.as_str()),
+        (403, "invalid_playback_auth_token")
+    );
+    assert!(error.contains("not valid yet"), "{error}");
+    let passed = foreign_token(
+        &key,
+        None,
+        "JWT",
+        serde_json::json!({"aws:channel-arn": arn, "exp": now + 300.0, "nbf": now - 60.5}),
+    );
+    let (status, body) = t.play(&format!("{url}?token={passed}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    // `crit` must be understood or refused (RFC 7515).
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES384);
+    header.crit = Some(vec!["exp".into()]);
+    let crit = jsonwebtoken::encode(
+        &header,
+        &serde_json::json!({"aws:channel-arn": arn, "exp": now + 300.0}),
+        &jsonwebtoken::EncodingKey::from_ec_pem(key.to_pkcs8_pem().unwrap().as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let (status, _, error) = edge_refusal(&t, Method::GET, &format!("{url}?token={crit}")).await;
+    assert_eq!(status, 403);
+    assert!(error.contains("crit"), "{error}");
+}
+
+#[tokio::test]
+async fn every_answer_of_the_playback_path_is_the_edge_s_json() {
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    let key = PrivateKey::generate().unwrap();
+    import(&c, &key).await;
+    let (channel, url) = private_channel(&c, "shapes").await;
+    let good = sign(&key, &claims(&channel).build().unwrap());
+    // Percent-encoded, among other parameters, with a fragment a browser
+    // would not send: plays.
+    let encoded = good.replace('.', "%2E");
+    let (status, body) = t.play(&format!("{url}?x=1&token={encoded}&y"), None).await;
+    assert_eq!(status, 200, "{body}");
+    for (method, target, status, words) in [
+        // The parameter twice: the edge's 403, not a framework's 400.
+        (
+            Method::GET,
+            format!("{url}?token={good}&token={good}"),
+            403,
+            "2 `token`",
+        ),
+        (
+            Method::GET,
+            format!("{url}?token=a&token=b"),
+            403,
+            "2 `token`",
+        ),
+        (
+            Method::GET,
+            format!("{url}?token=%zz"),
+            403,
+            "percent-encoding",
+        ),
+        (Method::GET, format!("{url}?token"), 403, "no `token`"),
+        (Method::POST, format!("{url}?token={good}"), 405, "GET"),
+        (Method::DELETE, url.clone(), 405, "GET"),
+        (
+            Method::GET,
+            format!("{}/api/video/v1/a/b", t.url()),
+            404,
+            "not a playback URL",
+        ),
+        (
+            Method::GET,
+            format!("{}/api/video/v1/%ff.m3u8", t.url()),
+            404,
+            "percent-encoding",
+        ),
+        (
+            Method::GET,
+            format!("{}/api/video/v1/nope.m3u8", t.url()),
+            404,
+            "not a playback URL",
+        ),
+        (
+            Method::GET,
+            format!("{}/api/video/v1/session/nope/720p30/0.ts", t.url()),
+            404,
+            "session",
+        ),
+    ] {
+        let (got, _, error) = edge_refusal(&t, method.clone(), &target).await;
+        assert_eq!(got, status, "{method} {target}: {error}");
+        assert!(error.contains(words), "{method} {target}: {error}");
+    }
+    // An injected fault on playback answers in the edge's shape too.
+    t.fault(r#"{"operation":"Playback","error":"InternalServerException"}"#)
+        .await;
+    let (status, code, _) = edge_refusal(&t, Method::GET, &format!("{url}?token={good}")).await;
+    assert_eq!((status, code.as_str()), (500, "InternalServerException"));
+}
+
+/// A ValidationException whose message has these words.
+fn refused(e: impl aws_sdk_ivs::error::ProvideErrorMetadata + std::fmt::Debug, words: &str) {
+    assert_eq!(e.code(), Some("ValidationException"), "{e:?}");
+    // IVS's message travels as `exceptionMessage`, which the SDK keeps in
+    // the typed error (shown by Debug), not in `message()`.
+    assert!(format!("{e:?}").contains(words), "{e:?}");
+}
+
+#[tokio::test]
+async fn tag_rules_hold_on_every_taggable_resource_and_a_refusal_stores_nothing() {
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    let (channel, _) = private_channel(&c, "tags").await;
+    let key_arn = import(&c, &PrivateKey::generate().unwrap()).await;
+    let stream_key = c
+        .list_stream_keys()
+        .channel_arn(channel.as_str())
+        .send()
+        .await
+        .unwrap()
+        .stream_keys()[0]
+        .arn()
+        .unwrap()
+        .to_owned();
+    let tags_of = async |arn: &str| {
+        let out = c
+            .list_tags_for_resource()
+            .resource_arn(arn)
+            .send()
+            .await
+            .unwrap();
+        let mut keys: Vec<String> = out.tags().keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    let long = |n: usize, c: char| std::iter::repeat_n(c, n).collect::<String>();
+    for arn in [channel.as_str(), key_arn.as_str(), stream_key.as_str()] {
+        for (key, value, words) in [
+            ("aws:team".to_owned(), "v".to_owned(), "reserved"),
+            ("AWS:Team".to_owned(), "v".to_owned(), "reserved"),
+            ("Aws:x".to_owned(), "v".to_owned(), "reserved"),
+            (
+                long(129, 'k'),
+                "v".to_owned(),
+                "length less than or equal to 128",
+            ),
+            (
+                "k".to_owned(),
+                long(257, 'v'),
+                "length less than or equal to 256",
+            ),
+            ("team#1".to_owned(), "v".to_owned(), "regular expression"),
+            ("team".to_owned(), "a*b".to_owned(), "regular expression"),
+        ] {
+            let err = c
+                .tag_resource()
+                .resource_arn(arn)
+                .tags("ok", "1")
+                .tags(&key, value)
+                .send()
+                .await
+                .unwrap_err();
+            refused(err, words);
+            assert!(
+                tags_of(arn).await.is_empty(),
+                "{arn}: {key} stored something"
+            );
+        }
+        // At the limits, counted in characters (a key of 128 `é` is 256
+        // bytes), letters of any script, spaces and `_.:/=+-@` are fine.
+        c.tag_resource()
+            .resource_arn(arn)
+            .tags(long(128, 'é'), long(256, 'v'))
+            .tags("équipe vidéo_1.a:b/c=d+e-f@g", "")
+            .tags("awsome", "aws:is fine in a value")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(tags_of(arn).await.len(), 3);
+        let err = c
+            .untag_resource()
+            .resource_arn(arn)
+            .tag_keys("aws:x")
+            .send()
+            .await
+            .unwrap_err();
+        refused(err, "reserved");
+        // 50 per resource: 47 more make 50; one more is refused, whole.
+        let mut up_to = c.tag_resource().resource_arn(arn);
+        for i in 0..47 {
+            up_to = up_to.tags(format!("k{i}"), "v");
+        }
+        up_to.send().await.unwrap();
+        let err = c
+            .tag_resource()
+            .resource_arn(arn)
+            .tags("one-more", "v")
+            .send()
+            .await
+            .unwrap_err();
+        refused(err, "at most 50");
+        assert_eq!(tags_of(arn).await.len(), 50);
+    }
+    // Tags given at creation obey the same rules, and a refused creation
+    // creates nothing.
+    let before = c.list_channels().send().await.unwrap().channels().len();
+    let err = c
+        .create_channel()
+        .name("x")
+        .tags("aws:cost-center", "1")
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "reserved");
+    assert_eq!(
+        c.list_channels().send().await.unwrap().channels().len(),
+        before
+    );
+    let err = c
+        .import_playback_key_pair()
+        .public_key_material(PrivateKey::generate().unwrap().public_key().to_pem())
+        .tags("AWS:owner", "me")
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "reserved");
+    assert_eq!(
+        c.list_playback_key_pairs()
+            .send()
+            .await
+            .unwrap()
+            .key_pairs()
+            .len(),
+        1
+    );
+    c.delete_stream_key().arn(&stream_key).send().await.unwrap();
+    let err = c
+        .create_stream_key()
+        .channel_arn(channel.as_str())
+        .tags("aws:x", "1")
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "reserved");
+    let keys = c
+        .list_stream_keys()
+        .channel_arn(channel.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert!(keys.stream_keys().is_empty());
+}
+
+#[tokio::test]
+async fn viewer_ids_are_counted_in_characters_by_the_edge_and_the_revocation_api_alike() {
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    let key = PrivateKey::generate().unwrap();
+    import(&c, &key).await;
+    let (channel, url) = private_channel(&c, "accents").await;
+    // Issue 12: 21 `é` are 42 bytes and 21 characters.
+    let viewer = "é".repeat(21);
+    let token = sign(
+        &key,
+        &claims(&channel)
+            .viewer_id(ViewerId::parse(&viewer).unwrap())
+            .build()
+            .unwrap(),
+    );
+    let (status, body) = t.play(&format!("{url}?token={token}"), None).await;
+    assert_eq!(status, 200, "{body}");
+    c.start_viewer_session_revocation()
+        .channel_arn(channel.as_str())
+        .viewer_id(&viewer)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = t.play(&format!("{url}?token={token}"), None).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("revoked"), "{body}");
+    // 41 characters: refused by both, in the same unit.
+    let err = c
+        .start_viewer_session_revocation()
+        .channel_arn(channel.as_str())
+        .viewer_id("é".repeat(41))
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "length less than or equal to 40");
+    let err = ViewerId::parse(&"é".repeat(41)).unwrap_err();
+    assert!(err.rule().contains("40 characters"), "{err}");
 }

@@ -947,6 +947,36 @@ async fn keys_rotate_from_the_command_line_is_picked_up_by_the_running_service()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_import_reads_a_key_in_any_layout_openssl_reads() {
+    // One long base64 line (as a secret store hands it back) with explicit
+    // curve parameters and a compressed point: the fingerprint IVS gets is
+    // the one openssl computed for the corpus (tests/data/keys/MANIFEST).
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/keys");
+    let manifest = std::fs::read_to_string(corpus.join("MANIFEST")).unwrap();
+    let want = manifest
+        .lines()
+        .find_map(|l| l.strip_prefix("sec1.pem\tprivate\treads\t"))
+        .unwrap()
+        .to_owned();
+    for file in [
+        "pkcs8-explicit-one-line.pem",
+        "sec1-explicit-compressed.pem",
+    ] {
+        let rig = Rig::new("").await;
+        let path = corpus.join(file);
+        let (code, out, err) = cli(
+            &rig,
+            &["keys", "import", "--private-key", path.to_str().unwrap()],
+        )
+        .await;
+        assert_eq!(code, Some(0), "{file}: {err}");
+        let imported: Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(imported["fingerprint"], want.as_str(), "{file}");
+        assert_eq!(rig.ivs_fingerprints().await, vec![want.clone()], "{file}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_import_adopts_a_console_key_by_fingerprint_and_serve_signs_with_it() {
     let rig = Rig::new("").await;
     let console = PrivateKey::generate().unwrap();
@@ -993,7 +1023,7 @@ async fn keys_import_adopts_a_console_key_by_fingerprint_and_serve_signs_with_it
     )
     .await;
     assert_eq!(code, Some(2));
-    assert!(err.contains("--private-key /nonexistent.pem"), "{err}");
+    assert!(err.contains("--private-key: /nonexistent.pem"), "{err}");
 
     let s = rig.serve().await;
     let (_, a) = s

@@ -1312,3 +1312,32 @@ async fn the_viewer_page_is_served_with_the_right_content_types_or_says_how_to_b
         );
     }
 }
+
+#[tokio::test]
+async fn origins_star_gets_http_words_from_every_kind_of_caller() {
+    // Issue 12: `"origins": ["*"]` answered with a Rust API name.
+    let s = service().await;
+    for (key, origins) in [
+        (None, json!(["*"])),
+        (None, json!(["*", "https://a.example.com"])),
+        (Some(BACKEND_KEY), json!(["*", "https://a.example.com"])),
+        (Some(BACKEND_KEY), json!(["https://a.example.com", "*"])),
+        (Some(LIMITED_KEY), json!(["*"])),
+    ] {
+        let (status, body) = s
+            .token(key, json!({"channel": "demo", "origins": origins}))
+            .await;
+        assert!(status == 400 || status == 403, "{origins}: {status} {body}");
+        let error = &body["error"];
+        let message = error["message"].as_str().unwrap();
+        assert!(
+            error["field"].as_str().unwrap().starts_with("origins"),
+            "{body}"
+        );
+        assert!(message.contains('*'), "{body}");
+        assert!(
+            !message.contains("::") && !message.contains("AllowedOrigins"),
+            "{origins}: {message}"
+        );
+    }
+}

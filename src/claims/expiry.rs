@@ -31,6 +31,19 @@ impl ExpiresAt {
         Ok(Self(seconds))
     }
 
+    /// `exp` as another signer may write it: a JWT NumericDate (RFC 7519
+    /// §2), a JSON number of Unix seconds that may have a fraction (PyJWT
+    /// with `time.time() + 300`, JavaScript's `Date.now() / 1000 + 300`).
+    ///
+    /// A fraction is rounded down. IVS documents `exp` as whole seconds and
+    /// says nothing of fractions [OPEN]: RFC 7519 allows them, the IVS edge's
+    /// errors are a generic JWT library's, so a standard verifier's reading
+    /// is taken, and rounding down makes the token expire up to a second
+    /// early, never late.
+    pub(crate) fn from_numeric_date(value: &serde_json::Value) -> Result<Self, ClaimError> {
+        Self::from_unix_seconds(NumericDate::parse(names::EXP, value)?.floor)
+    }
+
     /// `exp` at `now + ttl`, rounded down to a whole second (never later than
     /// asked).
     pub fn after(now: SystemTime, ttl: Duration) -> Result<Self, ClaimError> {
@@ -54,5 +67,52 @@ impl ExpiresAt {
 impl fmt::Display for ExpiresAt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+/// A JWT NumericDate read from a token (RFC 7519 §2): Unix seconds, maybe
+/// with a fraction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct NumericDate {
+    /// The whole seconds, rounded down.
+    pub(crate) floor: u64,
+    /// The value was not written as a whole number (`1796013544.5`, or
+    /// `1796013544.0`).
+    pub(crate) fractional: bool,
+}
+
+impl NumericDate {
+    /// Reads a claim's NumericDate; anything but a non-negative finite JSON
+    /// number is refused, naming the claim.
+    pub(crate) fn parse(
+        claim: &'static str,
+        value: &serde_json::Value,
+    ) -> Result<Self, ClaimError> {
+        if let Some(n) = value.as_u64() {
+            return Ok(Self {
+                floor: n,
+                fractional: false,
+            });
+        }
+        match value.as_f64() {
+            // `as` saturates: a value past u64 is caught as milliseconds by
+            // the caller.
+            #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+            Some(f) if f.is_finite() && f >= 0.0 => Ok(Self {
+                floor: f.floor() as u64,
+                fractional: true,
+            }),
+            _ => Err(ClaimError::new(
+                claim,
+                format!(
+                    "must be a NumericDate: Unix time in seconds as a JSON number, got {value}"
+                ),
+            )),
+        }
+    }
+
+    /// The first whole second at or after the date.
+    pub(crate) fn ceil(self) -> u64 {
+        self.floor.saturating_add(u64::from(self.fractional))
     }
 }

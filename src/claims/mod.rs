@@ -18,6 +18,7 @@ mod viewer;
 
 pub use self::arn::ChannelArn;
 pub use self::expiry::ExpiresAt;
+pub(crate) use self::expiry::NumericDate;
 pub use self::origin::{AllowedOrigins, Origin};
 pub(crate) use self::playback::payload_map;
 pub use self::playback::{PlaybackClaims, PlaybackClaimsBuilder};
@@ -44,6 +45,9 @@ pub mod names {
     pub const MAXIMUM_RESOLUTION: &str = "aws:maximum-resolution";
     /// `exp`: expiry, Unix time in seconds.
     pub const EXP: &str = "exp";
+    /// `nbf`: not before, Unix time in seconds. Not an IVS claim: verifiers
+    /// enforce it as RFC 7519 says, the signer never writes it.
+    pub const NBF: &str = "nbf";
 }
 
 /// IVS refuses `exp` more than 10 minutes ahead on tokens with a viewer id
@@ -211,7 +215,21 @@ mod tests {
         assert_eq!(AllowedOrigins::parse("*").unwrap().to_string(), "*");
         assert!(AllowedOrigins::parse("*,https://a.com").is_err());
         assert!(AllowedOrigins::parse("https://a.com,,https://b.com").is_err());
-        assert!(AllowedOrigins::parse("").is_err());
+        let err = AllowedOrigins::parse("").unwrap_err();
+        assert!(err.rule().starts_with("is empty"), "{err}");
+        assert!(!err.rule().contains("between"), "{err}");
+        let err = AllowedOrigins::parse("https://a.com,").unwrap_err();
+        assert!(err.rule().contains("a comma too many"), "{err}");
+        // Messages speak of values, never of Rust API names.
+        for bad in ["*,https://a.com", "https://a.com,*"] {
+            let err = AllowedOrigins::parse(bad).unwrap_err().to_string();
+            assert!(
+                !err.contains("::") && !err.contains("AllowedOrigins"),
+                "{err}"
+            );
+        }
+        let err = Origin::parse("*").unwrap_err().to_string();
+        assert!(!err.contains("::") && err.contains("only value"), "{err}");
         assert!(AllowedOrigins::from_origins([]).is_err());
         assert!(AllowedOrigins::any().allows("https://anything.example"));
     }
@@ -224,9 +242,13 @@ mod tests {
         assert!(err.rule().contains("1 to 40"));
         assert!(ViewerId::parse("").is_err());
         assert!(ViewerId::parse("a\nb").is_err());
-        // 20 two-byte characters are 40 bytes; 21 are too many.
-        assert!(ViewerId::parse(&"é".repeat(20)).is_ok());
-        assert!(ViewerId::parse(&"é".repeat(21)).is_err());
+        // Counted in characters, as the IVS docs and model count: 21 `é`
+        // (42 bytes) are 21 characters, 40 `é` too are fine, 41 are not.
+        assert!(ViewerId::parse(&"é".repeat(21)).is_ok());
+        assert!(ViewerId::parse(&"é".repeat(40)).is_ok());
+        let err = ViewerId::parse(&"é".repeat(41)).unwrap_err();
+        assert!(err.rule().contains("got 41"), "{err}");
+        assert!(err.rule().contains("not bytes"), "{err}");
     }
 
     #[test]
@@ -407,11 +429,20 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.claim(), names::EXP);
-        let err = PlaybackClaims::from_payload(
+        // A NumericDate may have a fraction (RFC 7519 §2): rounded down.
+        let (back, _) = PlaybackClaims::from_payload(
             format!(r#"{{"aws:channel-arn":"{ARN}","exp":1800000060.5}}"#).as_bytes(),
         )
-        .unwrap_err();
-        assert_eq!(err.claim(), names::EXP);
+        .unwrap();
+        assert_eq!(back.expires_at().unix_seconds(), 1_800_000_060);
+        for bad in ["-1", "-0.5", "true", "null", "[1]"] {
+            let err = PlaybackClaims::from_payload(
+                format!(r#"{{"aws:channel-arn":"{ARN}","exp":{bad}}}"#).as_bytes(),
+            )
+            .unwrap_err();
+            assert_eq!(err.claim(), names::EXP, "{bad}");
+            assert!(err.rule().contains("NumericDate"), "{bad}: {err}");
+        }
         let (_, unknown) = PlaybackClaims::from_payload(
             format!(r#"{{"aws:channel-arn":"{ARN}","exp":1800000060,"iat":1}}"#).as_bytes(),
         )

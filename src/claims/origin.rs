@@ -20,14 +20,18 @@ impl Origin {
     /// Parses and normalises one origin.
     pub fn parse(origin: &str) -> Result<Self, ClaimError> {
         let err = |rule: String| ClaimError::new(names::ALLOW_ORIGIN, rule);
+        // Callers of the library build `*` with `AllowedOrigins::any()`; the
+        // message speaks of values, as CLI and HTTP users see it.
         if origin == "*" {
             return Err(err(
-                "`*` allows every origin and must be the only value; use AllowedOrigins::any()"
-                    .into(),
+                "`*` (every origin) must be the only value, not one origin among others".into(),
             ));
         }
         if origin.is_empty() {
-            return Err(err("an origin is empty".into()));
+            return Err(err(
+                "an origin is empty; write it as scheme://host[:port], e.g. https://example.com"
+                    .into(),
+            ));
         }
         if let Some(c) = origin
             .chars()
@@ -242,10 +246,14 @@ impl AllowedOrigins {
                 ));
             }
             if part.is_empty() {
-                return Err(ClaimError::new(
-                    names::ALLOW_ORIGIN,
-                    format!("`{value}` has an empty entry between commas"),
-                ));
+                let why = if value.trim().is_empty() {
+                    "is empty; leave the claim out to allow every origin, or write `*`".to_owned()
+                } else {
+                    format!(
+                        "`{value}` has an empty entry (a comma too many at the start, the end or between two origins)"
+                    )
+                };
+                return Err(ClaimError::new(names::ALLOW_ORIGIN, why));
             }
             origins.push(Origin::parse(part)?);
         }

@@ -196,15 +196,7 @@ impl PlaybackClaims {
                 names::CHANNEL_ARN => {
                     channel_arn = Some(ChannelArn::parse(json_str(names::CHANNEL_ARN, value)?)?);
                 }
-                names::EXP => {
-                    let n = value.as_u64().ok_or_else(|| {
-                        ClaimError::new(
-                            names::EXP,
-                            format!("must be a whole number of Unix seconds, got {value}"),
-                        )
-                    })?;
-                    exp = Some(ExpiresAt::from_unix_seconds(n)?);
-                }
+                names::EXP => exp = Some(ExpiresAt::from_numeric_date(value)?),
                 names::ALLOW_ORIGIN => {
                     claims.allowed_origins = Some(AllowedOrigins::parse(json_str(
                         names::ALLOW_ORIGIN,

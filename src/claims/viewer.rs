@@ -17,8 +17,11 @@ use crate::error::{ClaimError, Error};
 /// personal data (IVS's rule). Use [`ViewerIdHasher`] to derive one from an
 /// application user id.
 ///
-/// The length is counted in UTF-8 bytes: IVS says "characters" without saying
-/// how it counts [OPEN], and bytes are the strictest reading. Control
+/// The length is counted in characters (Unicode scalar values), not bytes:
+/// the IVS docs say "1-40 characters", and the AWS service model gives
+/// `ViewerId` (the revocation API's member) `min 1, max 40`, which Smithy's
+/// length trait counts in Unicode scalar values. One unit everywhere, so a
+/// viewer id the token may carry is one the revocation API takes. Control
 /// characters are refused.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ViewerId(Box<str>);
@@ -26,12 +29,12 @@ pub struct ViewerId(Box<str>);
 impl ViewerId {
     /// Parses a viewer id.
     pub fn parse(id: &str) -> Result<Self, ClaimError> {
-        if id.is_empty() || id.len() > VIEWER_ID_MAX_LEN {
+        let chars = id.chars().count();
+        if chars == 0 || chars > VIEWER_ID_MAX_LEN {
             return Err(ClaimError::new(
                 names::VIEWER_ID,
                 format!(
-                    "must be 1 to {VIEWER_ID_MAX_LEN} characters, got {}",
-                    id.len()
+                    "must be 1 to {VIEWER_ID_MAX_LEN} characters (Unicode characters, not bytes), got {chars}"
                 ),
             ));
         }

@@ -113,7 +113,7 @@ pub(crate) fn execute(
             Ok(json!({ "errors": errors }))
         }
         "TagResource" => {
-            let tags = tags_of(input);
+            let tags = tags_of(input)?;
             let existing =
                 resource_tags(state.region_mut(ctx.scope), str_of(input, "resourceArn"))?;
             let mut merged = existing.clone();
@@ -128,6 +128,14 @@ pub(crate) fn execute(
             Ok(json!({}))
         }
         "UntagResource" => {
+            // Tags with the reserved prefix cannot be removed either.
+            check_tag_keys(
+                input["tagKeys"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str),
+            )?;
             let tags = resource_tags(state.region_mut(ctx.scope), str_of(input, "resourceArn"))?;
             for key in input["tagKeys"].as_array().into_iter().flatten() {
                 if let Some(k) = key.as_str() {
@@ -177,15 +185,31 @@ fn str_of<'v>(input: &'v Value, member: &str) -> &'v str {
     input[member].as_str().unwrap_or_default()
 }
 
-fn tags_of(input: &Value) -> BTreeMap<String, String> {
-    input["tags"]
+/// The tags of a request. Lengths, characters and the 50-tag limit of a
+/// request are checked against the model before this; what the model cannot
+/// say is checked here, before anything is stored: the `aws:` prefix (in
+/// any case) is reserved for AWS (AWS tagging rules, "Tag naming limits and
+/// requirements").
+fn tags_of(input: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let tags: BTreeMap<String, String> = input["tags"]
         .as_object()
         .map(|m| {
             m.iter()
                 .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
                 .collect()
         })
-        .unwrap_or_default()
+        .unwrap_or_default();
+    check_tag_keys(tags.keys().map(String::as_str))?;
+    Ok(tags)
+}
+
+fn check_tag_keys<'k>(mut keys: impl Iterator<Item = &'k str>) -> Result<(), ApiError> {
+    match keys.find(|k| k.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:"))) {
+        Some(key) => Err(ApiError::validation(format!(
+            "tag key '{key}' starts with 'aws:', a prefix reserved for AWS use; choose a key without it"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn not_found(what: &str, arn: &str) -> ApiError {
@@ -406,7 +430,7 @@ fn create_channel(input: &Value, state: &mut State, ctx: &Context<'_>) -> Result
     let channel = Channel {
         seq: state.take_seq(),
         doc,
-        tags: tags_of(input),
+        tags: tags_of(input)?,
     };
     let key = StreamKey {
         seq: state.take_seq(),
@@ -569,7 +593,7 @@ fn create_stream_key(
         arn: ctx.scope.arn("stream-key", &id),
         value: format!("sk_{}_{}", ctx.scope.region, new_id(30)),
         channel_arn,
-        tags: tags_of(input),
+        tags: tags_of(input)?,
     };
     let out = json!({ "streamKey": stream_key_doc(&key, true) });
     region.stream_keys.insert(id, key);
@@ -622,7 +646,7 @@ fn import_key_pair(input: &Value, state: &mut State, ctx: &Context<'_>) -> Resul
         name: str_of(input, "name").to_owned(),
         fingerprint,
         public_key_pem: public.to_pem(),
-        tags: tags_of(input),
+        tags: tags_of(input)?,
     };
     let out = json!({ "keyPair": key_pair_doc(&pair, true) });
     region.key_pairs.insert(id, pair);

@@ -33,7 +33,7 @@ use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State as AxumState};
+use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
@@ -45,6 +45,7 @@ use tokio::task::JoinHandle;
 use self::error::ApiError;
 use self::faults::{Fault, FaultRequest, Faults};
 use self::model::Model;
+pub(crate) use self::playback::token_from_query;
 use self::playback::{Refusal, Session, Sessions};
 use self::sigv4::{Authenticator, Credential};
 use self::state::{State, StateFile};
@@ -278,12 +279,10 @@ impl App {
 }
 
 fn router(app: App, test_controls: bool) -> Router {
-    let mut router = Router::new()
-        .route("/api/video/v1/{file}", get(playback_start))
-        .route(
-            "/api/video/v1/session/{session}/{rendition}/{file}",
-            get(playback_session),
-        );
+    // One route for the whole playback path, parsed by hand: every answer
+    // there, even to a malformed request, is the edge's JSON, never an
+    // extractor's text/plain rejection.
+    let mut router = Router::new().route("/api/video/v1/{*rest}", any(playback));
     if test_controls {
         router = router
             .route("/_local/reset", post(reset))
@@ -319,13 +318,18 @@ fn operation_of(method: &Method, path: &str) -> Result<(String, Option<String>),
     )))
 }
 
-fn percent_decode(s: &str) -> Option<String> {
+/// `%XX` sequences decoded; `None` for a broken one or bytes that are not
+/// UTF-8.
+pub(crate) fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
             let hex = s.get(i + 1..i + 3)?;
+            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return None;
+            }
             out.push(u8::from_str_radix(hex, 16).ok()?);
             i += 3;
         } else {
@@ -446,11 +450,6 @@ fn dropped_connection() -> Response {
     Response::new(Body::from_stream(stream))
 }
 
-#[derive(serde::Deserialize)]
-struct TokenQuery {
-    token: Option<String>,
-}
-
 fn playback_response(status: StatusCode, content_type: &'static str, body: String) -> Response {
     let mut response = (status, body).into_response();
     let h = response.headers_mut();
@@ -478,34 +477,79 @@ fn origin_of(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::ORIGIN).and_then(|v| v.to_str().ok())
 }
 
-async fn playback_start(
+/// Everything under `/api/video/v1/`: a channel's playback URL, or a file of
+/// a started session.
+async fn playback(
     AxumState(app): AxumState<App>,
-    Path(file): Path<String>,
-    Query(query): Query<TokenQuery>,
+    method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
     let url = format!("{}{}", app.inner.base_url, uri);
+    if method != Method::GET && method != Method::HEAD {
+        let mut response = refusal_response(
+            &Refusal {
+                status: 405,
+                error_code: "method_not_allowed",
+                reason: format!("{method} is not served here; playback is GET"),
+            },
+            &url,
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return response;
+    }
+    let rest = uri
+        .path()
+        .strip_prefix("/api/video/v1/")
+        .unwrap_or_default();
+    let Some(rest) = percent_decode(rest) else {
+        return refusal_response(
+            &Refusal::not_found("the path is not valid percent-encoding"),
+            &url,
+        );
+    };
+    match rest.split('/').collect::<Vec<_>>().as_slice() {
+        [file] => playback_start(&app, file, &uri, &headers, &url).await,
+        ["session", session, rendition, file] => {
+            playback_session(&app, session, rendition, file, &headers, &url)
+        }
+        _ => refusal_response(
+            &Refusal::not_found(
+                "not a playback URL: expected /api/video/v1/REGION.ACCOUNT.channel.ID.m3u8",
+            ),
+            &url,
+        ),
+    }
+}
+
+async fn playback_start(
+    app: &App,
+    file: &str,
+    uri: &Uri,
+    headers: &HeaderMap,
+    url: &str,
+) -> Response {
     if let Some(fault) = app.inner.faults.take("Playback") {
         match fault {
-            Fault::Error(e) => return e.into_response(),
+            Fault::Error(e) => return refusal_response(&Refusal::from_fault(&e), url),
             Fault::Delay(d) => tokio::time::sleep(d).await,
             Fault::Drop => return dropped_connection(),
         }
     }
-    let Some((scope, channel_id)) = playback::parse_playback_file(&file) else {
+    let Some((scope, channel_id)) = playback::parse_playback_file(file) else {
         return refusal_response(
-            &Refusal {
-                status: 404,
-                error_code: "not_found",
-                reason: "not a playback URL: expected REGION.ACCOUNT.channel.ID.m3u8".into(),
-            },
-            &url,
+            &Refusal::not_found("not a playback URL: expected REGION.ACCOUNT.channel.ID.m3u8"),
+            url,
         );
     };
+    let token = match playback::token_from_query(uri.query()) {
+        Ok(token) => token,
+        Err(refusal) => return refusal_response(&refusal, url),
+    };
     let now = SystemTime::now();
-    let origin = origin_of(&headers).map(str::to_owned);
-    let token = query.token;
+    let origin = origin_of(headers).map(str::to_owned);
     let check = |state: &mut State| {
         let region = state.region_mut(&scope);
         Ok(playback::authorize(
@@ -526,8 +570,8 @@ async fn playback_start(
     }
     let session = match result {
         Ok(Ok(session)) => session,
-        Ok(Err(refusal)) => return refusal_response(&refusal, &url),
-        Err(e) => return e.into_response(),
+        Ok(Err(refusal)) => return refusal_response(&refusal, url),
+        Err(e) => return refusal_response(&Refusal::from_fault(&e), url),
     };
     let id = state::new_id(24);
     let playlist = playback::multivariant_playlist(&app.inner.base_url, &id, &session);
@@ -535,27 +579,26 @@ async fn playback_start(
     playback_response(StatusCode::OK, "application/vnd.apple.mpegurl", playlist)
 }
 
-async fn playback_session(
-    AxumState(app): AxumState<App>,
-    Path((session_id, rendition, file)): Path<(String, String, String)>,
-    uri: Uri,
-    headers: HeaderMap,
+fn playback_session(
+    app: &App,
+    session_id: &str,
+    rendition: &str,
+    file: &str,
+    headers: &HeaderMap,
+    url: &str,
 ) -> Response {
-    let url = format!("{}{}", app.inner.base_url, uri);
     let now = SystemTime::now();
-    let session: Option<Session> = lock(&app.inner.sessions).get(&session_id, now).cloned();
+    let session: Option<Session> = lock(&app.inner.sessions).get(session_id, now).cloned();
     let Some(session) = session else {
         return refusal_response(
             &Refusal::session("the playback session does not exist or has ended"),
-            &url,
+            url,
         );
     };
-    if let Err(r) = playback::check_origin(
-        session.origins.as_ref(),
-        session.strict,
-        origin_of(&headers),
-    ) {
-        return refusal_response(&r, &url);
+    if let Err(r) =
+        playback::check_origin(session.origins.as_ref(), session.strict, origin_of(headers))
+    {
+        return refusal_response(&r, url);
     }
     if let Some((viewer, version)) = &session.viewer {
         let state = lock(&app.inner.state);
@@ -564,23 +607,23 @@ async fn playback_session(
         });
         drop(state);
         if let Some(Err(r)) = revoked {
-            return refusal_response(&r, &url);
+            return refusal_response(&r, url);
         }
     }
     if !playback::RENDITIONS.iter().any(|r| r.name == rendition) {
-        return refusal_response(&Refusal::session("no such rendition"), &url);
+        return refusal_response(&Refusal::session("no such rendition"), url);
     }
     if file == "playlist.m3u8" {
         return playback_response(
             StatusCode::OK,
             "application/vnd.apple.mpegurl",
-            playback::media_playlist(&session_id, &rendition, now),
+            playback::media_playlist(session_id, rendition, now),
         );
     }
     if let Some(segment) = file
         .strip_suffix(".ts")
         .and_then(|n| n.parse::<u64>().ok())
-        .and_then(|seq| playback::segment(&rendition, seq))
+        .and_then(|seq| playback::segment(rendition, seq))
     {
         let mut response = (StatusCode::OK, segment).into_response();
         let h = response.headers_mut();
@@ -591,7 +634,7 @@ async fn playback_session(
         );
         return response;
     }
-    refusal_response(&Refusal::session("no such file in this session"), &url)
+    refusal_response(&Refusal::session("no such file in this session"), url)
 }
 
 async fn reset(AxumState(app): AxumState<App>) -> Response {

@@ -12,6 +12,8 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 
+use super::error::ApiError;
+use super::percent_decode;
 use super::state::{RegionState, Scope};
 use crate::claims::unix_seconds;
 use crate::{AllowedOrigins, ChannelArn, MaximumResolution, PublicKey, Verifier};
@@ -42,6 +44,25 @@ impl Refusal {
             status: 404,
             error_code: "not_found",
             reason: reason.into(),
+        }
+    }
+
+    /// A playback path that names nothing.
+    pub(crate) fn not_found(reason: impl Into<String>) -> Self {
+        Self {
+            status: 404,
+            error_code: "not_found",
+            reason: reason.into(),
+        }
+    }
+
+    /// An injected fault or a failed save, in the edge's shape: a player
+    /// sees the same kind of body whatever went wrong.
+    pub(crate) fn from_fault(e: &ApiError) -> Self {
+        Self {
+            status: e.status.as_u16(),
+            error_code: e.code,
+            reason: e.message.clone(),
         }
     }
 
@@ -110,6 +131,35 @@ impl Sessions {
 
     pub(crate) fn get(&self, id: &str, now: SystemTime) -> Option<&Session> {
         self.by_id.get(id).filter(|s| s.expires > now)
+    }
+}
+
+/// The `token` query parameter of a playback request, percent-decoded, as
+/// browsers and players send it (`None` when absent or empty).
+///
+/// `+` is kept as it is: a JWT has none, and a `+` means a token in standard
+/// base64, which the verifier names, where a space would only puzzle. The
+/// parameter twice is refused: what the edge does with two is not documented
+/// [OPEN], and choosing one of them could play a token nobody meant.
+pub(crate) fn token_from_query(query: Option<&str>) -> Result<Option<String>, Refusal> {
+    let mut found: Vec<String> = Vec::new();
+    for pair in query.unwrap_or_default().split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode(name).as_deref() != Some("token") {
+            continue;
+        }
+        let value = percent_decode(value).ok_or_else(|| {
+            Refusal::token(
+                "the `token` query parameter is not valid percent-encoding (a `%` not followed by two hex digits, or not UTF-8)",
+            )
+        })?;
+        found.push(value);
+    }
+    match found.len() {
+        0 | 1 => Ok(found.pop().filter(|t| !t.is_empty())),
+        n => Err(Refusal::token(format!(
+            "the request has {n} `token` query parameters; send exactly one"
+        ))),
     }
 }
 
@@ -358,6 +408,31 @@ mod tests {
         assert_eq!(id, "abcd");
         assert!(parse_playback_file("us-west-2.123.stream.abcd.m3u8").is_none());
         assert!(parse_playback_file("us-west-2.123.channel.abcd").is_none());
+    }
+
+    #[test]
+    fn reads_the_token_parameter_as_players_send_it() {
+        assert_eq!(
+            token_from_query(Some("token=a.b.c")),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(
+            token_from_query(Some("x=1&token=a%2Eb.c&y")),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(
+            token_from_query(Some("%74oken=a.b.c")),
+            Ok(Some("a.b.c".into()))
+        );
+        assert_eq!(token_from_query(Some("token=a+b")), Ok(Some("a+b".into())));
+        assert_eq!(token_from_query(Some("token=")), Ok(None));
+        assert_eq!(token_from_query(None), Ok(None));
+        assert_eq!(token_from_query(Some("tokens=a.b.c")), Ok(None));
+        let twice = token_from_query(Some("token=a.b.c&token=a.b.c")).unwrap_err();
+        assert_eq!(twice.status, 403);
+        assert!(twice.reason.contains("2 `token`"), "{}", twice.reason);
+        let bad = token_from_query(Some("token=a%zz")).unwrap_err();
+        assert!(bad.reason.contains("percent-encoding"), "{}", bad.reason);
     }
 
     #[test]

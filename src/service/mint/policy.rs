@@ -20,7 +20,7 @@ use crate::claims::{DEFAULT_CLOCK_SKEW, SHORT_LIVED_LIMIT};
 use crate::service::channel::ChannelInfo;
 use crate::service::config::{Config, ViewerJwtConfig, sha256_from_hex};
 use crate::service::origins::OriginList;
-use crate::{AllowedOrigins, ChannelArn, MaximumResolution, ViewerId, ViewerIdHasher};
+use crate::{AllowedOrigins, ChannelArn, MaximumResolution, Origin, ViewerId, ViewerIdHasher};
 
 /// A channel pattern: an exact ARN or name, or a glob with `*`.
 #[derive(Debug, Clone)]
@@ -338,7 +338,10 @@ impl Policy {
                 OriginList::Any if !rule.allowed_origins.is_any() => {
                     return Err(Refusal::not_entitled(
                         Some("origins"),
-                        format!("API key {} may not allow every origin", rule.name),
+                        format!(
+                            "API key {} may not allow every origin (`*`); list the origins to allow",
+                            rule.name
+                        ),
                     ));
                 }
                 OriginList::Any => Some(AllowedOrigins::any()),
@@ -510,8 +513,28 @@ fn narrow_origins(
     let Some(list) = requested else {
         return Ok(configured.cloned());
     };
-    let parsed = OriginList::origins(list)
-        .map_err(|(i, e)| Refusal::invalid(format!("origins[{i}]"), e.to_string()))?;
+    if list.is_empty() {
+        return Err(Refusal::invalid(
+            "origins",
+            "must not be empty; leave it out for the defaults",
+        ));
+    }
+    let parsed: Vec<Origin> = match parse_requested(list)? {
+        // `["*"]` asks for every origin: granted only where every origin is
+        // what is configured.
+        OriginList::Any if configured.is_some_and(AllowedOrigins::is_any) => {
+            return Ok(Some(AllowedOrigins::any()));
+        }
+        OriginList::Any => {
+            return Err(Refusal::not_entitled(
+                Some("origins"),
+                format!(
+                    "{who} may not allow every origin (`*`); list origins among the configured ones, or leave `origins` out"
+                ),
+            ));
+        }
+        OriginList::Only(parsed) => parsed,
+    };
     if let Some(configured) = configured.filter(|c| !c.is_any())
         && let Some((i, o)) = parsed
             .iter()

@@ -1,5 +1,9 @@
-//! P-384 keys: read (SEC1 and PKCS#8, PEM and DER), generate, write, and the
-//! IVS fingerprint.
+//! P-384 keys: read (SEC1 and PKCS#8, PEM and DER, every layout OpenSSL
+//! reads), generate, write, and the IVS fingerprint.
+//!
+//! Reading is in two layers: `pem` finds and decodes the PEM block as
+//! OpenSSL does (and explains the layouts OpenSSL refuses), `asn1` reads the
+//! DER structures, named or explicit curve parameters included.
 //!
 //! Private keys are held in `p384::SecretKey`, which zeroes its memory when
 //! dropped; their `Debug` shows only the fingerprint. The public key, as
@@ -11,18 +15,15 @@ use std::path::Path;
 use std::str::FromStr;
 
 use md5::{Digest as _, Md5};
-use p384::pkcs8::der::Decode as _;
-use p384::pkcs8::{
-    DecodePrivateKey as _, DecodePublicKey as _, EncodePrivateKey as _, EncodePublicKey as _,
-    LineEnding,
-};
+use p384::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
 use zeroize::Zeroizing;
 
+use self::asn1::PrivateDer;
 use crate::error::{Error, KeyError, KeyErrorKind};
 use crate::fsutil::write_new_file;
 
-const OID_EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
-const OID_P384: &str = "1.3.132.0.34";
+mod asn1;
+mod pem;
 
 /// A P-384 private key.
 pub struct PrivateKey {
@@ -45,9 +46,10 @@ impl PrivateKey {
 
     /// Reads a PEM private key: SEC1 (`BEGIN EC PRIVATE KEY`, what
     /// `openssl ecparam -genkey` writes, with or without its `EC PARAMETERS`
-    /// block) or PKCS#8 (`BEGIN PRIVATE KEY`).
+    /// block) or PKCS#8 (`BEGIN PRIVATE KEY`), in any layout OpenSSL reads
+    /// (see the `keys` module), the curve named or given explicitly.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
-        let block = Pem::decode(pem, "a private key")?;
+        let block = pem::decode(pem, "a private key")?;
         match block.label.as_str() {
             "EC PRIVATE KEY" => Self::from_sec1_der(&block.der),
             "PRIVATE KEY" => Self::from_pkcs8_der(&block.der),
@@ -57,29 +59,22 @@ impl PrivateKey {
 
     /// Reads a DER private key, SEC1 or PKCS#8.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
-        match Self::from_pkcs8_der(der) {
-            Ok(key) => Ok(key),
-            Err(e) if e.kind() != KeyErrorKind::Malformed => Err(e),
-            Err(_) => match Self::from_sec1_der(der) {
-                Ok(key) => Ok(key),
-                Err(e) if e.kind() != KeyErrorKind::Malformed => Err(e),
-                Err(_) => {
-                    if p384::PublicKey::from_public_key_der(der).is_ok()
-                        || pkcs8::spki::SubjectPublicKeyInfoRef::from_der(der).is_ok()
-                    {
-                        Err(KeyError::new(
-                            KeyErrorKind::PublicKeyGiven,
-                            "this is a public key; a private key is needed",
-                        ))
-                    } else {
-                        Err(KeyError::new(
-                            KeyErrorKind::Malformed,
-                            "not a PEM or DER private key (SEC1 or PKCS#8)",
-                        ))
-                    }
-                }
-            },
+        if let PrivateDer::Key(key) = asn1::pkcs8_private(der)? {
+            return Ok(Self::from_secret(key));
         }
+        if let PrivateDer::Key(key) = asn1::sec1_private(der, None)? {
+            return Ok(Self::from_secret(key));
+        }
+        if asn1::is_spki_shaped(der) {
+            return Err(KeyError::new(
+                KeyErrorKind::PublicKeyGiven,
+                "this is a public key; a private key is needed",
+            ));
+        }
+        Err(KeyError::new(
+            KeyErrorKind::Malformed,
+            "not a PEM or DER private key (SEC1 or PKCS#8)",
+        ))
     }
 
     /// Reads PEM or DER, whichever the bytes are.
@@ -102,48 +97,23 @@ impl PrivateKey {
     }
 
     fn from_sec1_der(der: &[u8]) -> Result<Self, KeyError> {
-        let parsed = sec1::EcPrivateKey::from_der(der).map_err(|e| {
-            KeyError::new(
+        match asn1::sec1_private(der, None)? {
+            PrivateDer::Key(key) => Ok(Self::from_secret(key)),
+            PrivateDer::NotPrivateKey => Err(KeyError::new(
                 KeyErrorKind::Malformed,
-                format!("not a valid SEC1 EC private key: {e}"),
-            )
-        })?;
-        if let Some(params) = &parsed.parameters {
-            let curve = params.named_curve().map(|oid| oid.to_string());
-            if curve.as_deref() != Some(OID_P384) {
-                return Err(wrong_curve(curve.as_deref()));
-            }
+                "the `EC PRIVATE KEY` block does not hold a SEC1 EC private key",
+            )),
         }
-        p384::SecretKey::from_sec1_der(der)
-            .map(Self::from_secret)
-            .map_err(|e| {
-                KeyError::new(
-                    KeyErrorKind::Malformed,
-                    format!("not a valid P-384 private key: {e}"),
-                )
-            })
     }
 
     fn from_pkcs8_der(der: &[u8]) -> Result<Self, KeyError> {
-        let info = pkcs8::PrivateKeyInfoRef::from_der(der).map_err(|e| {
-            if looks_encrypted_pkcs8(der) {
-                encrypted()
-            } else {
-                KeyError::new(
-                    KeyErrorKind::Malformed,
-                    format!("not a valid PKCS#8 private key: {e}"),
-                )
-            }
-        })?;
-        check_algorithm(&info.algorithm)?;
-        p384::SecretKey::from_pkcs8_der(der)
-            .map(Self::from_secret)
-            .map_err(|e| {
-                KeyError::new(
-                    KeyErrorKind::Malformed,
-                    format!("not a valid P-384 private key: {e}"),
-                )
-            })
+        match asn1::pkcs8_private(der)? {
+            PrivateDer::Key(key) => Ok(Self::from_secret(key)),
+            PrivateDer::NotPrivateKey => Err(KeyError::new(
+                KeyErrorKind::Malformed,
+                "the `PRIVATE KEY` block does not hold a PKCS#8 private key",
+            )),
+        }
     }
 
     /// The public half.
@@ -222,9 +192,11 @@ impl PublicKey {
     }
 
     /// Reads a SubjectPublicKeyInfo PEM (`BEGIN PUBLIC KEY`), the form IVS
-    /// imports.
+    /// imports, in any layout OpenSSL reads; the curve may be named or
+    /// explicit and the point compressed. The key is kept (and fingerprinted)
+    /// in its canonical form: named curve, uncompressed point.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
-        let block = Pem::decode(pem, "a public key")?;
+        let block = pem::decode(pem, "a public key")?;
         match block.label.as_str() {
             "PUBLIC KEY" => Self::from_der(&block.der),
             "EC PRIVATE KEY" | "PRIVATE KEY" | "ENCRYPTED PRIVATE KEY" => Err(KeyError::new(
@@ -237,24 +209,13 @@ impl PublicKey {
 
     /// Reads a SubjectPublicKeyInfo DER.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
-        let spki = pkcs8::spki::SubjectPublicKeyInfoRef::from_der(der).map_err(|e| {
-            KeyError::new(
+        match asn1::spki(der)? {
+            Some(key) => Ok(Self::from_p384(key)),
+            None => Err(KeyError::new(
                 KeyErrorKind::Malformed,
-                format!("not a valid SubjectPublicKeyInfo: {e}"),
-            )
-        })?;
-        let algorithm = pkcs8::AlgorithmIdentifierRef {
-            oid: spki.algorithm.oid,
-            parameters: spki.algorithm.parameters,
-        };
-        check_algorithm(&algorithm)?;
-        let key = p384::PublicKey::from_public_key_der(der).map_err(|e| {
-            KeyError::new(
-                KeyErrorKind::Malformed,
-                format!("not a valid P-384 public key: {e}"),
-            )
-        })?;
-        Ok(Self::from_p384(key))
+                "not a SubjectPublicKeyInfo (BEGIN PUBLIC KEY) public key",
+            )),
+        }
     }
 
     /// Reads PEM or DER, whichever the bytes are.
@@ -275,12 +236,17 @@ impl PublicKey {
         let with_path = |e: KeyError| KeyError::new(e.kind(), format!("{}: {e}", path.display()));
         match Self::from_pem_or_der(&bytes) {
             Ok(key) => Ok(key),
-            Err(e)
-                if e.kind() == KeyErrorKind::PrivateKeyGiven
-                    || e.kind() == KeyErrorKind::Malformed =>
-            {
+            // A private key file: its public half, or why the private key is
+            // refused (a P-256 key is refused for its curve, not its kind).
+            Err(e) if e.kind() == KeyErrorKind::PrivateKeyGiven => {
+                PrivateKey::from_pem_or_der(&bytes)
+                    .map(|private| private.public_key().clone())
+                    .map_err(|e| with_path(e).into())
+            }
+            Err(e) if e.kind() == KeyErrorKind::Malformed => {
                 match PrivateKey::from_pem_or_der(&bytes) {
                     Ok(private) => Ok(private.public_key().clone()),
+                    Err(p) if p.kind() != KeyErrorKind::Malformed => Err(with_path(p).into()),
                     Err(_) => Err(with_path(e).into()),
                 }
             }
@@ -394,147 +360,19 @@ impl FromStr for Fingerprint {
     }
 }
 
-/// One decoded PEM block (the body is zeroed when dropped: it may be a
-/// private key).
-struct Pem {
-    label: String,
-    der: Zeroizing<Vec<u8>>,
-}
-
-impl Pem {
-    /// Decodes the first PEM block that is not `EC PARAMETERS` (which
-    /// `openssl ecparam -genkey` writes before the key unless told `-noout`).
-    fn decode(text: &str, wanted: &str) -> Result<Self, KeyError> {
-        let mut rest = text;
-        loop {
-            let start = rest.find("-----BEGIN ").ok_or_else(|| {
-                KeyError::new(
-                    KeyErrorKind::Malformed,
-                    format!("no PEM block found; expected {wanted}"),
-                )
-            })?;
-            let block = &rest[start..];
-            let label_end = block["-----BEGIN ".len()..].find("-----").ok_or_else(|| {
-                KeyError::new(KeyErrorKind::Malformed, "a PEM BEGIN line is not closed")
-            })? + "-----BEGIN ".len();
-            let label = &block["-----BEGIN ".len()..label_end];
-            let end_marker = format!("-----END {label}-----");
-            let end = block.find(&end_marker).ok_or_else(|| {
-                KeyError::new(
-                    KeyErrorKind::Malformed,
-                    format!("the PEM block `{label}` has no END line (truncated file?)"),
-                )
-            })? + end_marker.len();
-            if label == "EC PARAMETERS" {
-                rest = &block[end..];
-                continue;
-            }
-            if label == "ENCRYPTED PRIVATE KEY" {
-                return Err(encrypted());
-            }
-            if block[..end].contains("Proc-Type: 4,ENCRYPTED") {
-                return Err(encrypted());
-            }
-            let (decoded_label, der) =
-                pem_rfc7468::decode_vec(&block.as_bytes()[..end]).map_err(|e| {
-                    KeyError::new(
-                        KeyErrorKind::Malformed,
-                        format!("the PEM block `{label}` is garbled: {e}"),
-                    )
-                })?;
-            return Ok(Self {
-                label: decoded_label.to_owned(),
-                der: Zeroizing::new(der),
-            });
-        }
-    }
-}
-
 fn pem_rfc7468_encode(label: &str, der: &[u8]) -> String {
     // Only the encoder's output-length arithmetic can fail, and not for a
     // key-sized input.
     pem_rfc7468::encode_string(label, pem_rfc7468::LineEnding::LF, der).unwrap_or_default()
 }
 
-/// Bytes that are text with a PEM BEGIN line.
+/// Bytes that are text (a PEM file, or one garbled on its way): valid UTF-8
+/// with no control characters but whitespace. DER keys are binary.
 fn as_pem_text(bytes: &[u8]) -> Option<&str> {
     std::str::from_utf8(bytes)
         .ok()
-        .filter(|t| t.contains("-----BEGIN "))
-}
-
-fn check_algorithm(algorithm: &pkcs8::AlgorithmIdentifierRef<'_>) -> Result<(), KeyError> {
-    let oid = algorithm.oid.to_string();
-    if oid != OID_EC_PUBLIC_KEY {
-        let name = match oid.as_str() {
-            "1.2.840.113549.1.1.1" => "an RSA",
-            "1.3.101.112" => "an Ed25519",
-            "1.3.101.113" => "an Ed448",
-            "1.3.101.110" => "an X25519",
-            "1.2.840.10040.4.1" => "a DSA",
-            _ => "a non-EC",
-        };
-        return Err(KeyError::new(
-            KeyErrorKind::NotEllipticCurve,
-            format!("this is {name} key (algorithm {oid}); IVS playback keys are ECDSA P-384"),
-        ));
-    }
-    let curve = algorithm
-        .parameters
-        .and_then(|p| p.decode_as::<pkcs8::ObjectIdentifier>().ok())
-        .map(|oid| oid.to_string());
-    if curve.as_deref() != Some(OID_P384) {
-        return Err(wrong_curve(curve.as_deref()));
-    }
-    Ok(())
-}
-
-/// An EncryptedPrivateKeyInfo is `SEQUENCE { SEQUENCE (algorithm), OCTET
-/// STRING }`; a PrivateKeyInfo starts with `INTEGER` (its version) and a
-/// SubjectPublicKeyInfo has a `BIT STRING` after the algorithm.
-fn looks_encrypted_pkcs8(der: &[u8]) -> bool {
-    /// Tag and length of the DER element at `at`: (tag, header end, body end).
-    fn element(der: &[u8], at: usize) -> Option<(u8, usize, usize)> {
-        let tag = *der.get(at)?;
-        let first = *der.get(at + 1)?;
-        let (len, header) = if first < 0x80 {
-            (usize::from(first), 2)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 4 {
-                return None;
-            }
-            let bytes = der.get(at + 2..at + 2 + n)?;
-            (
-                bytes
-                    .iter()
-                    .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)),
-                2 + n,
-            )
-        };
-        Some((tag, at + header, at + header + len))
-    }
-    let Some((0x30, outer_body, _)) = element(der, 0) else {
-        return false;
-    };
-    let Some((0x30, _, algorithm_end)) = element(der, outer_body) else {
-        return false;
-    };
-    matches!(element(der, algorithm_end), Some((0x04, _, _)))
-}
-
-fn wrong_curve(oid: Option<&str>) -> KeyError {
-    let name = match oid {
-        Some("1.2.840.10045.3.1.7") => "P-256 (prime256v1)".to_owned(),
-        Some("1.3.132.0.35") => "P-521 (secp521r1)".to_owned(),
-        Some("1.3.132.0.10") => "secp256k1".to_owned(),
-        Some(other) => format!("curve {other}"),
-        None => "an unnamed curve".to_owned(),
-    };
-    KeyError::new(
-        KeyErrorKind::WrongCurve,
-        format!("this key is on {name}; IVS playback keys are P-384 (secp384r1)"),
-    )
+        .filter(|t| !t.trim().is_empty())
+        .filter(|t| !t.chars().any(|c| c.is_control() && !c.is_whitespace()))
 }
 
 fn wrong_label(label: &str, wanted: &str) -> KeyError {
@@ -559,7 +397,7 @@ fn wrong_label(label: &str, wanted: &str) -> KeyError {
 fn encrypted() -> KeyError {
     KeyError::new(
         KeyErrorKind::Encrypted,
-        "this private key is encrypted; decrypt it first (e.g. `openssl pkey -in KEY -out plain.pem`)",
+        "this private key is encrypted; decrypt it first: `openssl pkey -in KEY -out plain.pem` (asks for the passphrase)",
     )
 }
 
