@@ -336,3 +336,279 @@ async fn failed_admin_authentication_is_throttled_per_address() {
     let answer = read_to_close(&mut c, Duration::from_secs(5)).await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
 }
+
+/// `serve` with `config` (in a fresh directory whose keys live in `keys/`):
+/// it must refuse to start, exit 2, and say `want` on one line of stderr.
+async fn refuses(config: &str, want: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{config}\n[keys]\ndir = \"{}\"\n",
+            dir.path().join("keys").display()
+        ),
+    )
+    .unwrap();
+    let out = TestService::serve_until_exit(&file, &[]).await;
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{config}: {err}");
+    for w in want {
+        assert!(err.contains(w), "{config}: wanted {w:?} in {err}");
+    }
+}
+
+/// Numbers out of their bounds, keys that would act as each other, an
+/// empty admin token, a directory as the config file: refused at start-up,
+/// naming the file, the key, the rule and the fix.
+#[tokio::test]
+async fn configurations_that_should_not_start_do_not() {
+    refuses(
+        "[anonymous]\nttl_seconds = 9999999999",
+        &[
+            "c.toml",
+            "anonymous.ttl_seconds",
+            "1 to 86400",
+            "9999999999",
+        ],
+    )
+    .await;
+    refuses(
+        "[channels]\nrefresh_seconds = 0",
+        &["channels.refresh_seconds"],
+    )
+    .await;
+    refuses(
+        "[rotation]\nskew_seconds = 100000",
+        &["rotation.skew_seconds", "0 to 3600"],
+    )
+    .await;
+    let twice = format!(
+        "[[api_keys]]\nname = \"a\"\nsha256 = \"{h}\"\nchannels = [\"*\"]\n[[api_keys]]\nname = \"b\"\nsha256 = \"{h}\"\nchannels = [\"*\"]",
+        h = sha256_hex("same-key")
+    );
+    refuses(&twice, &["api_keys[1].sha256", "api_keys[0].sha256", "`a`"]).await;
+    refuses(
+        &format!("[admin]\ntoken_sha256 = \"{}\"", sha256_hex("")),
+        &["admin.token_sha256", "empty string", "openssl rand"],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = TestService::serve_until_exit(dir.path(), &[]).await;
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    assert!(err.contains("is a directory"), "{err}");
+}
+
+/// A key file or key directory others could read or change, or a link to
+/// one, is refused with the `chmod` that fixes it; the key is not adopted.
+#[cfg(unix)]
+#[tokio::test]
+async fn exposed_keys_are_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let key = ivs_playback_auth::PrivateKey::generate().unwrap();
+    for (case, prepare) in [
+        ("a 0644 key file", 0o644_u32),
+        ("a 0777 key directory", 0o777),
+        ("a link to the key file", 0),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = dir.path().join("keys");
+        std::fs::create_dir(&keys).unwrap();
+        std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let target = keys.join("playback-key.pem");
+        match prepare {
+            0 => {
+                let real = dir.path().join("real.pem");
+                key.write_pem_file(&real).unwrap();
+                std::os::unix::fs::symlink(&real, &target).unwrap();
+            }
+            0o777 => {
+                key.write_pem_file(&target).unwrap();
+                std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o777)).unwrap();
+            }
+            mode => {
+                key.write_pem_file(&target).unwrap();
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode)).unwrap();
+            }
+        }
+        let file = dir.path().join("c.toml");
+        std::fs::write(
+            &file,
+            format!(
+                "[server]\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}\"\n",
+                keys.display()
+            ),
+        )
+        .unwrap();
+        let out = TestService::serve_until_exit(&file, &[]).await;
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_ne!(out.status.code(), Some(0), "{case}: {err}");
+        let want = if prepare == 0 {
+            "symbolic link"
+        } else {
+            "chmod"
+        };
+        assert!(err.contains(want), "{case}: {err}");
+    }
+}
+
+/// What a crash leaves in the key directory is cleaned up at the next
+/// start: temporaries of interrupted writes are removed, a key file that no
+/// record names (its state save failed) is moved to `orphaned/`, not lost.
+#[tokio::test]
+async fn leftovers_of_interrupted_writes_are_cleaned_up_at_start() {
+    let root = tempfile::tempdir().unwrap();
+    let keys = root.path().join("keys");
+    let file = root.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}\"\n",
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let s = TestService::start_with_file(tempfile::tempdir().unwrap(), &file).await;
+    s.kill().await;
+    let temporary = keys.join(".rotation-state.json.0123456789abcdef0123456789abcdef.tmp");
+    std::fs::write(&temporary, b"{}").unwrap();
+    let fresh = keys.join(".rotation-state.json.fedcba9876543210fedcba9876543210.tmp");
+    std::fs::write(&fresh, b"{}").unwrap();
+    let aged = std::process::Command::new("touch")
+        .args(["-d", "2 minutes ago"])
+        .arg(&temporary)
+        .status()
+        .unwrap();
+    assert!(aged.success());
+    let orphan = ivs_playback_auth::PrivateKey::generate().unwrap();
+    let name = format!("{}.pem", orphan.fingerprint().to_string().replace(':', ""));
+    orphan.write_pem_file(keys.join(&name)).unwrap();
+
+    let again = TestService::start_with_file(tempfile::tempdir().unwrap(), &file).await;
+    assert!(!temporary.exists(), "a stale temporary is removed");
+    assert!(fresh.exists(), "a fresh one may be another process's write");
+    assert!(!keys.join(&name).exists());
+    assert!(
+        keys.join("orphaned").join(&name).exists(),
+        "moved aside, not lost"
+    );
+    let (status, body) = again.token(None, json!({"channel": "demo"})).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Every path at `RUST_LOG=trace`: no token, API key, admin token, private
+/// key or secret appears in any log line (a fingerprint at most).
+#[tokio::test]
+async fn no_secret_in_any_log_line_even_at_trace() {
+    let root = tempfile::tempdir().unwrap();
+    let keys = root.path().join("keys");
+    let secret = "trace-test-viewer-id-secret-0123456789abcdef";
+    let file = root.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n{}\n[viewer_ids]\nsecret = \"{secret}\"\n[keys]\ndir = \"{}\"\n",
+            config("").replace("channels = [\"demo\"]", "channels = [\"demo\"]\nallow_single_use = true"),
+            keys.display()
+        ),
+    )
+    .unwrap();
+    let s = TestService::start_with_env(
+        tempfile::tempdir().unwrap(),
+        &file,
+        &[("RUST_LOG", "trace")],
+    )
+    .await
+    .with_admin_token(ADMIN_TOKEN);
+    let mut tokens = Vec::new();
+    for body in [
+        json!({"channel": "demo"}),
+        json!({"channel": "demo", "viewer_id": "alice"}),
+        json!({"channel": "demo", "single_use": true}),
+    ] {
+        let (status, answer) = s.token(Some(API_KEY), body).await;
+        assert_eq!(status, 200, "{answer}");
+        let url = answer["playback_url"].as_str().unwrap().to_owned();
+        assert_eq!(s.play(&url, None).await.0, 200);
+        // Refused at the edge: a token of the right shape with a broken
+        // signature, which a log line might echo.
+        let broken = format!("{}x", &url[..url.len() - 4]);
+        assert_eq!(s.play(&broken, None).await.0, 403);
+        tokens.push(answer["token"].as_str().unwrap().to_owned());
+    }
+    let (_, batch) = s
+        .tokens(
+            Some(API_KEY),
+            json!({"requests": [{"channel": "demo", "viewer_id": "bob"}]}),
+        )
+        .await;
+    tokens.push(batch["results"][0]["token"].as_str().unwrap().to_owned());
+    let (status, _) = s
+        .token(
+            Some("wrong-api-key-secret-value"),
+            json!({"channel": "demo"}),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(s.keys().await.0, 200);
+    let (status, rotated) = s.rotate().await;
+    assert_eq!(status, 200, "{rotated}");
+    let (status, _) = s
+        .revoke_viewers(json!({"sessions": [{"channel": "demo", "viewer_id": "alice"}]}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(s.refresh_channels().await.status, 200);
+    let (status, answer) = s
+        .token(
+            Some(API_KEY),
+            json!({"channel": "demo", "viewer_id": "carol"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    tokens.push(answer["token"].as_str().unwrap().to_owned());
+
+    let mut secrets: Vec<(String, String)> = vec![
+        ("API key".into(), API_KEY.into()),
+        ("wrong API key".into(), "wrong-api-key-secret-value".into()),
+        ("admin token".into(), ADMIN_TOKEN.into()),
+        ("viewer id secret".into(), secret.into()),
+    ];
+    for t in &tokens {
+        secrets.push(("token".into(), t.clone()));
+        // The signature alone, and the payload alone, identify a token too.
+        for (i, part) in t.split('.').enumerate().skip(1) {
+            secrets.push((
+                format!("token part {i}"),
+                part[..40.min(part.len())].to_owned(),
+            ));
+        }
+    }
+    for entry in std::fs::read_dir(&keys).unwrap().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if text.contains("PRIVATE KEY") {
+            for line in text
+                .lines()
+                .filter(|l| !l.starts_with("-----") && l.len() > 20)
+            {
+                secrets.push(("private key".into(), line.to_owned()));
+            }
+        }
+    }
+    let logs = s.logs.lock().unwrap().clone();
+    assert!(
+        logs.len() > 100,
+        "trace logging is on: {} lines",
+        logs.len()
+    );
+    let mut hits = Vec::new();
+    for line in &logs {
+        for (what, secret) in &secrets {
+            if line.contains(secret.as_str()) {
+                hits.push(format!("{what}: {line}"));
+            }
+        }
+    }
+    assert!(hits.is_empty(), "{} hits:\n{}", hits.len(), hits.join("\n"));
+}

@@ -273,6 +273,12 @@ impl Application {
                     .validate()
                     .map_err(|e| ServiceError::Config(ConfigError(e)))?;
                 let (listener, bound) = bind(section.listen).await?;
+                if !section.listen.ip().is_loopback() {
+                    // Allowed (a container's admin port is reached through
+                    // its network), but loud: the admin API can rotate and
+                    // revoke keys, and its token is all that guards it.
+                    tracing::warn!(listen = %section.listen, "the admin API listens beyond loopback: keep it on a private network or behind a firewall (admin.listen)");
+                }
                 let router = admin::router(admin::AdminParts {
                     token_hash,
                     mint: Arc::clone(&mint),

@@ -217,6 +217,21 @@ impl TestService {
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        // Drain stderr from the start, so that a chatty start-up (trace
+        // logging) never blocks on a full pipe; the log is kept.
+        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let logs = logs.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let mut logs = logs.lock().unwrap();
+                    if logs.len() < 100_000 {
+                        logs.push(line);
+                    }
+                }
+            });
+        }
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let (mut api, mut ivs, mut admin) = (None, None, None);
@@ -243,28 +258,15 @@ impl TestService {
             || api.is_none()
         {
             let _ = child.kill().await;
-            let out = child.wait_with_output().await.unwrap();
-            panic!(
-                "serve did not start: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let _ = child.wait().await;
+            // Let the drain catch up with what the child wrote last.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let logs = logs.lock().unwrap();
+            let tail = logs[logs.len().saturating_sub(40)..].join("\n");
+            panic!("serve did not start: {tail}");
         }
-        // Keep draining stdout and stderr so the child never blocks on a
-        // full pipe (every mint writes an audit line); the log is kept.
+        // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        let logs = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        if let Some(stderr) = child.stderr.take() {
-            let logs = logs.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stderr).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let mut logs = logs.lock().unwrap();
-                    if logs.len() < 100_000 {
-                        logs.push(line);
-                    }
-                }
-            });
-        }
         Self {
             child,
             api: api.unwrap(),

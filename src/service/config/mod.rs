@@ -499,16 +499,32 @@ impl Config {
     pub(crate) fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
-            if !path.exists() {
-                return Err(ConfigError(format!("{}: no such file", path.display())));
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => {
+                    return Err(ConfigError(format!(
+                        "{}: is a directory (or not a regular file); give the TOML file itself",
+                        path.display()
+                    )));
+                }
+                Err(e) => return Err(ConfigError(format!("{}: {e}", path.display()))),
             }
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment.merge(Env::prefixed("IVS_AUTH__").split("__"));
-        let config: Config = figment
-            .extract()
-            .map_err(|e| ConfigError(figment_message(&e)))?;
-        config.validate()?;
+        let config: Config = figment.extract().map_err(|e| {
+            let message = figment_message(&e);
+            match file {
+                Some(path) => ConfigError(format!("{}: {message}", path.display())),
+                None => ConfigError(message),
+            }
+        })?;
+        config
+            .validate()
+            .map_err(|ConfigError(message)| match file {
+                Some(path) => ConfigError(format!("{}: {message}", path.display())),
+                None => ConfigError(message),
+            })?;
         Ok(config)
     }
 

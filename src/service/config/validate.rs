@@ -4,9 +4,182 @@ use std::collections::BTreeMap;
 
 use super::{Config, ConfigError, OriginList, sha256_from_hex};
 
+/// The longest token lifetime any rule may grant: a day. IVS sets no limit
+/// on tokens without a viewer id, but a retired key stays in one of IVS's 3
+/// key-pair slots until the last token it signed expired, so a longer TTL
+/// would stall rotation for as long (and a TTL in the years is a mistake).
+pub(crate) const MAX_TTL_SECONDS: u64 = 86_400;
+/// `sha256sum` of nothing: what a hash of an empty token looks like.
+const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/// Requests per second any one rate limit may allow (governor's buckets
+/// stay exact well past this).
+const MAX_RATE: u64 = 100_000_000;
+
 impl Config {
+    /// Every number within bounds from the IVS rules and common sense; the
+    /// error names the key, the bounds and the unit.
+    fn check_numbers(&self) -> Result<(), ConfigError> {
+        const DAY: u64 = 86_400;
+        let mut numbers: Vec<(String, u64, u64, u64, &str)> = vec![
+            (
+                "tokens.default_ttl_seconds".into(),
+                self.tokens.default_ttl_seconds,
+                1,
+                MAX_TTL_SECONDS,
+                "s",
+            ),
+            (
+                "tokens.share_bucket_seconds".into(),
+                self.tokens.share_bucket_seconds,
+                1,
+                300,
+                "s",
+            ),
+            (
+                "server.request_timeout_ms".into(),
+                self.server.request_timeout_ms,
+                1,
+                600_000,
+                "ms",
+            ),
+            (
+                "server.header_read_timeout_ms".into(),
+                self.server.header_read_timeout_ms,
+                100,
+                600_000,
+                "ms",
+            ),
+            (
+                "server.body_read_timeout_ms".into(),
+                self.server.body_read_timeout_ms,
+                100,
+                600_000,
+                "ms",
+            ),
+            (
+                "server.max_body_bytes".into(),
+                self.server.max_body_bytes as u64,
+                256,
+                16 << 20,
+                "bytes",
+            ),
+            (
+                "server.max_connections".into(),
+                self.server.max_connections as u64,
+                1,
+                1_000_000,
+                "connections",
+            ),
+            (
+                "server.shutdown_grace_seconds".into(),
+                self.server.shutdown_grace_seconds,
+                0,
+                600,
+                "s",
+            ),
+            (
+                "channels.refresh_seconds".into(),
+                self.channels.refresh_seconds,
+                1,
+                DAY,
+                "s",
+            ),
+            (
+                "channels.negative_ttl_seconds".into(),
+                self.channels.negative_ttl_seconds,
+                0,
+                3_600,
+                "s",
+            ),
+            (
+                "anonymous.ttl_seconds".into(),
+                self.anonymous.ttl_seconds,
+                1,
+                MAX_TTL_SECONDS,
+                "s",
+            ),
+            (
+                "anonymous.rate_per_ip_per_second".into(),
+                u64::from(self.anonymous.rate_per_ip_per_second),
+                1,
+                MAX_RATE,
+                "requests/s",
+            ),
+            (
+                "rotation.interval_seconds".into(),
+                self.rotation.interval_seconds,
+                0,
+                366 * DAY,
+                "s (0: only when asked)",
+            ),
+            (
+                "rotation.skew_seconds".into(),
+                self.rotation.skew_seconds,
+                0,
+                3_600,
+                "s",
+            ),
+            (
+                "rotation.sweep_seconds".into(),
+                self.rotation.sweep_seconds,
+                1,
+                3_600,
+                "s",
+            ),
+            (
+                "rotation.reconcile_seconds".into(),
+                self.rotation.reconcile_seconds,
+                1,
+                DAY,
+                "s",
+            ),
+        ];
+        for (i, key) in self.api_keys.iter().enumerate() {
+            numbers.push((
+                format!("api_keys[{i}].max_ttl_seconds"),
+                key.max_ttl_seconds,
+                1,
+                MAX_TTL_SECONDS,
+                "s",
+            ));
+            numbers.push((
+                format!("api_keys[{i}].rate_per_second"),
+                u64::from(key.rate_per_second),
+                1,
+                MAX_RATE,
+                "requests/s",
+            ));
+        }
+        if let Some(v) = &self.viewer_jwt {
+            numbers.push((
+                "viewer_jwt.jwks_refresh_seconds".into(),
+                v.jwks_refresh_seconds,
+                10,
+                DAY,
+                "s",
+            ));
+            numbers.push((
+                "viewer_jwt.leeway_seconds".into(),
+                v.leeway_seconds,
+                0,
+                600,
+                "s",
+            ));
+        }
+        for (key, value, min, max, unit) in numbers {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError(format!(
+                    "{key}: must be {min} to {max} ({unit}), got {value}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
+        self.check_numbers()?;
         if self.tokens.default_ttl_seconds == 0 {
             return err("tokens.default_ttl_seconds", "must be at least 1".into());
         }
@@ -71,6 +244,24 @@ impl Config {
             if names.insert(key.name.clone(), i).is_some() {
                 return err(&at("name"), format!("`{}` is used twice", key.name));
             }
+            if let Some(j) = self.api_keys[..i]
+                .iter()
+                .position(|k| k.sha256 == key.sha256)
+            {
+                return err(
+                    &at("sha256"),
+                    format!(
+                        "is also api_keys[{j}].sha256 (`{}`): one key would silently act as the other; give each backend its own key",
+                        self.api_keys[j].name
+                    ),
+                );
+            }
+            if key.sha256 == EMPTY_SHA256 {
+                return err(
+                    &at("sha256"),
+                    "is the SHA-256 of the empty string: no API key is empty; hash the key itself (printf %s KEY | sha256sum)".into(),
+                );
+            }
             if sha256_from_hex(&key.sha256).is_none() {
                 return err(
                     &at("sha256"),
@@ -100,6 +291,12 @@ impl Config {
         }
         if let Some(admin) = &self.admin {
             admin.validate().map_err(ConfigError)?;
+            if admin.token_sha256 == EMPTY_SHA256 {
+                return err(
+                    "admin.token_sha256",
+                    "is the SHA-256 of the empty string: an empty admin token guards nothing; make one (openssl rand -hex 32) and hash it (printf %s TOKEN | sha256sum)".into(),
+                );
+            }
         }
         if self.rotation.sweep_seconds == 0 {
             return err("rotation.sweep_seconds", "must be at least 1".into());

@@ -97,6 +97,9 @@ pub(crate) enum StoreError {
     /// No key with this fingerprint.
     #[error("key store: no key {0}")]
     Missing(String),
+    /// A key file or the key directory is open to others (or a link).
+    #[error("key store: {0}")]
+    Exposed(String),
     /// Someone saved a newer state meanwhile (another replica).
     #[error("key store: the state changed meanwhile (version {stored} is newer than {ours})")]
     Conflict {
@@ -147,7 +150,77 @@ impl DirStore {
         builder
             .create(&dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
-        Ok(Self { dir })
+        check_private(&dir, true)?;
+        let store = Self { dir };
+        store.remove_stale_temporaries();
+        Ok(store)
+    }
+
+    /// Removes the temporary files of writes that a crash (kill -9, a full
+    /// disk) interrupted: `.NAME.UUID.tmp`, older than a minute so that a
+    /// write still under way in another process (`keys rotate`) is left be.
+    fn remove_stale_temporaries(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let stale = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= STALE_TEMPORARY);
+            if name.starts_with('.') && name.ends_with(".tmp") && stale {
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        tracing::info!(file = %entry.path().display(), "removed a temporary file left by an interrupted write")
+                    }
+                    Err(e) => {
+                        tracing::warn!(file = %entry.path().display(), error = %e, "could not remove a stale temporary file")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Key files (`FINGERPRINT.pem`) that no record names: moved into
+    /// `orphaned/` (never deleted: a key is never lost), so that a write
+    /// whose state save failed leaves nothing behind that restarts pile up.
+    pub(crate) fn quarantine_unrecorded(&self, state: &RotationState) -> Vec<PathBuf> {
+        let known: std::collections::HashSet<String> = state
+            .keys
+            .iter()
+            .map(|k| format!("{}.pem", k.fingerprint.replace(':', "")))
+            .collect();
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return Vec::new();
+        };
+        let mut moved = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_key_file = name.len() == 36
+                && name.ends_with(".pem")
+                && name[..32].bytes().all(|b| b.is_ascii_hexdigit());
+            if !is_key_file || known.contains(&name) {
+                continue;
+            }
+            let quarantine = self.dir.join(ORPHANED_DIR);
+            let target = quarantine.join(&name);
+            let moved_ok = std::fs::create_dir_all(&quarantine)
+                .and_then(|()| std::fs::rename(entry.path(), &target));
+            match moved_ok {
+                Ok(()) => {
+                    tracing::warn!(file = %target.display(), "a key file no record names was moved aside");
+                    moved.push(target);
+                }
+                Err(e) => {
+                    tracing::warn!(file = %entry.path().display(), error = %e, "could not move an unrecorded key file aside")
+                }
+            }
+        }
+        moved
     }
 
     /// The file of a stored key.
@@ -215,9 +288,10 @@ impl KeyStore for DirStore {
 
     async fn get_key(&self, fingerprint: &Fingerprint) -> Result<PrivateKey, StoreError> {
         let path = self.key_path(fingerprint);
-        if !path.exists() {
+        if std::fs::symlink_metadata(&path).is_err() {
             return Err(StoreError::Missing(fingerprint.to_string()));
         }
+        check_private(&path, false)?;
         let key = PrivateKey::read_file(&path).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         if key.fingerprint() != fingerprint {
             return Err(StoreError::Corrupt(format!(
@@ -228,6 +302,54 @@ impl KeyStore for DirStore {
         }
         Ok(key)
     }
+}
+
+/// How old a temporary file must be to count as left by a crash.
+const STALE_TEMPORARY: std::time::Duration = std::time::Duration::from_secs(60);
+/// Where key files that no record names are moved.
+const ORPHANED_DIR: &str = "orphaned";
+
+/// Refuses a key file or key directory that others could read or that is a
+/// symbolic link (whose target's permissions are not this store's to keep):
+/// a private key is used only from a file that only its owner reads.
+pub(crate) fn check_private(path: &Path, is_dir: bool) -> Result<(), StoreError> {
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| StoreError::Io(format!("{}: {e}", path.display())))?;
+    if meta.file_type().is_symlink() {
+        return Err(StoreError::Exposed(format!(
+            "{} is a symbolic link; keep the key {} itself there (not a link), mode {}",
+            path.display(),
+            if is_dir { "directory" } else { "file" },
+            if is_dir { "0700" } else { "0600" }
+        )));
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = meta.permissions().mode() & 0o777;
+        // A key file: its owner's alone. The directory: nobody else may add,
+        // replace or remove a key in it; that others may list the names
+        // (fingerprints, which IVS shows anyway) is tolerated, so that a
+        // directory git or a umask of 022 made works, with a warning.
+        let forbidden = if is_dir { 0o022 } else { 0o077 };
+        if mode & forbidden != 0 {
+            let fix = if is_dir { "chmod 700" } else { "chmod 600" };
+            let what = if is_dir {
+                "writable by group or others"
+            } else {
+                "readable by group or others"
+            };
+            return Err(StoreError::Exposed(format!(
+                "{} is {what} (mode {mode:o}); a private key must be its owner's alone: {fix} {}",
+                path.display(),
+                path.display()
+            )));
+        }
+        if is_dir && mode & 0o077 != 0 {
+            tracing::warn!(dir = %path.display(), mode = format!("{mode:o}"), "the key directory can be listed by group or others (the key files are 0600); chmod 700 it");
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use super::transitions;
 use super::{FirstKey, RotationError};
 use crate::PrivateKey;
 use crate::service::control::ivs::Ivs;
-use crate::service::control::store::{DirStore, KeyState};
+use crate::service::control::store::{DirStore, KeyState, check_private};
 
 /// Gives a store without an active key one: a key imported but not
 /// activated (an interrupted first start, or `keys import`), else the first
@@ -47,7 +47,8 @@ pub(super) async fn first_active_key(
 /// The first key of a fresh store: the file if it exists, else generated
 /// there when allowed.
 fn first_key(first: &FirstKey) -> Result<(PrivateKey, bool), RotationError> {
-    if first.path.exists() {
+    if std::fs::symlink_metadata(&first.path).is_ok() {
+        check_private(&first.path, false)?;
         let key =
             PrivateKey::read_file(&first.path).map_err(|e| RotationError::NoKey(e.to_string()))?;
         return Ok((key, false));

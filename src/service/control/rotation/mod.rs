@@ -181,6 +181,10 @@ impl Rotator {
             record.state.store_id = uuid::Uuid::new_v4().to_string();
         }
         let pairs = steps::reconcile(&ivs, &mut record).await?;
+        // A key file written by a rotation whose state save then failed (a
+        // full disk) is named by no record: moved aside, never signed with.
+        // A recorded `generated` key is kept: the rotation resumes with it.
+        store.quarantine_unrecorded(&record.state);
         let generated = if record.state.active().is_none() {
             adopt::first_active_key(&ivs, &mut record, options.first_key.as_ref(), pairs.len())
                 .await?
