@@ -272,23 +272,7 @@ impl Rotator {
         record.save().await?;
         crash_point("imported");
 
-        // The checks before switching: IVS holds the key under this ARN with
-        // this fingerprint, and a canary token of it verifies (and plays).
-        let pair = inner.ivs.key_pair(&arn).await?.ok_or_else(|| {
-            RotationError::Check(format!("IVS does not hold {arn} right after importing it"))
-        })?;
-        if pair.fingerprint != fingerprint {
-            return Err(RotationError::Check(format!(
-                "IVS holds fingerprint {} under {arn}, the key's is {fingerprint}",
-                pair.fingerprint
-            )));
-        }
-        let key = inner.store.get_key(&parse_fp(&fingerprint)?).await?;
-        let next = SigningKey::new(&key)
-            .map_err(|e| RotationError::Check(e.to_string()))?
-            .with_ivs_key_pair_arn(arn.clone());
-        self.canary(&key).await?;
-        drop(key);
+        let next = self.checked_signing_key(&fingerprint, &arn).await?;
 
         // Switch: record, then swap the set the signers read.
         let switched_at = now();
@@ -321,13 +305,40 @@ impl Rotator {
         };
         crash_point("activated");
         tracing::info!(target: "audit", action = "key_rotated", active = %fingerprint, retired = ?previous, took_ms = took.as_millis() as u64);
+        let retired = previous.filter(|p| *p != fingerprint);
         Ok(Rotated {
             active: fingerprint,
-            retired: previous.filter(|p| p != &pair.fingerprint),
+            retired,
             retired_key_deleted_after: deleted_after,
             ivs_arn: arn,
             took_ms: took.as_millis() as u64,
         })
+    }
+
+    /// The checks before a key may sign: IVS holds it under this ARN with
+    /// its fingerprint, and a canary token of it verifies (and plays, when a
+    /// canary channel is set). Returns the key ready to sign.
+    async fn checked_signing_key(
+        &self,
+        fingerprint: &str,
+        arn: &str,
+    ) -> Result<SigningKey, RotationError> {
+        let inner = &self.inner;
+        let pair = inner.ivs.key_pair(arn).await?.ok_or_else(|| {
+            RotationError::Check(format!("IVS does not hold {arn} right after importing it"))
+        })?;
+        if pair.fingerprint != fingerprint {
+            return Err(RotationError::Check(format!(
+                "IVS holds fingerprint {} under {arn}, the key's is {fingerprint}",
+                pair.fingerprint
+            )));
+        }
+        let key = inner.store.get_key(&parse_fp(fingerprint)?).await?;
+        let next = SigningKey::new(&key)
+            .map_err(|e| RotationError::Check(e.to_string()))?
+            .with_ivs_key_pair_arn(arn.to_owned());
+        self.canary(&key).await?;
+        Ok(next)
     }
 
     /// Deletes retired keys whose tokens have all expired, and picks up
