@@ -612,3 +612,185 @@ async fn no_secret_in_any_log_line_even_at_trace() {
     }
     assert!(hits.is_empty(), "{} hits:\n{}", hits.len(), hits.join("\n"));
 }
+
+/// A CA (`NAME-ca.pem`) and a certificate it issued for 127.0.0.1
+/// (`NAME-cert.pem`, key `NAME-key.pem`), made by openssl in `dir`.
+fn make_certificate(dir: &std::path::Path, name: &str) {
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl is needed");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca-key.pem"));
+    let (cert, key, csr) = (
+        format!("{name}-cert.pem"),
+        format!("{name}-key.pem"),
+        format!("{name}.csr"),
+    );
+    let ca_subject = format!("/CN={name} test CA");
+    let mut args = vec![
+        "req",
+        "-x509",
+        "-days",
+        "1",
+        "-subj",
+        &ca_subject,
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+    ];
+    args.extend(ec);
+    openssl(&args);
+    let mut args = vec![
+        "req",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+    ];
+    args.extend(ec);
+    openssl(&args);
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-days",
+        "1",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &cert,
+        "-extfile",
+        &ext,
+    ]);
+}
+
+fn client_trusting(pem_file: &std::path::Path) -> reqwest::Client {
+    let pem = std::fs::read(pem_file).unwrap();
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+        .build()
+        .unwrap()
+}
+
+/// With a certificate configured, both listeners speak TLS only; a renewed
+/// certificate written over the files is served without a restart.
+#[tokio::test]
+async fn tls_on_both_listeners_with_the_certificate_reloaded_on_change() {
+    let root = tempfile::tempdir().unwrap();
+    make_certificate(root.path(), "first");
+    make_certificate(root.path(), "second");
+    std::fs::copy(
+        root.path().join("first-cert.pem"),
+        root.path().join("cert.pem"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.path().join("first-key.pem"),
+        root.path().join("key.pem"),
+    )
+    .unwrap();
+    let file = root.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\ntls_cert_file = \"{}\"\ntls_key_file = \"{}\"\ntls_reload_seconds = 1\n{}\n[keys]\ndir = \"{}\"\n",
+            root.path().join("cert.pem").display(),
+            root.path().join("key.pem").display(),
+            config("").replace("header_read_timeout_ms", "# header_read_timeout_ms").replace("body_read_timeout_ms", "# body_read_timeout_ms"),
+            root.path().join("keys").display()
+        ),
+    )
+    .unwrap();
+    let s = TestService::start_with_file(tempfile::tempdir().unwrap(), &file).await;
+    assert!(s.api.starts_with("https://127.0.0.1:"), "{}", s.api);
+    assert!(s.admin.starts_with("https://127.0.0.1:"), "{}", s.admin);
+    let first = client_trusting(&root.path().join("first-ca.pem"));
+    let health = first
+        .get(format!("{}/healthz", s.api))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    let token = first
+        .post(format!("{}/v1/token", s.api))
+        .header("x-api-key", API_KEY)
+        .json(&json!({"channel": "demo"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(token.status(), 200);
+    let admin = first
+        .get(format!("{}/admin/v1/keys", s.admin))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+    // Plain HTTP gets nothing.
+    let plain = reqwest::Client::new()
+        .get(format!("{}/healthz", s.api.replacen("https", "http", 1)))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+
+    // Renewed: the new pair is written over the files (key first).
+    std::fs::copy(
+        root.path().join("second-key.pem"),
+        root.path().join("key.pem"),
+    )
+    .unwrap();
+    std::fs::copy(
+        root.path().join("second-cert.pem"),
+        root.path().join("cert.pem"),
+    )
+    .unwrap();
+    let second = client_trusting(&root.path().join("second-ca.pem"));
+    let api = s.api.clone();
+    common::poll_until(
+        Duration::from_secs(15),
+        "the renewed certificate to be served",
+        async || {
+            // A new connection each time: the renewed certificate applies to
+            // new handshakes.
+            second
+                .get(format!("{api}/healthz"))
+                .header("connection", "close")
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        },
+    )
+    .await;
+    // A new client that trusts only the first certificate no longer gets in.
+    let only_first = client_trusting(&root.path().join("first-ca.pem"));
+    let refused = only_first.get(format!("{}/healthz", s.api)).send().await;
+    assert!(
+        refused.is_err(),
+        "the first certificate is no longer served"
+    );
+}

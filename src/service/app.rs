@@ -32,7 +32,7 @@ use super::mint::network::NetworkRules;
 use super::mint::policy::Policy;
 use super::mint::revocation::Revocations;
 use super::mint::viewer::ViewerAuth;
-use super::server::{self, ConnectionLimits};
+use super::server::{self, ConnectionLimits, Tls};
 use crate::{ChannelArn, TokenSigner, ViewerIdHasher};
 
 /// The file name of the active key in the key directory.
@@ -100,6 +100,7 @@ pub(crate) struct Application {
     mint: Arc<Mint>,
     rotator: Rotator,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     config: Config,
     info: StartupInfo,
 }
@@ -222,6 +223,13 @@ impl Application {
         // Install the metrics recorder before the first IVS call is counted.
         let _ = http::metrics_handle();
         let limits = connection_limits(&config);
+        let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key).map_err(|e| {
+                ServiceError::Config(ConfigError(format!("server.tls_cert_file: {e}")))
+            })?)),
+            _ => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let (ivs, local_ivs) = match config.ivs.mode {
             IvsMode::Local => {
                 let local = LocalIvs::start(LocalIvsConfig {
@@ -290,14 +298,14 @@ impl Application {
             None => None,
         };
         let info = StartupInfo {
-            api_url: format!("http://{addr}"),
-            admin_url: admin.as_ref().map(|(_, _, a)| format!("http://{a}")),
+            api_url: format!("{scheme}://{addr}"),
+            admin_url: admin.as_ref().map(|(_, _, a)| format!("{scheme}://{a}")),
             local_ivs_url: local_ivs.as_ref().map(|l| l.endpoint_url().to_owned()),
             viewer_url: config
                 .server
                 .viewer_dir
                 .is_dir()
-                .then(|| format!("http://{addr}/viewer/")),
+                .then(|| format!("{scheme}://{addr}/viewer/")),
             demo_channel,
             fingerprint: started.fingerprint,
             key_file: started.key_file,
@@ -312,6 +320,7 @@ impl Application {
             mint,
             rotator,
             limits,
+            tls,
             config,
             info,
         })
@@ -416,13 +425,16 @@ impl Application {
             self.listener,
             self.router,
             limits,
+            self.tls.clone(),
             stopped(stop_rx.clone()),
         ));
+        let tls = self.tls.clone();
         let admin = self.admin.map(|(listener, router)| {
             tokio::spawn(server::serve(
                 listener,
                 router,
                 limits,
+                tls,
                 stopped(stop_rx.clone()),
             ))
         });
@@ -498,6 +510,13 @@ impl Application {
                         Err(e) => tracing::error!(error = %e, "scheduled rotation failed; the current key keeps signing"),
                     }
                 }
+            }));
+        }
+        if let Some(tls) = self.tls.clone() {
+            let every_check = Duration::from_secs(self.config.server.tls_reload_seconds);
+            tasks.push(every(every_check, false, move || {
+                tls.reload_if_changed();
+                async {}
             }));
         }
         if let Some(auth) = self.mint.viewers.clone() {

@@ -6,12 +6,21 @@
 //! limit is answered at once with a small JSON refusal and closed, without
 //! reading from it, so that stalled clients cannot fill the process's file
 //! descriptors and starve `/healthz` and the token API.
+//!
+//! With a certificate configured, connections are TLS (rustls), the
+//! handshake under the same deadline as the headers; the certificate and key
+//! files are read again when they change, so that a renewed certificate is
+//! served without a restart.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio_rustls::TlsAcceptor;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
@@ -136,12 +145,103 @@ fn refuse(mut stream: TcpStream, full: Full, peer: SocketAddr) {
     });
 }
 
+/// TLS for a listener: the certificate chain and key files, and the
+/// configuration made of them, swapped when the files change.
+pub(crate) struct Tls {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    current: ArcSwap<rustls::ServerConfig>,
+    /// The files' modification times the current configuration was read at.
+    read_at: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+}
+
+impl Tls {
+    /// Reads the certificate chain (PEM) and its private key (PEM: PKCS#8,
+    /// SEC1 or PKCS#1); the error names the file and what is wrong.
+    pub(crate) fn load(cert_file: &Path, key_file: &Path) -> Result<Self, String> {
+        let config = server_config(cert_file, key_file)?;
+        Ok(Self {
+            cert_file: cert_file.to_owned(),
+            key_file: key_file.to_owned(),
+            current: ArcSwap::from_pointee(config),
+            read_at: Mutex::new((modified(cert_file), modified(key_file))),
+        })
+    }
+
+    /// Reads the files again if either changed since they were read; a
+    /// pair that does not load is logged and the current one kept.
+    pub(crate) fn reload_if_changed(&self) {
+        let now = (modified(&self.cert_file), modified(&self.key_file));
+        let Ok(mut read_at) = self.read_at.lock() else {
+            return;
+        };
+        if *read_at == now {
+            return;
+        }
+        match server_config(&self.cert_file, &self.key_file) {
+            Ok(config) => {
+                self.current.store(Arc::new(config));
+                *read_at = now;
+                tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "TLS certificate not reloaded; serving the previous one")
+            }
+        }
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        TlsAcceptor::from(self.current.load_full())
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn server_config(cert_file: &Path, key_file: &Path) -> Result<rustls::ServerConfig, String> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let chain = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", cert_file.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{}: holds no CERTIFICATE block",
+            cert_file.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file).map_err(|e| {
+        format!(
+            "{}: not a PEM private key (PKCS#8, SEC1 or PKCS#1): {e}",
+            key_file.display()
+        )
+    })?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| {
+            format!(
+                "{} and {}: the key does not fit the certificate: {e}",
+                cert_file.display(),
+                key_file.display()
+            )
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves; then stops
 /// accepting and waits for the open connections to finish their requests.
+/// With `tls`, every connection is TLS.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let open = Arc::new(Mutex::new(Open::default()));
@@ -182,15 +282,43 @@ pub(crate) async fn serve(
                     request.extensions_mut().insert(ConnectInfo(peer));
                     request
                 });
-        let connection =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+        let service = TowerToHyperService::new(service);
+        match &tls {
+            None => {
+                let connection =
+                    graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                    drop(slot);
+                });
             }
-            drop(slot);
-        });
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                let http = http.clone();
+                let watcher = graceful.watcher();
+                let deadline = limits.header_read_timeout;
+                tokio::spawn(async move {
+                    // The handshake, off the accept loop and under the header
+                    // deadline: a client that stalls in it holds only its slot.
+                    match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            let connection = watcher
+                                .watch(http.serve_connection(TokioIo::new(tls_stream), service));
+                            if let Err(e) = connection.await {
+                                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                            }
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(peer = %peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(peer = %peer, "TLS handshake timed out"),
+                    }
+                    drop(slot);
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

@@ -70,6 +70,13 @@ pub(crate) struct ServerConfig {
     pub max_connections: usize,
     /// Open connections at most from one client address.
     pub max_connections_per_ip: usize,
+    /// TLS on both listeners: the certificate chain (PEM), with
+    /// `tls_key_file`; both files are read again when they change.
+    pub tls_cert_file: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// How often the TLS files are checked for a change.
+    pub tls_reload_seconds: u64,
     /// Browser origins allowed to call the API directly (CORS); `*` for any.
     pub cors_origins: Vec<String>,
     /// Seconds to let in-flight requests finish on shutdown.
@@ -89,6 +96,9 @@ impl Default for ServerConfig {
             body_read_timeout_ms: 10_000,
             max_connections: 1024,
             max_connections_per_ip: 128,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_reload_seconds: 30,
             cors_origins: Vec::new(),
             shutdown_grace_seconds: 10,
             viewer_dir: PathBuf::from("viewer/dist"),

@@ -79,6 +79,13 @@ impl Config {
                 "s",
             ),
             (
+                "server.tls_reload_seconds".into(),
+                self.server.tls_reload_seconds,
+                1,
+                DAY,
+                "s",
+            ),
+            (
                 "channels.refresh_seconds".into(),
                 self.channels.refresh_seconds,
                 1,
@@ -180,6 +187,12 @@ impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
         self.check_numbers()?;
+        if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
+            return err(
+                "server.tls_cert_file",
+                "give both server.tls_cert_file and server.tls_key_file, or neither".into(),
+            );
+        }
         if self.tokens.default_ttl_seconds == 0 {
             return err("tokens.default_ttl_seconds", "must be at least 1".into());
         }

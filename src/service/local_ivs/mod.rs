@@ -188,6 +188,7 @@ impl LocalIvs {
             listener,
             router,
             ConnectionLimits::default(),
+            None,
             async {
                 let _ = rx.await;
             },
