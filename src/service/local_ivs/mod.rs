@@ -8,7 +8,8 @@
 //!   IVS edge does, with the signer's [`Verifier`](crate::Verifier) and the
 //!   key pairs imported now, and explains refusals.
 //! - Test controls (off unless enabled): `POST /_local/reset`,
-//!   `POST /_local/faults`.
+//!   `POST /_local/faults`, and `GET /_local/calls` (calls served per
+//!   operation, faults still pending).
 //!
 //! [`LocalIvs::start`] binds a listener (port 0 in tests) and serves until
 //! [`LocalIvs::stop`].
