@@ -1,4 +1,6 @@
-//! Files that appear whole or not at all: keys, and later state files.
+//! Files that appear whole or not at all: key files (written once, never
+//! over an existing one) and state files (the rotation state, the local
+//! IVS's state file; replaced atomically).
 
 use std::fs;
 use std::io::{self, Write as _};

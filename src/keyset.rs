@@ -159,13 +159,15 @@ impl SharedKeySet {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Barrier;
     use std::thread;
-    use std::time::{Duration, SystemTime};
+    use std::time::{Duration, Instant, SystemTime};
 
     use super::*;
     use crate::claims::{ChannelArn, PlaybackClaims};
     use crate::keys::PrivateKey;
-    use crate::signer::TokenSigner;
+    use crate::signer::{Token, TokenSigner};
+    use crate::verify::Verifier;
 
     fn key() -> SigningKey {
         SigningKey::new(&PrivateKey::generate().unwrap()).unwrap()
@@ -205,8 +207,10 @@ mod tests {
     }
 
     #[test]
-    fn signers_on_many_threads_see_a_rotation_without_locking() {
-        let shared = SharedKeySet::new(KeySet::new(key()));
+    fn every_token_signed_during_a_rotation_verifies_under_the_old_or_the_new_key() {
+        let old = key();
+        let old_public = old.public_key().clone();
+        let shared = SharedKeySet::new(KeySet::new(old));
         let signer = TokenSigner::from_shared(shared.clone());
         let claims = PlaybackClaims::builder(
             ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:channel/abcd").unwrap(),
@@ -215,17 +219,56 @@ mod tests {
         .build()
         .unwrap();
         let next = key();
-        let next_fp = *next.fingerprint();
-        thread::scope(|s| {
-            for _ in 0..4 {
-                s.spawn(|| {
-                    for _ in 0..20 {
-                        signer.sign_at(&claims, SystemTime::now()).unwrap();
-                    }
-                });
-            }
+        let next_public = next.public_key().clone();
+        let (old_fp, next_fp) = (*old_public.fingerprint(), *next_public.fingerprint());
+        let verifier = Verifier::new([&old_public, &next_public]);
+        const THREADS: usize = 4;
+        // Every thread signs with the old key before the rotation (the
+        // barrier), and goes on until it has signed with the new one, so
+        // both keys are certainly in play, whatever the scheduling.
+        let start = Barrier::new(THREADS + 1);
+        let per_thread: Vec<Vec<Token>> = thread::scope(|s| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut tokens = vec![signer.sign_at(&claims, SystemTime::now()).unwrap()];
+                        start.wait();
+                        let deadline = Instant::now() + Duration::from_secs(60);
+                        while tokens.last().unwrap().fingerprint() != &next_fp {
+                            assert!(Instant::now() < deadline, "the new key never signed");
+                            tokens.push(signer.sign_at(&claims, SystemTime::now()).unwrap());
+                        }
+                        tokens
+                    })
+                })
+                .collect();
+            start.wait();
             shared.rotate_to(next);
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
         });
-        assert_eq!(signer.sign(&claims).unwrap().fingerprint(), &next_fp);
+        for tokens in &per_thread {
+            assert_eq!(tokens[0].fingerprint(), &old_fp);
+            // Once a thread has seen the new key it never signs with the old
+            // one again.
+            let switched = tokens
+                .iter()
+                .position(|t| t.fingerprint() == &next_fp)
+                .unwrap();
+            assert!(
+                tokens[switched..]
+                    .iter()
+                    .all(|t| t.fingerprint() == &next_fp)
+            );
+            for token in tokens {
+                let verified = verifier
+                    .verify(token.as_str())
+                    .unwrap_or_else(|e| panic!("a token signed during the rotation: {e}"));
+                assert_eq!(
+                    verified.fingerprint(),
+                    token.fingerprint(),
+                    "the token names one key and was signed by another"
+                );
+            }
+        }
     }
 }

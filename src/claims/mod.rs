@@ -6,8 +6,8 @@
 //! `MaximumResolution`), and [`PlaybackClaims::builder`] checks the rules that
 //! tie claims together (the 10-minute limit on `exp` for viewer-id and
 //! single-use tokens, at most 5 origins with strict enforcement). A
-//! `PlaybackClaims` that exists is one IVS accepts: the facts are in
-//! `ivs-playback-spec.md` §1.
+//! `PlaybackClaims` that exists is one IVS accepts: the facts, with their
+//! sources, are in `docs/ivs-facts.md` §1.
 
 mod arn;
 mod expiry;

@@ -92,6 +92,28 @@ impl TestIvs {
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     }
 
+    /// `GET /_local/calls`: `{"calls": {operation: n}, "pending_faults": n}`.
+    pub async fn calls(&self) -> serde_json::Value {
+        let r = self
+            .http
+            .get(format!("{}/_local/calls", self.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    /// How many injected faults no call has met yet.
+    pub async fn pending_faults(&self) -> u64 {
+        self.calls().await["pending_faults"].as_u64().unwrap()
+    }
+
+    /// How many calls of `operation` were served (or faulted).
+    pub async fn calls_of(&self, operation: &str) -> u64 {
+        self.calls().await["calls"][operation].as_u64().unwrap_or(0)
+    }
+
     /// GET a playback URL with an optional Origin header: (status, body).
     pub async fn play(&self, url: &str, origin: Option<&str>) -> (u16, String) {
         let mut request = self.http.get(url);

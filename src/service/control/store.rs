@@ -1,9 +1,10 @@
 //! Where private keys and rotation state live.
 //!
-//! [`KeyStore`] is the seam (the directory store now; Secrets Manager later:
-//! the trait is async for it). Rotation records each step in the state
-//! *before* its side effect, so that a crash at any point leaves a state from
-//! which a restart can converge.
+//! [`KeyStore`] is the seam: the directory store is the one implementation;
+//! the trait is async so that a networked store (Secrets Manager, say) could
+//! implement it too. Rotation records each step in the state *before* its
+//! side effect, so that a crash at any point leaves a state from which a
+//! restart can converge.
 //!
 //! The directory store keeps `DIR/FINGERPRINT.pem` (PKCS#8, 0600, never
 //! overwritten) and `DIR/rotation-state.json` (replaced atomically: temporary

@@ -9,7 +9,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq as _;
 
@@ -60,12 +59,6 @@ fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
-/// A rate of `per_second` requests (at least 1) as a governor quota whose
-/// burst is the same size.
-pub(crate) fn quota(per_second: u32) -> Quota {
-    Quota::per_second(std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MIN))
-}
-
 /// A trusted backend and what it may mint.
 pub(crate) struct ApiKeyRule {
     pub(crate) name: String,
@@ -76,8 +69,6 @@ pub(crate) struct ApiKeyRule {
     allowed_origins: OriginList,
     allow_single_use: bool,
     allowed_resolutions: Vec<MaximumResolution>,
-    /// Its own rate-limit bucket (`rate_per_second`).
-    pub(crate) limiter: DefaultDirectRateLimiter,
 }
 
 impl std::fmt::Debug for ApiKeyRule {
@@ -178,7 +169,6 @@ impl Policy {
                     allowed_origins: OriginList::from_config(&k.allowed_origins).ok()?,
                     allow_single_use: k.allow_single_use,
                     allowed_resolutions: k.allowed_resolutions.clone(),
-                    limiter: RateLimiter::direct(quota(k.rate_per_second)),
                 }))
             })
             .collect();

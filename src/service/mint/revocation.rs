@@ -2,9 +2,11 @@
 //! viewer at once, and the session versions IVS revokes by.
 //!
 //! Every viewer token carries `aws:viewer-session-version` = the Unix second
-//! it was minted (the spec: keep it in 0..=2^31-1; Unix seconds work until
-//! 2038). Revoking at second `T` asks IVS to end the viewer's sessions with a
-//! version ≤ `T`; tokens minted after `T` carry a larger version and play.
+//! it was minted (kept in 0..=2^31-1, since the revocation API's filter is a
+//! 32-bit integer in IVS's service model: `docs/ivs-facts.md` §1; Unix
+//! seconds fit until 2038). Revoking at second `T` asks IVS to end the
+//! viewer's sessions with a version ≤ `T`; tokens minted after `T` carry a
+//! larger version and play.
 //! No per-viewer counter needs to survive a restart. The deny-list covers at
 //! least the second of the revocation (a token minted then would be revoked
 //! on arrival) and, by default, much longer.
