@@ -540,7 +540,7 @@ async fn tokens_play_and_bad_tokens_are_refused_with_the_reason() {
     // Altered after signing (one more character in the payload): the
     // signature is what fails, and the reason names the key tried.
     let not_signed = format!(
-        "the signature does not verify with any of the 1 imported key(s) (fingerprints {}): it was signed by another key, or altered after signing",
+        "the signature does not verify with the one key tried (fingerprint {}): it was signed by another key, or altered after signing",
         key.fingerprint()
     );
     let mut tampered = good.clone();

@@ -539,7 +539,7 @@ async fn faults_at_every_step_of_a_rotation_are_retried_or_refused_without_harm(
     // it deletes expired retired keys on its own and would meet the faults
     // meant for a rotation's or a revocation's deletion.
     let s = rig
-        .serve_with(&[("IVS_AUTH__ROTATION__SWEEP_SECONDS", "100000")])
+        .serve_with(&[("IVS_AUTH__ROTATION__SWEEP_SECONDS", "3600")])
         .await;
     assert_eq!(rig.ivs.pending_faults().await, 0);
 

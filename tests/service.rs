@@ -613,11 +613,12 @@ async fn bad_requests_get_the_documented_status_and_code_and_never_a_5xx() {
         "x".repeat(100_000)
     );
     cases.push(bad(key, huge, 413, "payload_too_large"));
-    // No credentials: a name the listing lacks is not found; an ARN that is
-    // not an anonymous channel's is refused before any lookup.
+    // No credentials: a name the listing lacks and an ARN that is not an
+    // anonymous channel's get the same 401, before any lookup (an anonymous
+    // caller learns nothing of channels it may not watch).
     for i in 0..5 {
         let body = json!({"channel": format!("private-{i}")});
-        cases.push(bad(None, body.to_string(), 404, "channel_not_found"));
+        cases.push(bad(None, body.to_string(), 401, "unauthenticated"));
         let body =
             json!({"channel": format!("arn:aws:ivs:us-west-2:123456789012:channel/private{i}")});
         cases.push(bad(None, body.to_string(), 401, "unauthenticated"));
