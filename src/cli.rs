@@ -489,8 +489,22 @@ fn parse_credential(s: &str) -> Result<(String, String, Option<String>), String>
 /// JSON logs on stderr (stdout carries what scripts read). `RUST_LOG`
 /// filters; the default keeps warnings and the audit trail.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,audit=info"));
+    // Whatever RUST_LOG asks, these never log below debug: at trace the
+    // SigV4 signer prints the canonical request and the SDK the headers it
+    // sends, with the session token (X-Amz-Security-Token) in both.
+    for directive in [
+        "aws_sigv4=debug",
+        "aws_smithy_runtime=debug",
+        "aws_smithy_runtime_api=debug",
+        "aws_smithy_http_client=debug",
+        "hyper_util=debug",
+    ] {
+        if let Ok(d) = directive.parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(filter)

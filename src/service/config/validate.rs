@@ -187,6 +187,20 @@ impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
         self.check_numbers()?;
+        // IVS holds 3 key pairs; a retired key keeps its slot for the longest
+        // TTL plus the skew. Rotating faster than every half of that would
+        // fill the slots and every later scheduled rotation would fail.
+        let retire = self.longest_ttl().as_secs() + self.rotation.skew_seconds;
+        let fastest = retire.div_ceil(2);
+        if self.rotation.interval_seconds > 0 && self.rotation.interval_seconds < fastest {
+            return err(
+                "rotation.interval_seconds",
+                format!(
+                    "must be 0 or at least {fastest} s: a retired key holds one of IVS's 3 key-pair slots for the longest token lifetime plus rotation.skew_seconds ({retire} s), so rotating faster fills them; got {}",
+                    self.rotation.interval_seconds
+                ),
+            );
+        }
         if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
             return err(
                 "server.tls_cert_file",

@@ -152,6 +152,17 @@ impl DirStore {
             .create(&dir)
             .map_err(|e| StoreError::Io(format!("{}: {e}", dir.display())))?;
         check_private(&dir, true)?;
+        // Every private key here, not only those read now: a copy of the
+        // active key (`playback-key.pem`) or a retiring key left readable
+        // exposes the same secret.
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".pem") && !name.ends_with(".pub.pem") {
+                    check_private(&entry.path(), false)?;
+                }
+            }
+        }
         let store = Self { dir };
         store.remove_stale_temporaries();
         Ok(store)

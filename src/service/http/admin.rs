@@ -76,6 +76,7 @@ pub(crate) fn router(parts: AdminParts) -> Router {
             Quota::per_minute(NonZeroU32::MIN.saturating_add(FAILURES_PER_MINUTE - 1))
                 .allow_burst(NonZeroU32::MIN.saturating_add(FAILURE_BURST - 1)),
         ),
+        blocked: std::sync::Mutex::default(),
     });
     Router::new()
         .route("/admin/v1/channels/refresh", post(refresh_channels))
@@ -101,6 +102,35 @@ const MAX_ADMIN_BODY: usize = 256 * 1024;
 struct Gate {
     token_hash: [u8; 32],
     failures: DefaultKeyedRateLimiter<IpAddr>,
+    /// Addresses past their failures, until when: answered 429 before the
+    /// token is even compared, so that a 200 cannot tell a throttled
+    /// guesser that this guess was right.
+    blocked: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
+}
+
+impl Gate {
+    fn blocked_for(&self, ip: IpAddr) -> Option<Duration> {
+        let now = std::time::Instant::now();
+        let mut blocked = self.blocked.lock().ok()?;
+        match blocked.get(&ip) {
+            Some(until) if *until > now => Some(*until - now),
+            Some(_) => {
+                blocked.remove(&ip);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn block(&self, ip: IpAddr, wait: Duration) {
+        if let Ok(mut blocked) = self.blocked.lock() {
+            let now = std::time::Instant::now();
+            if blocked.len() > 10_000 {
+                blocked.retain(|_, until| *until > now);
+            }
+            blocked.insert(ip, now + wait);
+        }
+    }
 }
 
 /// Refuses every request without the right bearer token, before routing.
@@ -110,17 +140,26 @@ async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
+    let throttled = |retry_after: Duration| {
+        metrics::counter!("admin_auth_throttled_total").increment(1);
+        AppError::RateLimited {
+            retry_after,
+            message: "too many failed admin authentications from this address".into(),
+        }
+        .into_response()
+    };
+    if let Some(wait) = gate.blocked_for(peer.ip()) {
+        return throttled(wait);
+    }
     let presented =
         super::auth::bearer(request.headers()).map(|t| Sha256::digest(t.trim().as_bytes()));
     let ok = presented.is_some_and(|hash| bool::from(hash.as_slice().ct_eq(&gate.token_hash)));
     if !ok {
         if let Err(not_until) = gate.failures.check_key(&peer.ip()) {
-            metrics::counter!("admin_auth_throttled_total").increment(1);
-            return AppError::RateLimited {
-                retry_after: not_until.wait_time_from(DefaultClock::default().now()),
-                message: "too many failed admin authentications from this address".into(),
-            }
-            .into_response();
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            gate.block(peer.ip(), wait);
+            tracing::warn!(target: "audit", admin = true, peer = %peer, decision = "throttled", retry_after_ms = wait.as_millis() as u64, "too many failed admin authentications: this address is refused without a check until then");
+            return throttled(wait);
         }
         tracing::warn!(target: "audit", admin = true, peer = %peer, path = %request.uri().path(), decision = "refused", reason = "bad or missing admin token");
         return AppError::Unauthenticated(

@@ -159,7 +159,24 @@ impl ChannelCache {
 
     /// A channel from memory only: never asks IVS.
     pub async fn cached(&self, reference: &ChannelRef) -> Option<Arc<ChannelInfo>> {
-        let hit = match reference {
+        let hit = self.peek(reference).await;
+        let result = if hit.is_some() { "hit" } else { "miss" };
+        metrics::counter!("channel_cache_total", "result" => result).increment(1);
+        hit
+    }
+
+    /// [`Self::cached`] without counting: for anonymous callers, whose
+    /// lookups must not show in the public metrics whether a channel exists.
+    pub(crate) async fn cached_uncounted(
+        &self,
+        reference: &ChannelRef,
+    ) -> Option<Arc<ChannelInfo>> {
+        metrics::counter!("channel_cache_total", "result" => "anonymous").increment(1);
+        self.peek(reference).await
+    }
+
+    async fn peek(&self, reference: &ChannelRef) -> Option<Arc<ChannelInfo>> {
+        match reference {
             ChannelRef::Arn(arn) => self.by_arn.get(arn.as_str()).await,
             ChannelRef::Name(name) => {
                 let arn = self.names.load().get(name).cloned();
@@ -168,10 +185,7 @@ impl ChannelCache {
                     None => None,
                 }
             }
-        };
-        let result = if hit.is_some() { "hit" } else { "miss" };
-        metrics::counter!("channel_cache_total", "result" => result).increment(1);
-        hit
+        }
     }
 
     /// A channel by ARN that the cache does not hold, from IVS, for a caller

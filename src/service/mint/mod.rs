@@ -93,13 +93,19 @@ impl Mint {
         caller: &Caller,
         reference: &ChannelRef,
     ) -> Result<Arc<ChannelInfo>, Refusal> {
-        if let Some(channel) = self.channels.cached(reference).await {
-            return Ok(channel);
-        }
         if matches!(caller, Caller::Anonymous(_)) {
             // A miss is no channel anyone may watch: the listing holds every
-            // channel, and anonymous access names channels it holds.
-            return Err(policy::needs_credentials());
+            // channel, and anonymous access names channels it holds. Not
+            // counted as hit or miss, so that /metrics says nothing of which
+            // channels exist.
+            return self
+                .channels
+                .cached_uncounted(reference)
+                .await
+                .ok_or_else(policy::needs_credentials);
+        }
+        if let Some(channel) = self.channels.cached(reference).await {
+            return Ok(channel);
         }
         if !self.channels.is_warm() {
             return Err(Refusal::Unavailable {

@@ -269,7 +269,7 @@ impl Policy {
     fn viewer(&self, request: &TokenRequest) -> Result<Option<ViewerId>, Refusal> {
         match &request.viewer_id {
             None => Ok(None),
-            Some(id) if id.is_empty() || id.len() > 256 => Err(Refusal::invalid(
+            Some(id) if id.is_empty() || id.chars().count() > 256 => Err(Refusal::invalid(
                 "viewer_id",
                 "must be 1 to 256 characters (it is pseudonymised before it goes in the token)",
             )),
