@@ -170,10 +170,12 @@ def player():
 
 
 def rotator():
-    conn = connection(admin)
     n = 0
     while not stop.wait(rotate_every):
         n += 1
+        # A new connection each time: the service closes keep-alive connections
+        # idle longer than its header deadline (10 s), and rotations are minutes apart.
+        conn = connection(admin)
         try:
             conn.request("POST", "/admin/v1/keys/rotate", headers={
                 "authorization": f"Bearer {admin_token}", "idempotency-key": f"soak-{n}"})
@@ -186,8 +188,8 @@ def rotator():
                 note("failed_rotations", f"{r.status} {data[:300]!r}")
         except Exception as e:
             note("failed_rotations", repr(e))
+        finally:
             conn.close()
-            conn = connection(admin)
 
 
 def rss_kb():
