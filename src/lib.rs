@@ -74,6 +74,11 @@ pub mod cli;
 #[cfg(feature = "service")]
 pub mod service;
 
+// The fuzz targets' way in (`fuzz/`); not an API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub use crate::claims::{
     AllowedOrigins, ChannelArn, ExpiresAt, MaximumResolution, Origin, PlaybackClaims,
     PlaybackClaimsBuilder, ViewerId, ViewerIdHasher, ViewerSessionVersion,

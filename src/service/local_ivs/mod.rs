@@ -17,13 +17,13 @@
 //! [`LocalIvs::start`] binds a listener (port 0 in tests) and serves until
 //! [`LocalIvs::stop`].
 
-mod api;
-mod error;
+pub(crate) mod api;
+pub(crate) mod error;
 mod faults;
-mod model;
-mod playback;
-mod sigv4;
-mod state;
+pub(crate) mod model;
+pub(crate) mod playback;
+pub(crate) mod sigv4;
+pub(crate) mod state;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -294,7 +294,10 @@ fn router(app: App, test_controls: bool) -> Router {
 }
 
 /// The operation a control-plane request names.
-fn operation_of(method: &Method, path: &str) -> Result<(String, Option<String>), ApiError> {
+pub(crate) fn operation_of(
+    method: &Method,
+    path: &str,
+) -> Result<(String, Option<String>), ApiError> {
     if let Some(arn) = path.strip_prefix("/tags/") {
         let op = match *method {
             Method::POST => "TagResource",
@@ -390,28 +393,7 @@ async fn control_inner(
         Some(Fault::Drop) => return Ok(dropped_connection()),
         None => {}
     }
-    let mut input: Value = if body.is_empty() {
-        Value::Object(serde_json::Map::new())
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::validation(format!("the request body is not valid JSON: {e}")))?
-    };
-    if !input.is_object() {
-        return Err(ApiError::validation(
-            "the request body must be a JSON object",
-        ));
-    }
-    if let Some(arn) = resource_arn {
-        input["resourceArn"] = Value::String(arn);
-        if operation == "UntagResource" {
-            input["tagKeys"] = Value::from(query_values(uri, "tagKeys"));
-        }
-    }
-    let model = Model::get();
-    let op = model.operation(&operation).ok_or_else(|| {
-        ApiError::unknown_operation(format!("{operation} is not in the IVS model"))
-    })?;
-    model.validate(op, &input).map_err(ApiError::validation)?;
+    let (input, op) = control_input(&operation, resource_arn, uri, &body)?;
     let base_url = app.inner.base_url.clone();
     let output = app
         .with_state(api::is_mutating(&operation), |state| {
@@ -437,6 +419,39 @@ async fn control_inner(
         output.to_string(),
     )
         .into_response())
+}
+
+/// An operation's input from its body (and, for the tag operations, its
+/// path and query), checked against the IVS model.
+pub(crate) fn control_input(
+    operation: &str,
+    resource_arn: Option<String>,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(Value, &'static model::Operation), ApiError> {
+    let mut input: Value = if body.is_empty() {
+        Value::Object(serde_json::Map::new())
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::validation(format!("the request body is not valid JSON: {e}")))?
+    };
+    if !input.is_object() {
+        return Err(ApiError::validation(
+            "the request body must be a JSON object",
+        ));
+    }
+    if let Some(arn) = resource_arn {
+        input["resourceArn"] = Value::String(arn);
+        if operation == "UntagResource" {
+            input["tagKeys"] = Value::from(query_values(uri, "tagKeys"));
+        }
+    }
+    let model = Model::get();
+    let op = model.operation(operation).ok_or_else(|| {
+        ApiError::unknown_operation(format!("{operation} is not in the IVS model"))
+    })?;
+    model.validate(op, &input).map_err(ApiError::validation)?;
+    Ok((input, op))
 }
 
 /// A response whose body fails at once: hyper closes the connection without

@@ -125,15 +125,24 @@ fn parse_amz_date(s: &str) -> Option<SystemTime> {
     if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<u64>().ok();
+    // Digits only: `u64::from_str` also takes a leading `+`.
+    let num = |r: std::ops::Range<usize>| {
+        let field = s.get(r)?;
+        field
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| field.parse::<u64>().ok())?
+    };
     let (y, mo, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (h, mi, se) = (num(9..11)?, num(11..13)?, num(13..15)?);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || se > 60 {
         return None;
     }
     // Days from civil date (Howard Hinnant's algorithm).
+    // Year 0000 in January or February has no year before it (found by
+    // fuzzing: the subtraction overflowed and the request's task panicked).
     let (y, m) = if mo <= 2 {
-        (y - 1, mo + 9)
+        (y.checked_sub(1)?, mo + 9)
     } else {
         (y, mo - 3)
     };
@@ -318,6 +327,47 @@ mod tests {
         );
         assert!(parse_amz_date("2026-11-26T13:40:00Z").is_none());
         assert!(parse_amz_date("20261326T134000Z").is_none());
+    }
+
+    #[test]
+    fn refuses_amz_dates_the_arithmetic_cannot_hold() {
+        // Year 0 in January or February overflowed (a panic); before 1970 is
+        // refused too.
+        assert!(parse_amz_date("00000115T120000Z").is_none());
+        assert!(parse_amz_date("00000229T000000Z").is_none());
+        assert!(parse_amz_date("00000315T120000Z").is_none());
+        assert!(parse_amz_date("19691231T235959Z").is_none());
+        assert!(parse_amz_date("99991231T235959Z").is_some());
+        // Signs are not digits.
+        assert!(parse_amz_date("2026+126T134000Z").is_none());
+        assert!(parse_amz_date("+0261126T134000Z").is_none());
+    }
+
+    #[test]
+    fn a_year_zero_date_is_refused_not_a_panic() {
+        let auth = Authenticator {
+            credentials: HashMap::new(),
+            default_account: "123456789012".into(),
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-date", "00000115T120000Z".parse().unwrap());
+        headers.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=AKID/00000115/us-west-2/ivs/aws4_request, SignedHeaders=host;x-amz-date, Signature=00"
+                .parse()
+                .unwrap(),
+        );
+        let err = auth
+            .authenticate(
+                &Method::POST,
+                &"/ListChannels".parse().unwrap(),
+                &headers,
+                b"{}",
+                SystemTime::now(),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, "IncompleteSignatureException");
+        assert!(err.message.contains("00000115T120000Z"), "{}", err.message);
     }
 
     #[test]
