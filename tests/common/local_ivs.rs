@@ -28,7 +28,12 @@ impl TestIvs {
         let ivs = LocalIvs::start(config).await.unwrap();
         Self {
             ivs,
-            http: reqwest::Client::new(),
+            // Pooled connections are dropped before the server's idle limit
+            // can close them under a request (a keep-alive race).
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(std::time::Duration::from_secs(5))
+                .build()
+                .unwrap(),
         }
     }
 

@@ -273,8 +273,14 @@ impl TestService {
             ivs: ivs.unwrap_or_default(),
             admin: admin.unwrap_or_default(),
             admin_token: None,
-            http: reqwest::Client::new(),
+            // Pooled connections are dropped before the server's idle limit
+            // can close them under a request (a keep-alive race).
+            http: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap(),
             http_no_redirects: reqwest::Client::builder()
+                .pool_idle_timeout(Duration::from_secs(5))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),

@@ -92,7 +92,7 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout_ms: 5_000,
             max_body_bytes: 64 * 1024,
-            header_read_timeout_ms: 10_000,
+            header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 10_000,
             max_connections: 1024,
             max_connections_per_ip: 128,
