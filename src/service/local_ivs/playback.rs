@@ -123,10 +123,32 @@ pub(crate) struct Sessions {
     by_id: HashMap<String, Session>,
 }
 
+/// Most sessions kept at once. Each play starts one that lives for hours,
+/// so without a bound a long run (a soak at thousands of plays a minute)
+/// grows memory for as long; past the bound the sessions started longest
+/// ago go first, as an edge would drop its idlest viewers.
+const MAX_SESSIONS: usize = 10_000;
+
 impl Sessions {
     pub(crate) fn insert(&mut self, id: String, session: Session, now: SystemTime) {
-        self.by_id.retain(|_, s| s.expires > now);
+        // Pruned only when full, so that a start costs no scan of every
+        // session.
+        if self.by_id.len() >= MAX_SESSIONS {
+            self.by_id.retain(|_, s| s.expires > now);
+        }
+        if self.by_id.len() >= MAX_SESSIONS {
+            let mut expiries: Vec<SystemTime> = self.by_id.values().map(|s| s.expires).collect();
+            expiries.sort_unstable();
+            if let Some(cut) = expiries.get(MAX_SESSIONS / 4).copied() {
+                self.by_id.retain(|_, s| s.expires > cut);
+            }
+        }
         self.by_id.insert(id, session);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.by_id.len()
     }
 
     pub(crate) fn get(&self, id: &str, now: SystemTime) -> Option<&Session> {
@@ -469,5 +491,31 @@ mod tests {
         let ts = segment("360p30", 0).unwrap();
         assert_eq!(ts.len() % 188, 0);
         assert!(ts.chunks(188).all(|p| p[0] == 0x47));
+    }
+
+    #[test]
+    fn sessions_are_bounded_and_the_oldest_go_first() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(2_000_000_000);
+        let session = |n: u64| Session {
+            scope: Scope {
+                account: "123456789012".into(),
+                region: "us-west-2".into(),
+            },
+            channel_arn: String::new(),
+            origins: None,
+            strict: false,
+            max_height: u32::MAX,
+            viewer: None,
+            expires: now + Duration::from_secs(n),
+            consumed_single_use: false,
+        };
+        let mut sessions = Sessions::default();
+        for n in 0..(MAX_SESSIONS as u64 * 2) {
+            sessions.insert(format!("s{n}"), session(n + 1), now);
+        }
+        assert!(sessions.len() <= MAX_SESSIONS);
+        let last = format!("s{}", MAX_SESSIONS * 2 - 1);
+        assert!(sessions.get(&last, now).is_some(), "the newest is kept");
+        assert!(sessions.get("s0", now).is_none(), "the oldest went first");
     }
 }
