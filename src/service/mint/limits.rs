@@ -2,7 +2,6 @@
 //! callers, per viewer (`sub`) for viewer JWTs. Token buckets (governor)
 //! whose burst is the per-second rate.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -29,7 +28,8 @@ type Keyed<K, C> =
 /// Every caller's bucket. The clock is a parameter so that tests can drive
 /// time (governor's `FakeRelativeClock`); the service runs on the default.
 pub(crate) struct Limits<C: Clock = DefaultClock> {
-    per_api_key: HashMap<String, Direct<C>>,
+    /// One bucket per API key, in the order of `api_keys` (the rule's index).
+    per_api_key: Vec<Direct<C>>,
     per_ip: Keyed<IpAddr, C>,
     per_viewer: Keyed<String, C>,
     clock: C,
@@ -54,12 +54,7 @@ impl<C: Clock + Clone> Limits<C> {
             per_api_key: config
                 .api_keys
                 .iter()
-                .map(|k| {
-                    (
-                        k.name.clone(),
-                        RateLimiter::direct_with_clock(quota(k.rate_per_second), clock.clone()),
-                    )
-                })
+                .map(|k| RateLimiter::direct_with_clock(quota(k.rate_per_second), clock.clone()))
                 .collect(),
             per_ip: RateLimiter::new(
                 quota(config.anonymous.rate_per_ip_per_second),
@@ -78,30 +73,33 @@ impl<C: Clock + Clone> Limits<C> {
     /// Takes `n` requests from the caller's bucket.
     pub(crate) fn take(&self, caller: &Caller, n: u32) -> Result<(), Refusal> {
         let n = NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN);
-        let (result, which) = match caller {
-            Caller::ApiKey(rule) => {
+        let result = match caller {
+            Caller::ApiKey(rule) => match self.per_api_key.get(rule.index) {
+                Some(limiter) => limiter.check_n(n),
                 // The rules and these buckets come from the same list.
-                let Some(limiter) = self.per_api_key.get(&rule.name) else {
+                None => {
                     tracing::error!(api_key = %rule.name, "no rate-limit bucket for this API key");
                     return Err(Refusal::Internal);
-                };
-                (limiter.check_n(n), format!("API key {}", rule.name))
-            }
-            Caller::Anonymous(ip) => (self.per_ip.check_key_n(ip, n), format!("client {ip}")),
-            Caller::Viewer(v) => (
-                self.per_viewer.check_key_n(&v.subject, n),
-                format!("viewer {}", v.pseudonym),
-            ),
+                }
+            },
+            Caller::Anonymous(ip) => self.per_ip.check_key_n(ip, n),
+            Caller::Viewer(v) => self.per_viewer.check_key_n(&v.subject, n),
+        };
+        // Named only for a refusal: an allowed request formats nothing.
+        let which = || match caller {
+            Caller::ApiKey(rule) => format!("API key {}", rule.name),
+            Caller::Anonymous(ip) => format!("client {ip}"),
+            Caller::Viewer(v) => format!("viewer {}", v.pseudonym),
         };
         match result {
             Ok(Ok(())) => Ok(()),
             Ok(Err(not_until)) => Err(Refusal::RateLimited {
                 retry_after: not_until.wait_time_from(self.clock.now()),
-                message: format!("rate limit of {which} exceeded"),
+                message: format!("rate limit of {} exceeded", which()),
             }),
             Err(_) => Err(Refusal::RateLimited {
                 retry_after: Duration::from_secs(1),
-                message: format!("a batch larger than the rate limit of {which}"),
+                message: format!("a batch larger than the rate limit of {}", which()),
             }),
         }
     }

@@ -62,6 +62,8 @@ fn glob(pattern: &str, text: &str) -> bool {
 /// A trusted backend and what it may mint.
 pub(crate) struct ApiKeyRule {
     pub(crate) name: String,
+    /// Its position in `api_keys`, where its rate-limit bucket is too.
+    pub(crate) index: usize,
     hash: [u8; 32],
     channels: Vec<Pattern>,
     max_ttl: u64,
@@ -159,9 +161,11 @@ impl Policy {
             .api_keys
             .iter()
             // Config::load refused keys whose hash or origins do not parse.
-            .filter_map(|k| {
+            .enumerate()
+            .filter_map(|(index, k)| {
                 Some(Arc::new(ApiKeyRule {
                     name: k.name.clone(),
+                    index,
                     hash: sha256_from_hex(&k.sha256)?,
                     channels: k.channels.iter().cloned().map(Pattern).collect(),
                     max_ttl: k.max_ttl_seconds,
