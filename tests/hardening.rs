@@ -70,7 +70,16 @@ async fn read_to_close(stream: &mut TcpStream, within: Duration) -> Option<Strin
 /// even with the process's open-files limit lowered to 256.
 #[tokio::test]
 async fn stalled_connections_cannot_take_the_api_down() {
-    let s = service("max_connections_per_ip = 100").await;
+    // The held connections must outlive the 300 connects: a 1 s deadline
+    // would free slots mid-loop on a loaded machine and let later
+    // connections in.
+    const DEADLINE: Duration = Duration::from_secs(6);
+    let s = TestService::start(&config("max_connections_per_ip = 100").replace(
+        "header_read_timeout_ms = 1000",
+        "header_read_timeout_ms = 6000",
+    ))
+    .await
+    .with_admin_token(ADMIN_TOKEN);
     let api = addr_of(&s.api);
     let pid = s.child.id().unwrap();
     let prlimit = std::process::Command::new("prlimit")
@@ -80,12 +89,18 @@ async fn stalled_connections_cannot_take_the_api_down() {
     assert!(prlimit.success());
 
     let mut stalled = Vec::new();
+    let started_connecting = Instant::now();
     for _ in 0..300 {
         let mut c = connect_from([127, 0, 0, 2], api).await.unwrap();
         // A refused connection may already be closed: a failed write is fine.
         let _ = c.write_all(b"POST /v1/token HTTP/1.1\r\nHost: x\r\n").await;
         stalled.push(c);
     }
+    assert!(
+        started_connecting.elapsed() < DEADLINE,
+        "the 300 connects took {:?}, longer than the header deadline: the count below would not hold",
+        started_connecting.elapsed()
+    );
     // Other clients are served at once, while the 300 hang on.
     let started = Instant::now();
     let health = s.api_call(Method::GET, "/healthz").send().await;
@@ -98,7 +113,7 @@ async fn stalled_connections_cannot_take_the_api_down() {
     let mut refused = 0;
     let mut cut = 0;
     for c in &mut stalled {
-        let answer = read_to_close(c, Duration::from_secs(10))
+        let answer = read_to_close(c, DEADLINE + Duration::from_secs(10))
             .await
             .expect("every stalled connection ends within the header deadline");
         if answer.starts_with("HTTP/1.1 429") {

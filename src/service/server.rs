@@ -28,7 +28,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt as _;
 
@@ -139,7 +139,18 @@ fn refuse(mut stream: TcpStream, full: Full, peer: SocketAddr) {
     tokio::spawn(async move {
         let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
             stream.write_all(&refusal(full)).await?;
-            stream.shutdown().await
+            stream.shutdown().await?;
+            // A lingering close (RFC 9112 section 9.6): closing with the
+            // client's request unread would send a reset, which may erase
+            // the refusal from the client's buffer before it reads it. So
+            // read and drop what the client sent, a little and briefly.
+            let mut sink = [0u8; 4096];
+            for _ in 0..16 {
+                if stream.read(&mut sink).await? == 0 {
+                    break;
+                }
+            }
+            Ok::<_, std::io::Error>(())
         })
         .await;
     });
