@@ -71,7 +71,13 @@ mod verify;
 #[cfg(feature = "service")]
 #[doc(hidden)]
 pub mod cli;
+// The binary's rooms, public only so that the integration tests can drive
+// them: not an API, no semver promise, and hidden from the docs.
 #[cfg(feature = "service")]
+// Its module docs link the private rooms they describe, for readers of
+// `cargo doc --document-private-items`.
+#[doc(hidden)]
+#[allow(rustdoc::private_intra_doc_links, rustdoc::redundant_explicit_links)]
 pub mod service;
 
 // The fuzz targets' way in (`fuzz/`); not an API.

@@ -135,7 +135,7 @@ impl Origin {
     ///
     /// The header is normalised the same way first. The wildcard `*.` stands
     /// for exactly one host label. IVS does not document its matching rules
-    /// [OPEN]: one label is the narrowest reading, so a token that plays here
+    /// \[OPEN\]: one label is the narrowest reading, so a token that plays here
     /// does not rely on a looser match.
     pub fn matches(&self, header: &str) -> bool {
         let Ok(candidate) = Origin::parse(header) else {
