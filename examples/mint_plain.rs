@@ -68,7 +68,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("{url}");
 
     // What IVS will check, with the public half.
-    let token = url.rsplit_once("?token=").map(|(_, t)| t).unwrap_or_default();
+    let token = url
+        .rsplit_once("?token=")
+        .map(|(_, t)| t)
+        .unwrap_or_default();
     let verified = Verifier::new([key.public_key()])
         .expect_channel(channel)
         .verify(token)?;

@@ -58,7 +58,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Read once: parsing a key is slow next to signing with it.
     let key = PrivateKey::read_file(&key_path).map_err(|e| format!("PLAYBACK_KEY: {e}"))?;
     let signer = TokenSigner::new(SigningKey::new(&key)?);
-    let channel = ChannelArn::parse(&env("CHANNEL_ARN")?).map_err(|e| format!("CHANNEL_ARN: {e}"))?;
+    let channel =
+        ChannelArn::parse(&env("CHANNEL_ARN")?).map_err(|e| format!("CHANNEL_ARN: {e}"))?;
     let playback_url = env("PLAYBACK_URL")?;
     let viewer_ids = ViewerIdHasher::new(env("VIEWER_ID_SECRET")?.as_bytes())
         .map_err(|e| format!("VIEWER_ID_SECRET: {e}"))?;
