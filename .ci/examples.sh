@@ -36,7 +36,8 @@ fi
 cargo fmt --manifest-path "$manifest" -- --check
 cargo clippy --locked --quiet --manifest-path "$manifest" --target-dir target -- -D warnings
 cargo build --locked --quiet --manifest-path "$manifest" --target-dir target
-cargo build --locked --quiet --bin ivs-playback-auth
+# The binary as the default-feature tests built it (see .ci/run).
+cargo test --locked --no-run --quiet
 bin=target/debug/ivs-playback-auth
 
 work=$(mktemp -d)
