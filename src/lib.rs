@@ -250,14 +250,25 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(rustdoc::missing_crate_level_docs)]
 
+// The signer's modules: every fallible public function says when it fails,
+// and where it can panic (the service's modules are not held to it: they
+// are no API).
+#[warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 pub mod claims;
+#[warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 mod error;
 mod fsutil;
+#[warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 mod keys;
+#[warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 mod keyset;
+#[warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 mod signer;
+#[warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 mod signing_key;
+#[warn(clippy::missing_errors_doc, clippy::missing_panics_doc)]
 mod verify;
 
 #[cfg(feature = "service")]
