@@ -25,6 +25,8 @@
 //! (the token and its claims),
 //! [private-channels-create-key](https://docs.aws.amazon.com/ivs/latest/LowLatencyUserGuide/private-channels-create-key.html)
 //! (the key pair),
+//! [private-channels-delete-keys](https://docs.aws.amazon.com/ivs/latest/LowLatencyUserGuide/private-channels-delete-keys.html)
+//! (deleting one),
 //! [private-channels-start-session-revocation](https://docs.aws.amazon.com/ivs/latest/LowLatencyUserGuide/private-channels-start-session-revocation.html)
 //! (viewer-session revocation) and
 //! [service-quotas](https://docs.aws.amazon.com/ivs/latest/LowLatencyUserGuide/service-quotas.html);
