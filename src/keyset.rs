@@ -14,6 +14,12 @@ use crate::keys::{Fingerprint, PublicKey};
 use crate::signing_key::SigningKey;
 
 /// An active signing key and the retiring keys that still verify.
+///
+/// Keys are told apart by [`Fingerprint`]: a set never holds two keys with
+/// the same one. IVS allows 3 playback key pairs per region
+/// (service-quotas), so a set in steady state holds 1 or 2 keys, leaving a
+/// slot for an emergency import (`docs/ivs-facts.md` §2, §6). `Debug`
+/// shows the keys' fingerprints, never their secrets.
 #[derive(Debug, Clone)]
 pub struct KeySet {
     active: Arc<SigningKey>,
@@ -21,7 +27,8 @@ pub struct KeySet {
 }
 
 impl KeySet {
-    /// A set with one active key and nothing retiring.
+    /// A set with one active key and nothing retiring. Takes a
+    /// [`SigningKey`] or an `Arc` of one.
     pub fn new(active: impl Into<Arc<SigningKey>>) -> Self {
         Self {
             active: active.into(),
@@ -45,7 +52,8 @@ impl KeySet {
         &self.active
     }
 
-    /// Keys that no longer sign but whose tokens are still valid.
+    /// Keys that no longer sign but whose tokens may still be valid, oldest
+    /// first.
     pub fn retiring(&self) -> &[Arc<SigningKey>] {
         &self.retiring
     }
@@ -60,7 +68,8 @@ impl KeySet {
         self.iter().map(|k| k.public_key())
     }
 
-    /// The key with this fingerprint.
+    /// The key with this fingerprint, active or retiring; `None` if the set
+    /// has none.
     pub fn find(&self, fingerprint: &Fingerprint) -> Option<&Arc<SigningKey>> {
         self.iter().find(|k| k.fingerprint() == fingerprint)
     }
@@ -82,7 +91,8 @@ impl KeySet {
     }
 
     /// The next set without a retiring key. The active key cannot be removed:
-    /// `None` if `fingerprint` is the active key's.
+    /// `None` if `fingerprint` is the active key's. A fingerprint that is not
+    /// in the set gives an unchanged copy.
     pub fn without(&self, fingerprint: &Fingerprint) -> Option<Self> {
         if self.active.fingerprint() == fingerprint {
             return None;
@@ -101,13 +111,21 @@ impl KeySet {
 
 /// A [`KeySet`] shared between signers and the rotation that replaces it.
 /// Reading is lock-free; cloning shares the same set.
+///
+/// IVS documents no key rotation; the procedure this supports
+/// (`docs/ivs-facts.md` §6): import the new public key into IVS and check
+/// the fingerprint it returns, then [`rotate_to`](Self::rotate_to) the new
+/// key on every replica, keep the old key pair in IVS until the last token
+/// it signed has expired ([`SigningKey::max_exp_signed`] plus a skew
+/// margin), delete it from IVS, then [`remove`](Self::remove) it here. The
+/// crate docs show it in code.
 #[derive(Clone, Debug)]
 pub struct SharedKeySet {
     inner: Arc<ArcSwap<KeySet>>,
 }
 
 impl SharedKeySet {
-    /// Shares a key set.
+    /// Shares a key set. Clone the result to share it further.
     pub fn new(set: KeySet) -> Self {
         Self {
             inner: Arc::new(ArcSwap::from_pointee(set)),
@@ -125,20 +143,27 @@ impl SharedKeySet {
         self.inner.load_full()
     }
 
-    /// Replaces the set; signers use the new one from their next token.
+    /// Replaces the set; signers use the new one from their next token. A
+    /// rotation or removal running at the same time may be lost: prefer
+    /// [`rotate_to`](Self::rotate_to) and [`remove`](Self::remove), which
+    /// update atomically.
     pub fn store(&self, set: KeySet) {
         self.inner.store(Arc::new(set));
     }
 
     /// Makes `next` the active key and retires the current one, atomically
-    /// even against concurrent updates.
+    /// even against concurrent updates. If a key with `next`'s fingerprint is
+    /// already in the set (a resumed rotation), `next` replaces it rather
+    /// than being added twice. Import the public key into IVS first: a token
+    /// signed with a key IVS does not know fails.
     pub fn rotate_to(&self, next: SigningKey) {
         let next = Arc::new(next);
         self.inner
             .rcu(|current| Arc::new(current.rotated_to(Arc::clone(&next))));
     }
 
-    /// Drops a retiring key. Returns false (and changes nothing) for the
+    /// Drops a retiring key, once its key pair is deleted from IVS (its
+    /// tokens no longer play). Returns false (and changes nothing) for the
     /// active key or a key not in the set.
     pub fn remove(&self, fingerprint: &Fingerprint) -> bool {
         let mut removed = false;

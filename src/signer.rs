@@ -24,6 +24,18 @@ use crate::signing_key::SigningKey;
 pub(crate) const HEADER_B64: &str = "eyJhbGciOiJFUzM4NCIsInR5cCI6IkpXVCJ9";
 
 /// A signed playback token, with the key that signed it.
+///
+/// The text is a JWS compact token, `header.payload.signature` in base64url
+/// without padding, with the header `{"alg":"ES384","typ":"JWT"}` and a raw
+/// 96-byte ES384 signature (private-channels-generate-tokens;
+/// `docs/ivs-facts.md` §1). Its characters (`A-Z a-z 0-9 - _ .`) need no
+/// escaping in a URL: append it as `playbackUrl + "?token=" + token`, or
+/// hand it to the player's token setter.
+///
+/// A token is a bearer credential until it expires: `Display`,
+/// [`as_str`](Self::as_str) and [`into_string`](Self::into_string) give the
+/// whole token (for the player, not for logs); `Debug` shows only the
+/// fingerprint and `exp`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Token {
     jwt: String,
@@ -32,7 +44,7 @@ pub struct Token {
 }
 
 impl Token {
-    /// The compact JWS, `header.payload.signature`.
+    /// The compact JWS, `header.payload.signature`, ASCII.
     pub fn as_str(&self) -> &str {
         &self.jwt
     }
@@ -42,12 +54,14 @@ impl Token {
         self.jwt
     }
 
-    /// The fingerprint of the key that signed it.
+    /// The fingerprint of the key that signed it (with a [`SharedKeySet`],
+    /// the key that was active at that moment).
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
     }
 
-    /// Its `exp`.
+    /// Its `exp`, Unix seconds: a cache of shareable tokens should hand a
+    /// token out only well before it.
     pub fn expires_at(&self) -> ExpiresAt {
         self.expires_at
     }
@@ -78,14 +92,19 @@ thread_local! {
 /// Signs IVS playback tokens with the active key of a key set.
 ///
 /// `Send + Sync`: share one behind an `Arc` (or clone it, which is cheap) and
-/// sign from every thread; no lock is taken.
+/// sign from every thread; no lock is taken. Signing is synchronous and
+/// CPU-bound: one ECDSA P-384 signature and no I/O (`benches/signing.rs`
+/// measures it per backend).
+/// `Debug` shows the keys' fingerprints, never their secrets.
 #[derive(Clone, Debug)]
 pub struct TokenSigner {
     keys: SharedKeySet,
 }
 
 impl TokenSigner {
-    /// A signer with one key.
+    /// A signer with one key. To rotate keys later without a restart, use
+    /// [`from_shared`](Self::from_shared) (or rotate through
+    /// [`key_set`](Self::key_set)).
     pub fn new(key: SigningKey) -> Self {
         Self {
             keys: SharedKeySet::new(KeySet::new(key)),
@@ -98,18 +117,35 @@ impl TokenSigner {
         Self { keys }
     }
 
-    /// The shared key set.
+    /// The shared key set the signer follows: rotating it (for example with
+    /// [`SharedKeySet::rotate_to`]) changes the key of every clone.
     pub fn key_set(&self) -> &SharedKeySet {
         &self.keys
     }
 
-    /// Signs claims now.
+    /// Signs claims now, with the active key.
+    ///
+    /// # Errors
+    ///
+    /// As [`sign_at`](Self::sign_at).
     pub fn sign(&self, claims: &PlaybackClaims) -> Result<Token, Error> {
         self.sign_at(claims, SystemTime::now())
     }
 
     /// Signs claims as of `now`. Claims built a while ago are checked again:
-    /// a token IVS would refuse is never signed.
+    /// a token IVS would refuse is never signed. Records `exp` in the key's
+    /// [`max_exp_signed`](SigningKey::max_exp_signed). Never panics.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Claim`] (claim `exp`) when `exp` is not after `now`, or,
+    ///   for a token with a viewer id or a single-use UUID, more than 10
+    ///   minutes after it ([`SHORT_LIVED_LIMIT`], without the builder's
+    ///   clock-skew margin: that margin was spent when the claims were
+    ///   built);
+    /// - [`Error::Signing`] if the backend fails to sign, and
+    ///   [`Error::Internal`] if the claims cannot be encoded; neither happens
+    ///   with a key this crate prepared.
     pub fn sign_at(&self, claims: &PlaybackClaims, now: SystemTime) -> Result<Token, Error> {
         claims.check_lifetime(now, SHORT_LIVED_LIMIT)?;
         let set = self.keys.load();

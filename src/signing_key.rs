@@ -14,15 +14,21 @@ use crate::keys::{Fingerprint, PrivateKey, PublicKey};
 pub(crate) const SIGNATURE_LEN: usize = 96;
 
 /// Which implementation of ECDSA P-384 signs.
+///
+/// Both write the same ES384 signature form (raw 96-byte `r || s`, RFC 7518
+/// §3.4) and IVS accepts either; they differ in speed and in what they need
+/// to build. Which variants exist depends on the crate features.
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
     /// AWS-LC through `aws-lc-rs`: the fastest here, and what the AWS SDK
-    /// already links. Needs the `aws-lc-rs` feature (on by default).
+    /// already links. Needs the `aws-lc-rs` feature (a default feature; add it
+    /// back with `default-features = false`).
     #[cfg(feature = "aws-lc-rs")]
     AwsLcRs,
     /// RustCrypto's pure-Rust `p384`: for targets where C cannot be built
-    /// (WASM, edge runtimes). Always available; deterministic (RFC 6979).
+    /// (WASM, edge runtimes). Always available; deterministic (RFC 6979), so
+    /// the same claims signed twice give the same token.
     RustCrypto,
 }
 
@@ -47,7 +53,7 @@ impl Backend {
         Backend::RustCrypto,
     ];
 
-    /// A short name for logs and errors.
+    /// A short name for logs and errors: `aws-lc-rs` or `rust-crypto`.
     pub fn name(self) -> &'static str {
         match self {
             #[cfg(feature = "aws-lc-rs")]
@@ -66,6 +72,13 @@ impl Default for Backend {
 /// A private key made ready to sign, with what rotation needs to know of it:
 /// its fingerprint, its IVS key-pair ARN once imported, and the latest `exp`
 /// it has signed.
+///
+/// Make it once per key at start-up: preparing a key costs more than many
+/// signatures. It holds its own copy of the secret, zeroed when dropped, so
+/// the [`PrivateKey`] may be dropped after. `Send + Sync`; `Debug` shows the
+/// fingerprint, backend and key-pair ARN, and `<redacted>` for the secret.
+/// Hand it to a [`TokenSigner`](crate::TokenSigner) or a
+/// [`KeySet`](crate::KeySet).
 pub struct SigningKey {
     inner: BackendKey,
     public: PublicKey,
@@ -83,12 +96,23 @@ enum BackendKey {
 }
 
 impl SigningKey {
-    /// Prepares a key for the default backend.
+    /// Prepares a key for the default backend ([`Backend::DEFAULT`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`with_backend`](Self::with_backend).
     pub fn new(key: &PrivateKey) -> Result<Self, Error> {
         Self::with_backend(key, Backend::DEFAULT)
     }
 
     /// Prepares a key for a given backend.
+    ///
+    /// # Errors
+    ///
+    /// With `Backend::AwsLcRs` only, and not for a key this crate read:
+    /// [`Error::Internal`] if the key cannot be encoded as PKCS#8 for
+    /// AWS-LC, [`Error::Signing`] if AWS-LC refuses it. The RustCrypto
+    /// backend never fails.
     pub fn with_backend(key: &PrivateKey, backend: Backend) -> Result<Self, Error> {
         let inner = match backend {
             #[cfg(feature = "aws-lc-rs")]
@@ -113,7 +137,10 @@ impl SigningKey {
         })
     }
 
-    /// Records the ARN IVS gave this key when it was imported.
+    /// Records the ARN IVS gave this key when it was imported
+    /// (`arn:aws:ivs:REGION:ACCOUNT:playback-key/ID`), for logs and for the
+    /// rotation that deletes the key pair later. Not checked, and not written
+    /// into tokens: IVS documents no `kid` header.
     pub fn with_ivs_key_pair_arn(mut self, arn: impl Into<String>) -> Self {
         self.ivs_key_pair_arn = Some(arn.into());
         self
@@ -128,23 +155,28 @@ impl SigningKey {
         }
     }
 
-    /// The public half.
+    /// The public half, to import into IVS or to verify with.
     pub fn public_key(&self) -> &PublicKey {
         &self.public
     }
 
-    /// The IVS fingerprint.
+    /// The IVS fingerprint of the public half.
     pub fn fingerprint(&self) -> &Fingerprint {
         self.public.fingerprint()
     }
 
-    /// The IVS key-pair ARN, once imported.
+    /// The IVS key-pair ARN, if one was recorded with
+    /// [`with_ivs_key_pair_arn`](Self::with_ivs_key_pair_arn).
     pub fn ivs_key_pair_arn(&self) -> Option<&str> {
         self.ivs_key_pair_arn.as_deref()
     }
 
-    /// The latest `exp` of any token this key has signed in this process: the
-    /// key may be deleted from IVS only after it (plus a skew margin).
+    /// The latest `exp` of any token this key has signed in this process
+    /// (`None` before the first): the key pair may be deleted from IVS only
+    /// after it, plus a skew margin, as deleting it makes every token it
+    /// signed fail (private-channels-delete-keys). Counted in memory only:
+    /// it starts again at `None` after a restart and covers no other
+    /// replica.
     pub fn max_exp_signed(&self) -> Option<ExpiresAt> {
         match self.max_exp_signed.load(Ordering::Relaxed) {
             0 => None,

@@ -30,7 +30,32 @@ use crate::keys::{Fingerprint, PublicKey};
 use crate::keyset::KeySet;
 use crate::signing_key::SIGNATURE_LEN;
 
-/// Verifies IVS playback tokens against a set of public keys.
+/// Verifies IVS playback tokens against a set of public keys, the way IVS
+/// does, and says why a token fails.
+///
+/// For tests and for explaining a player's `ErrorAuthorization`: it is not
+/// IVS, and where the IVS docs are silent it judges as a standard JWT
+/// verifier would (see [`VerifiedToken::notes`]). Without
+/// [`expect_channel`](Self::expect_channel), a token for any channel passes.
+///
+/// ```
+/// use std::time::Duration;
+/// use ivs_playback_auth::{ChannelArn, PlaybackClaims, PrivateKey, Rejection, SigningKey, TokenSigner, Verifier};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let key = PrivateKey::generate()?;
+/// let channel = ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234")?;
+/// let claims = PlaybackClaims::builder(channel.clone()).expires_in(Duration::from_secs(60)).build()?;
+/// let token = TokenSigner::new(SigningKey::new(&key)?).sign(&claims)?;
+///
+/// let other = ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:channel/other")?;
+/// match Verifier::new([key.public_key()]).expect_channel(other).verify(token.as_str()) {
+///     Err(Rejection::ChannelMismatch { actual, .. }) => assert_eq!(actual, channel),
+///     other => return Err(format!("{other:?}").into()),
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Verifier {
     keys: Vec<VerifyingKey>,
@@ -49,7 +74,9 @@ struct VerifyingKey {
 
 impl Verifier {
     /// A verifier that accepts tokens signed by any of `keys`, as IVS accepts
-    /// tokens signed by any key pair imported in the region.
+    /// tokens signed by any key pair imported in the region (one key signs
+    /// for every channel of its account and region; `docs/ivs-facts.md` §2).
+    /// With no keys, every token is refused ([`Rejection::UnknownKey`]).
     pub fn new<'a>(keys: impl IntoIterator<Item = &'a PublicKey>) -> Self {
         Self {
             keys: keys
@@ -67,36 +94,71 @@ impl Verifier {
         }
     }
 
-    /// A verifier for the active and retiring keys of a key set.
+    /// A verifier for the active and retiring keys of a key set, as they are
+    /// now: a later rotation of a [`SharedKeySet`](crate::SharedKeySet) is
+    /// not followed.
     pub fn for_key_set(set: &KeySet) -> Self {
         Self::new(set.public_keys())
     }
 
     /// Also require `aws:channel-arn` to be this channel (IVS checks the
-    /// token against the channel being played).
+    /// token against the channel being played). Compared exactly.
     pub fn expect_channel(mut self, channel: ChannelArn) -> Self {
         self.channel = Some(channel);
         self
     }
 
-    /// Tolerate clocks this far apart when checking `exp` and `nbf` (default
-    /// none, like IVS).
+    /// Tolerate clocks this far apart (whole seconds; default none, like
+    /// IVS): an expired token passes for `leeway` longer, an `nbf` is
+    /// honoured `leeway` early, and the 10-minute limit of short-lived
+    /// tokens is stretched by `leeway`.
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
     }
 
-    /// The fingerprints of the keys tried.
+    /// The fingerprints of the keys tried, in the order given.
     pub fn fingerprints(&self) -> impl Iterator<Item = &Fingerprint> {
         self.keys.iter().map(|k| k.public.fingerprint())
     }
 
     /// Verifies a token now.
+    ///
+    /// # Errors
+    ///
+    /// As [`verify_at`](Self::verify_at).
     pub fn verify(&self, token: &str) -> Result<VerifiedToken, Rejection> {
         self.verify_at(token, SystemTime::now())
     }
 
-    /// Verifies a token as of `now`.
+    /// Verifies a token as of `now`. Whitespace around the token is ignored.
+    /// Never panics, whatever the input.
+    ///
+    /// # Errors
+    ///
+    /// The first check that fails, in this order, as a [`Rejection`]:
+    ///
+    /// 1. [`Malformed`](Rejection::Malformed): not three base64url segments,
+    ///    a header that is not a JSON object, or a signature that is not 96
+    ///    bytes (the message spots DER, ES256 and ES512 signatures);
+    /// 2. [`WrongAlgorithm`](Rejection::WrongAlgorithm): `alg` is not
+    ///    `ES384`; [`UnexpectedHeader`](Rejection::UnexpectedHeader): `crit`,
+    ///    or a `typ` or `kid` that is not a string;
+    /// 3. [`UnknownKey`](Rejection::UnknownKey): the signature verifies with
+    ///    none of the keys (then [`Malformed`](Rejection::Malformed) if the
+    ///    signed payload segment is not base64url);
+    /// 4. [`InvalidClaim`](Rejection::InvalidClaim): the payload is not a JSON
+    ///    object, a claim has the wrong type or a value IVS refuses,
+    ///    `aws:channel-arn` or `exp` is missing, or claims do not combine
+    ///    (a session version without a viewer id, strict enforcement without
+    ///    origins or with more than 5);
+    ///    [`ExpInMilliseconds`](Rejection::ExpInMilliseconds) comes before
+    ///    these;
+    /// 5. [`Expired`](Rejection::Expired), then
+    ///    [`ExpTooFarAhead`](Rejection::ExpTooFarAhead), then
+    ///    [`NotYetValid`](Rejection::NotYetValid);
+    /// 6. [`ChannelMismatch`](Rejection::ChannelMismatch), with
+    ///    [`expect_channel`](Self::expect_channel).
     pub fn verify_at(&self, token: &str, now: SystemTime) -> Result<VerifiedToken, Rejection> {
         let token = token.trim();
         let segments: Vec<&str> = token.split('.').collect();
@@ -339,7 +401,7 @@ fn check_header(header: &[u8]) -> Result<Vec<String>, Rejection> {
     Ok(notes)
 }
 
-/// A token that passed every check.
+/// A token that passed every check of a [`Verifier`].
 #[derive(Clone, Debug)]
 pub struct VerifiedToken {
     claims: PlaybackClaims,
@@ -349,7 +411,7 @@ pub struct VerifiedToken {
 }
 
 impl VerifiedToken {
-    /// Its claims.
+    /// Its claims, parsed into the same types the builder uses.
     pub fn claims(&self) -> &PlaybackClaims {
         &self.claims
     }
@@ -359,7 +421,9 @@ impl VerifiedToken {
         &self.fingerprint
     }
 
-    /// Claims IVS does not document (they are ignored, but worth a look).
+    /// The names of claims IVS does not document (they are ignored, but
+    /// worth a look: IVS may not ignore them), in payload order. `nbf` is
+    /// not listed: it is judged, and mentioned in [`notes`](Self::notes).
     pub fn unknown_claims(&self) -> &[String] {
         &self.unknown_claims
     }
@@ -373,50 +437,76 @@ impl VerifiedToken {
     }
 }
 
-/// Why a token was refused.
+/// Why a [`Verifier`] refused a token.
+///
+/// `Display` is a sentence a developer can act on; [`code`](Self::code) is
+/// a stable identifier for machines. The `String` payloads are the same
+/// kind of sentence, not meant for matching.
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Rejection {
-    /// Not a JWS compact token: segments, base64url or JSON are broken.
+    /// Not a JWS compact token: the segments, their base64url (padding and
+    /// standard base64 are refused, RFC 7515 §2), the header's JSON or the
+    /// signature's length (96 bytes for ES384) are wrong. A payload that is
+    /// not JSON is an [`InvalidClaim`](Self::InvalidClaim).
     Malformed(String),
-    /// `alg` is not ES384 (`none`, `HS384`, `RS256`, ...).
+    /// `alg` is not ES384 (`none`, `HS384`, `RS256`, ...), the only
+    /// algorithm IVS documents; the value found, or `(missing)`. Compared
+    /// case-sensitively, as RFC 7515 §4.1.1 says.
     WrongAlgorithm(String),
-    /// The header cannot be honoured: `crit`, or a member of the wrong type.
+    /// The header cannot be honoured: `crit` (RFC 7515 §4.1.11), or a `typ`
+    /// or `kid` that is not a string.
     UnexpectedHeader(String),
-    /// The signature does not verify with any key of the set.
+    /// The signature does not verify with any key of the set: the token was
+    /// signed by another key, or altered after signing (the two cannot be
+    /// told apart). IVS refuses it too when the signing key pair is not
+    /// imported, or was deleted (private-channels-delete-keys).
     UnknownKey {
-        /// The fingerprints of the keys tried.
+        /// The fingerprints of the keys tried (empty if the verifier had
+        /// none).
         tried: Vec<Fingerprint>,
     },
-    /// `exp` is past.
+    /// `exp` is not after now (less the leeway): IVS would refuse to start
+    /// playback with it.
     Expired {
-        /// The token's `exp`.
+        /// The token's `exp`, Unix seconds (a fraction rounded down).
         exp: u64,
-        /// How long ago it expired.
+        /// How long ago it expired, whole seconds.
         ago: Duration,
     },
-    /// `nbf` is still ahead (RFC 7519 §4.1.5).
+    /// `nbf` is still ahead (RFC 7519 §4.1.5). `nbf` is no IVS claim: it is
+    /// enforced as a standard verifier would, so a token that passes here
+    /// does not rely on IVS ignoring it.
     NotYetValid {
-        /// The token's `nbf`, rounded up to a whole second.
+        /// The token's `nbf`, Unix seconds, rounded up to a whole second.
         nbf: u64,
-        /// How long until it is valid.
+        /// How long until it is valid, whole seconds.
         wait: Duration,
     },
-    /// `exp` is in milliseconds.
+    /// `exp` is in milliseconds (10^11 or more), the mistake of the AWS docs'
+    /// Node example: IVS reads seconds, so the token would never expire
+    /// (`docs/ivs-facts.md` §1).
     ExpInMilliseconds {
-        /// The token's `exp`.
+        /// The token's `exp`, as written (rounded down).
         exp: u64,
     },
-    /// `exp` is more than 10 minutes ahead on a viewer-id or single-use token.
+    /// `exp` is more than 10 minutes (plus the leeway) ahead on a viewer-id
+    /// or single-use token, which IVS refuses
+    /// (private-channels-generate-tokens).
     ExpTooFarAhead {
-        /// How far ahead.
+        /// How far ahead, whole seconds.
         ahead: Duration,
-        /// The claim that imposes the limit.
+        /// The claim that imposes the limit: `aws:viewer-id`, or
+        /// `aws:single-use-uuid` when there is no viewer id.
         claim: &'static str,
     },
-    /// A claim has a value IVS refuses, or a required claim is missing.
+    /// A claim has a type or value IVS refuses, a required claim
+    /// (`aws:channel-arn`, `exp`) is missing, claims do not combine, or the
+    /// payload is not a JSON object (claim `payload`); the [`ClaimError`]
+    /// names the claim.
     InvalidClaim(ClaimError),
-    /// The token is for another channel.
+    /// The token is for another channel than the one given to
+    /// [`Verifier::expect_channel`].
     ChannelMismatch {
         /// The channel being played.
         expected: ChannelArn,
@@ -426,7 +516,10 @@ pub enum Rejection {
 }
 
 impl Rejection {
-    /// A stable machine-readable code.
+    /// A stable machine-readable code, snake case: `malformed`,
+    /// `wrong_algorithm`, `unexpected_header`, `unknown_key`, `expired`,
+    /// `not_yet_valid`, `exp_in_milliseconds`, `exp_too_far_ahead`,
+    /// `invalid_claim` or `channel_mismatch`.
     pub fn code(&self) -> &'static str {
         match self {
             Self::Malformed(_) => "malformed",

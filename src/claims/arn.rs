@@ -6,16 +6,40 @@ use std::str::FromStr;
 use super::{CHANNEL_ARN_MAX_LEN, names};
 use crate::error::ClaimError;
 
-/// An IVS channel ARN: `arn:aws:ivs:REGION:ACCOUNT:channel/ID`.
+/// An IVS channel ARN, the `aws:channel-arn` claim:
+/// `arn:aws:ivs:REGION:ACCOUNT:channel/ID`.
 ///
-/// Parsing enforces the service model's pattern
-/// `arn:aws:ivs:[a-z0-9-]+:[0-9]+:channel/[a-zA-Z0-9-]+` over the whole string
-/// and its length of 1 to 128 characters.
+/// Parsing enforces the IVS service model's pattern for a channel ARN,
+/// `arn:aws:ivs:[a-z0-9-]+:[0-9]+:channel/[a-zA-Z0-9-]+`, over the whole
+/// string, and its length of 1 to 128 characters (all ASCII, so also bytes)
+/// (`docs/ivs-facts.md` §1, §4). IVS needs the claim to know which channel
+/// the token plays; one key signs for every channel of its account and
+/// region, so the ARN is what keeps a token to one channel.
+///
+/// ```
+/// use ivs_playback_auth::ChannelArn;
+///
+/// # fn main() -> Result<(), ivs_playback_auth::ClaimError> {
+/// let arn: ChannelArn = "arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234".parse()?;
+/// assert_eq!(arn.region(), "us-west-2");
+/// assert_eq!(arn.channel_id(), "abcdEFGH1234");
+/// // A playback-key ARN is not a channel:
+/// assert!(ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:playback-key/abcd").is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ChannelArn(pub(super) Box<str>);
 
 impl ChannelArn {
-    /// Parses a channel ARN.
+    /// Parses a channel ARN, as it is: no trimming, no case folding.
+    ///
+    /// # Errors
+    ///
+    /// [`ClaimError`] for `aws:channel-arn` when the text is empty or longer
+    /// than 128 characters, does not start with `arn:aws:ivs:`, names
+    /// another resource type than `channel/` (a playback-key or stream-key
+    /// ARN), or has a region, account or channel id off the pattern.
     pub fn parse(arn: &str) -> Result<Self, ClaimError> {
         let err = |rule: String| ClaimError::new(names::CHANNEL_ARN, rule);
         if arn.is_empty() || arn.len() > CHANNEL_ARN_MAX_LEN {
@@ -55,7 +79,7 @@ impl ChannelArn {
         Ok(Self(arn.into()))
     }
 
-    /// The ARN as text.
+    /// The ARN as text, as it goes into the token.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -72,12 +96,14 @@ impl ChannelArn {
         )
     }
 
-    /// The AWS region, such as `us-west-2`.
+    /// The AWS region, such as `us-west-2`. Never panics (nor do the other
+    /// accessors): parsing guaranteed the shape.
     pub fn region(&self) -> &str {
         self.parts().0
     }
 
-    /// The AWS account id.
+    /// The AWS account id (digits; 12 for AWS accounts, though the pattern
+    /// takes any number).
     pub fn account_id(&self) -> &str {
         self.parts().1
     }
@@ -88,6 +114,7 @@ impl ChannelArn {
     }
 }
 
+/// Same as [`ChannelArn::parse`].
 impl FromStr for ChannelArn {
     type Err = ClaimError;
 

@@ -6,13 +6,31 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::{MILLISECONDS_THRESHOLD, names, unix_seconds};
 use crate::error::ClaimError;
 
-/// The `exp` claim: Unix time in **seconds**.
+/// The `exp` claim: Unix time in **seconds**, a whole number.
+///
+/// IVS reads `exp` as Unix seconds (private-channels-generate-tokens). The AWS
+/// docs' own Node example writes milliseconds (`Date.now() + ...`), which as
+/// seconds lie tens of thousands of years ahead: a token that never expires.
+/// So values from 10^11 on (past the year 5000 as seconds) are refused as
+/// milliseconds, and 0 is refused. IVS checks `exp` once, when playback
+/// starts (`docs/ivs-facts.md` §1): a stream started before it plays on.
+///
+/// Whether the time is in the future, and within 10 minutes for short-lived
+/// tokens, is checked by [`PlaybackClaimsBuilder::build`] and again by
+/// [`TokenSigner::sign`], which know the time.
+///
+/// [`PlaybackClaimsBuilder::build`]: crate::PlaybackClaimsBuilder::build
+/// [`TokenSigner::sign`]: crate::TokenSigner::sign
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ExpiresAt(pub(super) u64);
 
 impl ExpiresAt {
-    /// `exp` from Unix seconds. Values that can only be milliseconds (past the
-    /// year 5000 as seconds) are refused.
+    /// `exp` from Unix seconds.
+    ///
+    /// # Errors
+    ///
+    /// [`ClaimError`] for `exp` when `seconds` is 0, or is 10^11 or more
+    /// (only milliseconds would be that large; see the type's docs).
     pub fn from_unix_seconds(seconds: u64) -> Result<Self, ClaimError> {
         if seconds == 0 {
             return Err(ClaimError::new(
@@ -45,7 +63,13 @@ impl ExpiresAt {
     }
 
     /// `exp` at `now + ttl`, rounded down to a whole second (never later than
-    /// asked).
+    /// asked). A `now` before 1970 counts as 0.
+    ///
+    /// # Errors
+    ///
+    /// [`ClaimError`] for `exp` when `now + ttl` overflows `SystemTime`, or
+    /// when the result is refused by [`from_unix_seconds`](Self::from_unix_seconds)
+    /// (before 1970-01-01T00:00:01Z, or 10^11 s or later).
     pub fn after(now: SystemTime, ttl: Duration) -> Result<Self, ClaimError> {
         let at = now
             .checked_add(ttl)
@@ -53,17 +77,18 @@ impl ExpiresAt {
         Self::from_unix_seconds(unix_seconds(at))
     }
 
-    /// Unix seconds.
+    /// Unix time in seconds, as written in the token.
     pub fn unix_seconds(self) -> u64 {
         self.0
     }
 
-    /// As a `SystemTime`.
+    /// As a `SystemTime`. Never panics: the value is below 10^11 s.
     pub fn to_system_time(self) -> SystemTime {
         UNIX_EPOCH + Duration::from_secs(self.0)
     }
 }
 
+/// The Unix seconds, as in the token (`1800000300`).
 impl fmt::Display for ExpiresAt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)

@@ -7,7 +7,16 @@
 //! tie claims together (the 10-minute limit on `exp` for viewer-id and
 //! single-use tokens, at most 5 origins with strict enforcement). A
 //! `PlaybackClaims` that exists is one IVS accepts: the facts, with their
-//! sources, are in `docs/ivs-facts.md` §1.
+//! sources, are in `docs/ivs-facts.md` §1, taken from the IVS page
+//! [private-channels-generate-tokens](https://docs.aws.amazon.com/ivs/latest/LowLatencyUserGuide/private-channels-generate-tokens.html)
+//! and the IVS service model.
+//!
+//! The types are re-exported at the crate root; this module adds the wire
+//! [`names`] of the claims and the limits IVS sets.
+//!
+//! Times are Unix time in whole **seconds** everywhere (IVS reads `exp` so);
+//! lengths of text are counted in characters (Unicode scalar values), as the
+//! IVS docs and the service model count them.
 
 mod arn;
 mod expiry;
@@ -27,43 +36,79 @@ pub use self::viewer::{ViewerId, ViewerIdHasher, ViewerSessionVersion};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The wire names of the eight IVS claims.
+/// The wire names of the eight IVS claims (private-channels-generate-tokens),
+/// and of `nbf`, which the verifier reads. [`ClaimError::claim`] is one of
+/// these.
+///
+/// [`ClaimError::claim`]: crate::ClaimError::claim
 pub mod names {
-    /// `aws:channel-arn`: the channel the token plays.
+    /// `aws:channel-arn`: the channel the token plays (a string; required in
+    /// practice).
+    ///
+    /// See [`ChannelArn`](crate::ChannelArn).
     pub const CHANNEL_ARN: &str = "aws:channel-arn";
-    /// `aws:access-control-allow-origin`: comma-separated origins allowed to play.
+    /// `aws:access-control-allow-origin`: comma-separated origins allowed to
+    /// play (a string; optional).
+    ///
+    /// See [`AllowedOrigins`](crate::AllowedOrigins).
     pub const ALLOW_ORIGIN: &str = "aws:access-control-allow-origin";
-    /// `aws:strict-origin-enforcement`: check the origin on every request.
+    /// `aws:strict-origin-enforcement`: check the origin on every playlist
+    /// and segment request, not only the first (a boolean; optional).
     pub const STRICT_ORIGIN: &str = "aws:strict-origin-enforcement";
-    /// `aws:single-use-uuid`: the token starts playback once.
+    /// `aws:single-use-uuid`: the token starts playback once (a UUID string;
+    /// optional; caps `exp` at 10 minutes).
     pub const SINGLE_USE_UUID: &str = "aws:single-use-uuid";
-    /// `aws:viewer-id`: a pseudonymous viewer, needed for revocation.
+    /// `aws:viewer-id`: a pseudonymous viewer, needed for revocation (a
+    /// string of 1 to 40 characters; optional; caps `exp` at 10 minutes).
+    ///
+    /// See [`ViewerId`](crate::ViewerId).
     pub const VIEWER_ID: &str = "aws:viewer-id";
-    /// `aws:viewer-session-version`: revocation generation of the viewer.
+    /// `aws:viewer-session-version`: revocation generation of the viewer (an
+    /// integer; optional, needs `aws:viewer-id`).
+    ///
+    /// See [`ViewerSessionVersion`](crate::ViewerSessionVersion).
     pub const VIEWER_SESSION_VERSION: &str = "aws:viewer-session-version";
-    /// `aws:maximum-resolution`: `SD`, `HD` or `FULL_HD`.
+    /// `aws:maximum-resolution`: `SD`, `HD` or `FULL_HD` (a string;
+    /// optional).
+    ///
+    /// See [`MaximumResolution`](crate::MaximumResolution).
     pub const MAXIMUM_RESOLUTION: &str = "aws:maximum-resolution";
-    /// `exp`: expiry, Unix time in seconds.
+    /// `exp`: expiry, Unix time in **seconds** (an integer; required in
+    /// practice).
+    ///
+    /// See [`ExpiresAt`](crate::ExpiresAt).
     pub const EXP: &str = "exp";
     /// `nbf`: not before, Unix time in seconds. Not an IVS claim: verifiers
     /// enforce it as RFC 7519 says, the signer never writes it.
     pub const NBF: &str = "nbf";
 }
 
-/// IVS refuses `exp` more than 10 minutes ahead on tokens with a viewer id
-/// or a single-use UUID.
+/// IVS refuses `exp` more than 10 minutes (600 s) after issue on tokens with
+/// `aws:viewer-id` or `aws:single-use-uuid` (private-channels-generate-tokens;
+/// `docs/ivs-facts.md` §1).
+///
+/// [`TokenSigner::sign`](crate::TokenSigner::sign) refuses to sign past it,
+/// and [`Verifier`](crate::Verifier) rejects tokens past it.
 pub const SHORT_LIVED_LIMIT: Duration = Duration::from_secs(600);
 
-/// The default clock-skew margin that the builder keeps below
+/// The default clock-skew margin (5 s) that the builder keeps below
 /// [`SHORT_LIVED_LIMIT`], so that a token is still inside the limit when
-/// IVS's clock runs a little ahead of ours.
+/// our clock runs a little ahead of IVS's (with no issue time in the token,
+/// IVS can only measure the 10 minutes on its own clock): by default the longest lifetime of a viewer-id or
+/// single-use token is 595 s. Change it with
+/// [`PlaybackClaimsBuilder::clock_skew`].
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
-/// At most this many origins may be listed with strict origin enforcement.
+/// At most this many origins (5) may be listed in
+/// `aws:access-control-allow-origin` when `aws:strict-origin-enforcement` is
+/// on; without it the list is unlimited (private-channels-generate-tokens).
 pub const MAX_STRICT_ORIGINS: usize = 5;
 
-/// The largest viewer-session version that can still be revoked: the
-/// revocation API's filter is a 32-bit signed integer.
+/// The largest viewer-session version that can still be revoked, 2^31-1
+/// (2 147 483 647): the claim is a 64-bit integer, but the revocation API's
+/// filter, `viewerSessionVersionsLessThanOrEqualTo`, is a 32-bit signed
+/// integer in the IVS service model (`docs/ivs-facts.md` §1, §5), so a larger
+/// version could never be revoked.
 pub const MAX_VIEWER_SESSION_VERSION: u32 = i32::MAX as u32;
 
 /// `exp` values from here on are read as milliseconds by mistake: as seconds

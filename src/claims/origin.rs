@@ -11,13 +11,39 @@ use crate::error::ClaimError;
 ///
 /// Scheme and host are lowercased, a default port (80 for http, 443 for https)
 /// and a single trailing `/` are dropped. A host may start with the wildcard
-/// label `*.` (`https://*.example.com`). Paths, queries, fragments, user info,
+/// label `*.` (`https://*.example.com`), as the IVS docs allow
+/// (private-channels-generate-tokens). Paths, queries, fragments, user info,
 /// spaces and non-ASCII hosts (use punycode) are refused.
+///
+/// IVS does not document how it compares origins (`docs/ivs-facts.md` §1):
+/// the normal form is the one a browser sends in its `Origin` header, so
+/// that an exact comparison on IVS's side matches.
+///
+/// ```
+/// use ivs_playback_auth::Origin;
+///
+/// # fn main() -> Result<(), ivs_playback_auth::ClaimError> {
+/// assert_eq!(Origin::parse("HTTPS://WWW.Example.com:443/")?.as_str(), "https://www.example.com");
+/// assert!(Origin::parse("https://www.example.com/watch").is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Origin(Box<str>);
 
 impl Origin {
-    /// Parses and normalises one origin.
+    /// Parses and normalises one origin, `scheme://host[:port]`.
+    ///
+    /// # Errors
+    ///
+    /// [`ClaimError`] for `aws:access-control-allow-origin` when the origin is
+    /// empty or `*` (every origin is [`AllowedOrigins::any`], not one origin),
+    /// has no or an invalid scheme, has a path, query, fragment or user info,
+    /// contains whitespace, a control character or a comma, has an invalid
+    /// port (0, over 65535, or empty), a non-ASCII or invalid host (labels
+    /// are 1 to 63 letters, digits, `-` or `_`; IPv6 in brackets), or a
+    /// wildcard anywhere but as the first label, or before a single label
+    /// (`https://*.com`; `*.localhost` is allowed).
     pub fn parse(origin: &str) -> Result<Self, ClaimError> {
         let err = |rule: String| ClaimError::new(names::ALLOW_ORIGIN, rule);
         // Callers of the library build `*` with `AllowedOrigins::any()`; the
@@ -121,7 +147,7 @@ impl Origin {
         Ok(Self(normalised.into()))
     }
 
-    /// The normalised origin.
+    /// The normalised origin, as it goes into the claim.
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -132,6 +158,8 @@ impl Origin {
     }
 
     /// Whether a browser's `Origin` header value is allowed by this entry.
+    /// A header that is not an origin (`null`, garbage) is not allowed; never
+    /// panics.
     ///
     /// The header is normalised the same way first. The wildcard `*.` stands
     /// for exactly one host label. IVS does not document its matching rules
@@ -181,6 +209,7 @@ fn parse_port(p: &str) -> Option<u16> {
     p.parse().ok().filter(|&p| p != 0)
 }
 
+/// Same as [`Origin::parse`].
 impl FromStr for Origin {
     type Err = ClaimError;
 
@@ -197,6 +226,19 @@ impl fmt::Display for Origin {
 
 /// The value of `aws:access-control-allow-origin`: every origin (`*`), or a
 /// list of origins.
+///
+/// Without the claim, IVS lets any origin play. With it, IVS checks the
+/// browser's `Origin` header on the multivariant playlist request only, or
+/// on every playlist and segment request when `aws:strict-origin-enforcement`
+/// is on; then at most 5 origins may be listed
+/// ([`MAX_STRICT_ORIGINS`](crate::claims::MAX_STRICT_ORIGINS), checked by
+/// the builder), otherwise the list is unlimited
+/// (private-channels-generate-tokens). The check concerns browsers, which
+/// send `Origin` (`docs/ivs-facts.md` §1); it is no defence against a
+/// client that forges the header.
+///
+/// `Display` writes the wire form: `*`, or the normalised origins joined by
+/// `,` without spaces.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct AllowedOrigins(OriginsRepr);
 
@@ -207,13 +249,20 @@ enum OriginsRepr {
 }
 
 impl AllowedOrigins {
-    /// `*`: every origin may play.
+    /// `*`: every origin may play (the value the AWS examples use).
     pub fn any() -> Self {
         Self(OriginsRepr::Any)
     }
 
     /// A list of origins, in order, duplicates (after normalisation) removed.
-    /// An empty list is refused: leave the claim out instead.
+    ///
+    /// # Errors
+    ///
+    /// [`ClaimError`] for `aws:access-control-allow-origin` when `origins` is
+    /// empty: leave the claim out instead (or use [`any`](Self::any)). The
+    /// 5-origin limit of strict enforcement is checked by
+    /// [`PlaybackClaimsBuilder::build`](crate::PlaybackClaimsBuilder::build),
+    /// not here.
     pub fn from_origins(origins: impl IntoIterator<Item = Origin>) -> Result<Self, ClaimError> {
         let mut list: Vec<Origin> = Vec::new();
         for origin in origins {
@@ -231,7 +280,14 @@ impl AllowedOrigins {
     }
 
     /// Parses the claim's wire form: `*`, or comma-separated origins (spaces
-    /// around the commas are allowed).
+    /// around the commas are allowed, and dropped), each normalised as
+    /// [`Origin::parse`] does.
+    ///
+    /// # Errors
+    ///
+    /// [`ClaimError`] for `aws:access-control-allow-origin` when `value` is
+    /// empty, has an empty entry (a comma too many), has `*` beside other
+    /// origins, or has an entry [`Origin::parse`] refuses.
     pub fn parse(value: &str) -> Result<Self, ClaimError> {
         if value.trim() == "*" {
             return Ok(Self::any());
@@ -265,7 +321,7 @@ impl AllowedOrigins {
         matches!(self.0, OriginsRepr::Any)
     }
 
-    /// The listed origins (empty for `*`).
+    /// The listed origins, normalised, without duplicates (empty for `*`).
     pub fn origins(&self) -> &[Origin] {
         match &self.0 {
             OriginsRepr::Any => &[],
@@ -273,7 +329,8 @@ impl AllowedOrigins {
         }
     }
 
-    /// How many entries the claim holds (`*` counts as one).
+    /// How many entries the claim holds (`*` counts as one), the number
+    /// IVS's 5-origin limit of strict enforcement is about.
     pub fn len(&self) -> usize {
         match &self.0 {
             OriginsRepr::Any => 1,
@@ -286,7 +343,8 @@ impl AllowedOrigins {
         false
     }
 
-    /// Whether a browser's `Origin` header value is allowed.
+    /// Whether a browser's `Origin` header value is allowed, by `*` or by
+    /// one entry's [`Origin::matches`]. Never panics.
     pub fn allows(&self, header: &str) -> bool {
         match &self.0 {
             OriginsRepr::Any => true,
@@ -313,6 +371,7 @@ impl fmt::Display for AllowedOrigins {
     }
 }
 
+/// Same as [`AllowedOrigins::parse`].
 impl FromStr for AllowedOrigins {
     type Err = ClaimError;
 

@@ -16,6 +16,14 @@ use crate::error::{ClaimError, Error};
 /// The claims of one IVS playback token. Build them with
 /// [`PlaybackClaims::builder`]; a value that exists passed every IVS rule when
 /// it was built.
+///
+/// Only the claims IVS documents are written (private-channels-generate-tokens;
+/// `docs/ivs-facts.md` §1): `aws:channel-arn` and `exp` always, the others
+/// when set. The time rules depend on when the token is signed, so
+/// [`TokenSigner::sign`](crate::TokenSigner::sign) checks them again: claims
+/// built a while ago may have expired since.
+///
+/// `Serialize` writes the token's JSON payload (see [`to_json`](Self::to_json)).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlaybackClaims {
     channel_arn: ChannelArn,
@@ -31,7 +39,8 @@ pub struct PlaybackClaims {
 impl PlaybackClaims {
     /// Starts claims for a channel. `exp` must be set with
     /// [`expires_in`](PlaybackClaimsBuilder::expires_in) or
-    /// [`expires_at`](PlaybackClaimsBuilder::expires_at).
+    /// [`expires_at`](PlaybackClaimsBuilder::expires_at); nothing else is
+    /// required.
     pub fn builder(channel_arn: ChannelArn) -> PlaybackClaimsBuilder {
         PlaybackClaimsBuilder {
             claims: Self {
@@ -50,17 +59,17 @@ impl PlaybackClaims {
         }
     }
 
-    /// `aws:channel-arn`.
+    /// `aws:channel-arn`: the channel the token plays.
     pub fn channel_arn(&self) -> &ChannelArn {
         &self.channel_arn
     }
 
-    /// `exp`.
+    /// `exp`, Unix seconds.
     pub fn expires_at(&self) -> ExpiresAt {
         self.exp
     }
 
-    /// `aws:access-control-allow-origin`.
+    /// `aws:access-control-allow-origin`; `None` when absent (any origin).
     pub fn allowed_origins(&self) -> Option<&AllowedOrigins> {
         self.allowed_origins.as_ref()
     }
@@ -70,39 +79,43 @@ impl PlaybackClaims {
         self.strict_origin_enforcement
     }
 
-    /// `aws:single-use-uuid`.
+    /// `aws:single-use-uuid`; `None` when the token is not single-use.
     pub fn single_use_uuid(&self) -> Option<Uuid> {
         self.single_use_uuid
     }
 
-    /// `aws:viewer-id`.
+    /// `aws:viewer-id`; `None` when the token names no viewer.
     pub fn viewer_id(&self) -> Option<&ViewerId> {
         self.viewer_id.as_ref()
     }
 
-    /// `aws:viewer-session-version`.
+    /// `aws:viewer-session-version`; `None` when absent (IVS reads 0).
     pub fn viewer_session_version(&self) -> Option<ViewerSessionVersion> {
         self.viewer_session_version
     }
 
-    /// `aws:maximum-resolution`.
+    /// `aws:maximum-resolution`; `None` when absent (no cap).
     pub fn maximum_resolution(&self) -> Option<MaximumResolution> {
         self.maximum_resolution
     }
 
     /// Whether IVS caps `exp` at 10 minutes for these claims (viewer id or
-    /// single-use UUID present).
+    /// single-use UUID present; private-channels-generate-tokens).
     pub fn is_short_lived(&self) -> bool {
         self.viewer_id.is_some() || self.single_use_uuid.is_some()
     }
 
-    /// Whether one token with these claims may be handed to many viewers:
-    /// false for single-use and per-viewer tokens.
+    /// Whether one token with these claims may be handed to many viewers
+    /// (and cached until shortly before `exp`): false for single-use tokens,
+    /// which IVS accepts once, and per-viewer tokens, which would let one
+    /// viewer's revocation end everyone's session.
     pub fn is_shareable(&self) -> bool {
         !self.is_short_lived()
     }
 
-    /// The claims as JSON, as they go into the token.
+    /// The claims as JSON, as they go into the token's payload: the IVS
+    /// claim names, in a fixed order, absent claims left out, `exp` as an
+    /// integer. Never panics.
     pub fn to_json(&self) -> String {
         // Serialising these types cannot fail: strings, integers and bools only.
         serde_json::to_string(self).unwrap_or_default()
@@ -309,6 +322,10 @@ enum Expiry {
 }
 
 /// Builds [`PlaybackClaims`]; [`build`](Self::build) checks every IVS rule.
+///
+/// The setters only record values: each claim's own value was checked when
+/// its type was parsed, and the rules that tie claims together are checked
+/// by `build`. A setter called twice keeps the last value.
 #[derive(Clone, Debug)]
 #[must_use = "call build() to get the claims"]
 pub struct PlaybackClaimsBuilder {
@@ -319,32 +336,42 @@ pub struct PlaybackClaimsBuilder {
 }
 
 impl PlaybackClaimsBuilder {
-    /// Expire `ttl` after the time the claims are built.
+    /// Expire `ttl` after the time the claims are built, rounded down to a
+    /// whole second. At most 595 s (10 minutes less
+    /// [`clock_skew`](Self::clock_skew)) with a viewer id or a single-use
+    /// UUID; otherwise unlimited, but IVS checks `exp` only when playback
+    /// starts, so a few minutes is usually enough (see the crate docs).
     pub fn expires_in(mut self, ttl: Duration) -> Self {
         self.expiry = Expiry::In(ttl);
         self
     }
 
-    /// Expire at a fixed time.
+    /// Expire at a fixed time (Unix seconds), for example to share one token
+    /// until the end of an event.
     pub fn expires_at(mut self, exp: ExpiresAt) -> Self {
         self.expiry = Expiry::At(exp);
         self
     }
 
-    /// Only these origins may play (`aws:access-control-allow-origin`).
+    /// Only these origins may play (`aws:access-control-allow-origin`). Leave
+    /// it unset to let any origin play.
     pub fn allowed_origins(mut self, origins: AllowedOrigins) -> Self {
         self.claims.allowed_origins = Some(origins);
         self
     }
 
     /// Check the origin on every playlist and segment request, not only the
-    /// first (`aws:strict-origin-enforcement`); needs allowed origins, at most 5.
+    /// multivariant playlist (`aws:strict-origin-enforcement`); needs allowed
+    /// origins, at most 5 (private-channels-generate-tokens). `false` leaves
+    /// the claim out.
     pub fn strict_origin_enforcement(mut self, strict: bool) -> Self {
         self.claims.strict_origin_enforcement = strict;
         self
     }
 
-    /// Make the token single-use with a fresh random (v4) UUID.
+    /// Make the token single-use (`aws:single-use-uuid`) with a fresh random
+    /// (v4) UUID, drawn by `build`: IVS refuses the token once it has started
+    /// playback, and caps its `exp` at 10 minutes. Never cache such a token.
     pub fn single_use(mut self) -> Self {
         self.generate_single_use = true;
         self.claims.single_use_uuid = None;
@@ -352,7 +379,7 @@ impl PlaybackClaimsBuilder {
     }
 
     /// Make the token single-use with a given UUID (for replays in tests or a
-    /// UUID you track yourself).
+    /// UUID you track yourself). Replaces a pending [`single_use`](Self::single_use).
     pub fn single_use_uuid(mut self, uuid: Uuid) -> Self {
         self.generate_single_use = false;
         self.claims.single_use_uuid = Some(uuid);
@@ -360,37 +387,71 @@ impl PlaybackClaimsBuilder {
     }
 
     /// Identify the viewer (`aws:viewer-id`), which makes the session
-    /// revocable and caps `exp` at 10 minutes.
+    /// revocable and caps `exp` at 10 minutes
+    /// (private-channels-generate-tokens).
     pub fn viewer_id(mut self, id: ViewerId) -> Self {
         self.claims.viewer_id = Some(id);
         self
     }
 
-    /// The viewer's session version; needs a viewer id.
+    /// The viewer's session version (`aws:viewer-session-version`); needs a
+    /// viewer id, as a revocation only targets a viewer's sessions.
     pub fn viewer_session_version(mut self, version: ViewerSessionVersion) -> Self {
         self.claims.viewer_session_version = Some(version);
         self
     }
 
-    /// Cap the resolution the viewer gets.
+    /// Cap the resolution the viewer gets (`aws:maximum-resolution`).
     pub fn maximum_resolution(mut self, resolution: MaximumResolution) -> Self {
         self.claims.maximum_resolution = Some(resolution);
         self
     }
 
     /// The margin kept below the 10-minute limit of short-lived tokens, for
-    /// clocks that disagree (default [`DEFAULT_CLOCK_SKEW`], at most 60 s).
+    /// clocks that disagree (default [`DEFAULT_CLOCK_SKEW`], 5 s; at most
+    /// 60 s, or `build` fails). `Duration::ZERO` allows the full 600 s.
     pub fn clock_skew(mut self, skew: Duration) -> Self {
         self.clock_skew = skew;
         self
     }
 
     /// Checks every rule against the current time and returns the claims.
+    ///
+    /// # Errors
+    ///
+    /// As [`build_at`](Self::build_at).
+    ///
+    /// # Panics
+    ///
+    /// As [`build_at`](Self::build_at): only if the operating system's
+    /// random number generator fails while drawing a
+    /// [`single_use`](Self::single_use) UUID.
     pub fn build(self) -> Result<PlaybackClaims, Error> {
         self.build_at(SystemTime::now())
     }
 
     /// Checks every rule against `now` and returns the claims.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Claim`] with a [`ClaimError`] naming the claim at fault:
+    ///
+    /// - `exp` when no expiry was set; when `exp` is not after `now`; when
+    ///   `now + ttl` is not a valid [`ExpiresAt`]; when the token has a
+    ///   viewer id or a single-use UUID and `exp` is more than 10 minutes less
+    ///   the clock skew after `now`; when the clock skew is over 60 s;
+    /// - `aws:viewer-session-version` when it is set without a viewer id;
+    /// - `aws:strict-origin-enforcement` when it is on without allowed
+    ///   origins;
+    /// - `aws:access-control-allow-origin` when strict enforcement is on and
+    ///   more than 5 origins are listed.
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system's random number generator fails while
+    /// drawing a [`single_use`](Self::single_use) UUID (the `uuid` crate
+    /// panics then); [`single_use_uuid`](Self::single_use_uuid) draws
+    /// nothing.
     pub fn build_at(self, now: SystemTime) -> Result<PlaybackClaims, Error> {
         let Self {
             mut claims,

@@ -8,19 +8,25 @@ use serde::ser::{Serialize, Serializer};
 use super::names;
 use crate::error::ClaimError;
 
-/// `aws:maximum-resolution`.
+/// The `aws:maximum-resolution` claim: the highest rendition the viewer
+/// gets. IVS documents exactly three values, `SD`, `HD` and `FULL_HD`
+/// (private-channels-generate-tokens); leave the claim out for no cap.
+///
+/// Parsing (`FromStr`, and serde's `Deserialize`) takes only those three
+/// spellings, upper case, as IVS writes them. `Serialize` writes the wire
+/// value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum MaximumResolution {
-    /// `SD`
+    /// `SD`: standard definition.
     Sd,
-    /// `HD`
+    /// `HD`: high definition.
     Hd,
-    /// `FULL_HD`
+    /// `FULL_HD`: full high definition.
     FullHd,
 }
 
 impl MaximumResolution {
-    /// The wire value.
+    /// The wire value: `SD`, `HD` or `FULL_HD`.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Sd => "SD",
@@ -30,6 +36,12 @@ impl MaximumResolution {
     }
 }
 
+/// Parses the wire value.
+///
+/// # Errors
+///
+/// [`ClaimError`] for `aws:maximum-resolution` for anything but `SD`, `HD`
+/// or `FULL_HD` exactly (`full_hd` and `4K` are refused).
 impl FromStr for MaximumResolution {
     type Err = ClaimError;
 

@@ -8,6 +8,11 @@
 //! Private keys are held in `p384::SecretKey`, which zeroes its memory when
 //! dropped; their `Debug` shows only the fingerprint. The public key, as
 //! SubjectPublicKeyInfo PEM, is what `ImportPlaybackKeyPair` takes.
+//!
+//! IVS's rules (private-channels-create-key; `docs/ivs-facts.md` §2): a
+//! playback key pair is ECDSA P-384 (secp384r1); the docs generate it with
+//! `openssl ecparam -name secp384r1 -genkey -noout` (SEC1) and import the
+//! public half as `BEGIN PUBLIC KEY` PEM.
 
 use std::fmt;
 use std::fs;
@@ -25,14 +30,28 @@ use crate::fsutil::write_new_file;
 mod asn1;
 mod pem;
 
-/// A P-384 private key.
+/// A P-384 (secp384r1) private key, the secret half of an IVS playback key
+/// pair.
+///
+/// Read it once at start-up ([`read_file`](Self::read_file),
+/// [`from_pem`](Self::from_pem)) and make a [`SigningKey`](crate::SigningKey)
+/// of it. The secret is zeroed when the value is dropped; `Debug` shows the
+/// fingerprint and `<redacted>` for the secret. Not `Clone`, so that copies
+/// of the secret do not multiply.
 pub struct PrivateKey {
     secret: p384::SecretKey,
     public: PublicKey,
 }
 
 impl PrivateKey {
-    /// A new random key from the operating system's generator.
+    /// A new random key from the operating system's generator. Save it with
+    /// [`write_pem_file`](Self::write_pem_file) and import
+    /// [`public_key`](Self::public_key) into IVS before signing with it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Random`] when the operating system's random number generator
+    /// fails.
     pub fn generate() -> Result<Self, Error> {
         use p384::elliptic_curve::Generate as _;
         let secret = p384::SecretKey::try_generate().map_err(|_| Error::Random)?;
@@ -47,7 +66,19 @@ impl PrivateKey {
     /// Reads a PEM private key: SEC1 (`BEGIN EC PRIVATE KEY`, what
     /// `openssl ecparam -genkey` writes, with or without its `EC PARAMETERS`
     /// block) or PKCS#8 (`BEGIN PRIVATE KEY`), in any layout OpenSSL reads
-    /// (see the `keys` module), the curve named or given explicitly.
+    /// (a BOM, CRLF line ends, text around the block, re-wrapped base64, ...),
+    /// the curve named or given explicitly. Layouts OpenSSL refuses (literal
+    /// `\n` sequences, line breaks turned into spaces, an indented block) are
+    /// refused with the fix in the message.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError`] with its [`KeyErrorKind`]: `Malformed` when the text
+    /// holds no PEM block, a broken one (the message says what is wrong and
+    /// how to fix it), or a block that is not a key; `Encrypted` for an
+    /// encrypted key; `PublicKeyGiven` for a `BEGIN PUBLIC KEY` block;
+    /// `NotEllipticCurve` for an RSA, DSA, Ed25519 or OpenSSH key;
+    /// `WrongCurve` for an EC key on another curve than P-384.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         let block = pem::decode(pem, "a private key")?;
         match block.label.as_str() {
@@ -57,7 +88,16 @@ impl PrivateKey {
         }
     }
 
-    /// Reads a DER private key, SEC1 or PKCS#8.
+    /// Reads a DER private key, SEC1 (`ECPrivateKey`) or PKCS#8
+    /// (`PrivateKeyInfo`).
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError`] with its [`KeyErrorKind`]: `Malformed` when the bytes are
+    /// neither structure (or the stored public point is not the key's);
+    /// `Encrypted` for an `EncryptedPrivateKeyInfo`; `PublicKeyGiven` for a
+    /// SubjectPublicKeyInfo; `NotEllipticCurve` for a PKCS#8 key of another
+    /// algorithm; `WrongCurve` for an EC key on another curve than P-384.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
         if let PrivateDer::Key(key) = asn1::pkcs8_private(der)? {
             return Ok(Self::from_secret(key));
@@ -77,7 +117,12 @@ impl PrivateKey {
         ))
     }
 
-    /// Reads PEM or DER, whichever the bytes are.
+    /// Reads PEM or DER, whichever the bytes are: text is read as PEM,
+    /// binary as DER.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_pem`](Self::from_pem) or [`from_der`](Self::from_der).
     pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, KeyError> {
         if let Some(text) = as_pem_text(bytes) {
             return Self::from_pem(text);
@@ -85,7 +130,13 @@ impl PrivateKey {
         Self::from_der(bytes)
     }
 
-    /// Reads a key file (PEM or DER).
+    /// Reads a key file (PEM or DER). The bytes read are zeroed once parsed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyFile`] when the file cannot be read; [`Error::Key`] when
+    /// its content is refused, as [`from_pem_or_der`](Self::from_pem_or_der)
+    /// says, with the path at the start of the message.
     pub fn read_file(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let bytes = Zeroizing::new(fs::read(path).map_err(|source| Error::KeyFile {
@@ -116,17 +167,24 @@ impl PrivateKey {
         }
     }
 
-    /// The public half.
+    /// The public half: what IVS imports, and what a
+    /// [`Verifier`](crate::Verifier) checks with.
     pub fn public_key(&self) -> &PublicKey {
         &self.public
     }
 
-    /// The IVS fingerprint of the public half.
+    /// The IVS fingerprint of the public half, as IVS shows it for the
+    /// imported key pair.
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.public.fingerprint
     }
 
-    /// PKCS#8 DER, zeroed when dropped.
+    /// PKCS#8 DER (`PrivateKeyInfo`, named curve), zeroed when dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] if the encoder fails, which it does not for a
+    /// valid key.
     pub fn to_pkcs8_der(&self) -> Result<Zeroizing<Vec<u8>>, Error> {
         let doc = self
             .secret
@@ -135,7 +193,12 @@ impl PrivateKey {
         Ok(Zeroizing::new(doc.as_bytes().to_vec()))
     }
 
-    /// PKCS#8 PEM (`BEGIN PRIVATE KEY`), zeroed when dropped.
+    /// PKCS#8 PEM (`BEGIN PRIVATE KEY`, LF line ends), zeroed when dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Internal`] if the encoder fails, which it does not for a
+    /// valid key.
     pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, Error> {
         self.secret
             .to_pkcs8_pem(LineEnding::LF)
@@ -143,8 +206,20 @@ impl PrivateKey {
     }
 
     /// Writes the key as PKCS#8 PEM to a new file readable only by its owner
-    /// (mode 0600). An existing file is never overwritten; the file appears
-    /// complete or not at all.
+    /// (mode 0600 on Unix; other systems get their default permissions). An
+    /// existing file is never overwritten; the file appears complete or not
+    /// at all: it is written to a temporary file in the same directory, then
+    /// hard-linked to `path`, so the file system must support hard links.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyFileExists`] when `path` exists; [`Error::KeyFile`] when
+    /// the directory cannot be written, or does not support hard links.
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system's random number generator fails while
+    /// naming the temporary file (the `uuid` crate panics then).
     pub fn write_pem_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let pem = self.to_pkcs8_pem()?;
         write_new_file(path.as_ref(), pem.as_bytes(), 0o600)
@@ -167,7 +242,12 @@ impl fmt::Debug for PrivateKey {
     }
 }
 
-/// A P-384 public key.
+/// A P-384 public key, the half of a playback key pair that IVS imports.
+///
+/// Kept in canonical form (named curve, uncompressed point), which is what
+/// the [`Fingerprint`] is computed from, so the same key read from
+/// differently encoded files has one fingerprint. `Debug` shows the
+/// fingerprint only.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PublicKey {
     key: p384::PublicKey,
@@ -195,6 +275,15 @@ impl PublicKey {
     /// imports, in any layout OpenSSL reads; the curve may be named or
     /// explicit and the point compressed. The key is kept (and fingerprinted)
     /// in its canonical form: named curve, uncompressed point.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError`] with its [`KeyErrorKind`]: `Malformed` when the text
+    /// holds no PEM block, a broken one, or a block that is not a key;
+    /// `PrivateKeyGiven` for a private key block (use
+    /// [`PrivateKey::public_key`], or [`read_file`](Self::read_file));
+    /// `NotEllipticCurve` for an RSA, DSA or OpenSSH key; `WrongCurve` for
+    /// an EC key on another curve than P-384.
     pub fn from_pem(pem: &str) -> Result<Self, KeyError> {
         let block = pem::decode(pem, "a public key")?;
         match block.label.as_str() {
@@ -208,6 +297,13 @@ impl PublicKey {
     }
 
     /// Reads a SubjectPublicKeyInfo DER.
+    ///
+    /// # Errors
+    ///
+    /// [`KeyError`] with its [`KeyErrorKind`]: `Malformed` when the bytes are
+    /// not a SubjectPublicKeyInfo or the point is not on P-384;
+    /// `NotEllipticCurve` for another algorithm; `WrongCurve` for another
+    /// curve.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
         match asn1::spki(der)? {
             Some(key) => Ok(Self::from_p384(key)),
@@ -218,7 +314,12 @@ impl PublicKey {
         }
     }
 
-    /// Reads PEM or DER, whichever the bytes are.
+    /// Reads PEM or DER, whichever the bytes are: text is read as PEM,
+    /// binary as DER.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_pem`](Self::from_pem) or [`from_der`](Self::from_der).
     pub fn from_pem_or_der(bytes: &[u8]) -> Result<Self, KeyError> {
         match as_pem_text(bytes) {
             Some(text) => Self::from_pem(text),
@@ -226,7 +327,15 @@ impl PublicKey {
         }
     }
 
-    /// Reads a public key file; a private key file gives its public half.
+    /// Reads a public key file (PEM or DER); a private key file gives its
+    /// public half.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyFile`] when the file cannot be read; [`Error::Key`] when
+    /// its content is neither a public nor a private P-384 key, with the
+    /// path at the start of the message and the reason of the reader that
+    /// came closest (a P-256 private key is refused for its curve).
     pub fn read_file(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         let bytes = Zeroizing::new(fs::read(path).map_err(|source| Error::KeyFile {
@@ -255,12 +364,14 @@ impl PublicKey {
     }
 
     /// SubjectPublicKeyInfo PEM (`BEGIN PUBLIC KEY`): what
-    /// `ImportPlaybackKeyPair` takes as `publicKeyMaterial`.
+    /// `ImportPlaybackKeyPair` takes as `publicKeyMaterial`
+    /// (private-channels-create-key). LF line ends.
     pub fn to_pem(&self) -> String {
         pem_rfc7468_encode("PUBLIC KEY", &self.spki_der)
     }
 
-    /// SubjectPublicKeyInfo DER.
+    /// SubjectPublicKeyInfo DER (120 bytes for P-384 with a named curve),
+    /// the bytes the [`Fingerprint`] is the MD5 of.
     pub fn to_der(&self) -> &[u8] {
         &self.spki_der
     }
@@ -270,13 +381,24 @@ impl PublicKey {
         self.key.to_sec1_bytes()
     }
 
-    /// The IVS fingerprint.
+    /// The IVS fingerprint, as IVS returns it for the imported key pair.
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.fingerprint
     }
 
-    /// Writes SubjectPublicKeyInfo PEM to a new file (mode 0644); an existing
-    /// file is never overwritten.
+    /// Writes SubjectPublicKeyInfo PEM to a new file (mode 0644 on Unix); an
+    /// existing file is never overwritten, and the file appears complete or
+    /// not at all (as [`PrivateKey::write_pem_file`] does it).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::KeyFileExists`] when `path` exists; [`Error::KeyFile`] when
+    /// the directory cannot be written, or does not support hard links.
+    ///
+    /// # Panics
+    ///
+    /// Only if the operating system's random number generator fails while
+    /// naming the temporary file.
     pub fn write_pem_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         write_new_file(path.as_ref(), self.to_pem().as_bytes(), 0o644)
     }
@@ -300,16 +422,39 @@ impl fmt::Debug for PublicKey {
 ///
 /// It matches a private key to its imported key pair without a network call.
 /// (MD5 is what IVS uses; it identifies keys, it does not protect them.)
+/// The format is documented (private-channels-create-key); that it is the
+/// MD5 of the DER SubjectPublicKeyInfo is strong indirect evidence
+/// (`docs/ivs-facts.md` §2): compare it with what `ImportPlaybackKeyPair`
+/// returns before signing with a new key.
+///
+/// `Display` writes `aa:bb:...:ff` (16 lowercase hex pairs joined by `:`);
+/// `FromStr` reads that, in either case.
+///
+/// ```
+/// use ivs_playback_auth::{Fingerprint, PrivateKey};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let key = PrivateKey::generate()?;
+/// // The `fingerprint` field of ImportPlaybackKeyPair's answer:
+/// let from_ivs: Fingerprint = key.fingerprint().to_string().to_uppercase().parse()?;
+/// assert_eq!(&from_ivs, key.fingerprint());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint([u8; 16]);
 
 impl Fingerprint {
-    /// The fingerprint of a DER SubjectPublicKeyInfo.
+    /// The fingerprint of a DER SubjectPublicKeyInfo: MD5 of the bytes as
+    /// given. The bytes are not checked to be a key, and a key encoded
+    /// differently (explicit curve, compressed point) gets another
+    /// fingerprint than IVS's: prefer [`PublicKey::fingerprint`], which
+    /// encodes canonically first.
     pub fn of_spki_der(der: &[u8]) -> Self {
         Self(Md5::digest(der).into())
     }
 
-    /// The 16 bytes.
+    /// The 16 bytes of the MD5 digest.
     pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
@@ -333,6 +478,12 @@ impl fmt::Debug for Fingerprint {
     }
 }
 
+/// Parses `aa:bb:...` (16 hex pairs joined by `:`, either case).
+///
+/// # Errors
+///
+/// [`KeyError`] of kind [`KeyErrorKind::Malformed`] for anything else (other
+/// separators, fewer or more pairs, spaces).
 impl FromStr for Fingerprint {
     type Err = KeyError;
 
