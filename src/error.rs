@@ -68,7 +68,9 @@ pub enum Error {
     #[error("viewer-id secret: {0}")]
     ViewerIdSecret(&'static str),
     /// The operating system's random number generator failed, while
-    /// [`PrivateKey::generate`](crate::PrivateKey::generate) drew a key.
+    /// [`PrivateKey::generate`](crate::PrivateKey::generate) drew a key,
+    /// [`PlaybackClaimsBuilder::single_use`](crate::PlaybackClaimsBuilder::single_use)
+    /// drew a UUID, or a key file's temporary name was drawn.
     #[error("the system random number generator failed")]
     Random,
     /// A step that cannot fail for valid input failed anyway (an encoder of

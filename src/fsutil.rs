@@ -56,10 +56,16 @@ fn write_via_temp(
             io::Error::new(io::ErrorKind::InvalidInput, "not a file name"),
         )
     })?;
+    let random = crate::claims::random_uuid().map_err(|_| {
+        file_error(
+            path,
+            io::Error::other("the system random number generator failed"),
+        )
+    })?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
+        random.simple()
     ));
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);

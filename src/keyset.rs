@@ -78,6 +78,15 @@ impl KeySet {
     /// is already in the set (a resumed rotation), it is promoted instead of
     /// added twice.
     pub fn rotated_to(&self, next: Arc<SigningKey>) -> Self {
+        // The same key again (a resumed rotation) comes as a new value:
+        // carry over what the old one signed, or its key pair could look
+        // safe to delete from IVS while its tokens still play.
+        if let Some(max) = self
+            .find(next.fingerprint())
+            .and_then(|same| same.max_exp_signed())
+        {
+            next.note_signed(max.unix_seconds());
+        }
         let mut retiring: Vec<Arc<SigningKey>> = self
             .iter()
             .filter(|k| k.fingerprint() != next.fingerprint())
@@ -196,6 +205,27 @@ mod tests {
 
     fn key() -> SigningKey {
         SigningKey::new(&PrivateKey::generate().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn rotating_to_a_key_already_in_the_set_keeps_what_it_signed() {
+        let first = PrivateKey::generate().unwrap();
+        let second = PrivateKey::generate().unwrap();
+        let shared = SharedKeySet::new(KeySet::new(SigningKey::new(&first).unwrap()));
+        let signer = TokenSigner::from_shared(shared.clone());
+        let channel =
+            ChannelArn::parse("arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234").unwrap();
+        let claims = PlaybackClaims::builder(channel)
+            .expires_in(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let signed = signer.sign(&claims).unwrap().expires_at();
+        shared.rotate_to(SigningKey::new(&second).unwrap());
+        // A resumed rotation hands the first key in again, as a new value.
+        shared.rotate_to(SigningKey::new(&first).unwrap());
+        let set = shared.load();
+        assert_eq!(set.active().fingerprint(), first.fingerprint());
+        assert_eq!(set.active().max_exp_signed(), Some(signed));
     }
 
     #[test]

@@ -120,6 +120,14 @@ const CHANNEL_ARN_MAX_LEN: usize = 128;
 const VIEWER_ID_MAX_LEN: usize = 40;
 
 /// Whole Unix seconds of `t`, 0 before 1970.
+/// A random (version 4) UUID, or [`Error::Random`] when the system
+/// generator fails (`Uuid::new_v4` would panic then).
+pub(crate) fn random_uuid() -> Result<uuid::Uuid, crate::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|_| crate::Error::Random)?;
+    Ok(uuid::Builder::from_random_bytes(bytes).into_uuid())
+}
+
 pub(crate) fn unix_seconds(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{
     AllowedOrigins, ChannelArn, DEFAULT_CLOCK_SKEW, ExpiresAt, MAX_STRICT_ORIGINS,
     MAX_VIEWER_SESSION_VERSION, MaximumResolution, SHORT_LIVED_LIMIT, ViewerId,
-    ViewerSessionVersion, names, unix_seconds,
+    ViewerSessionVersion, names, random_uuid, unix_seconds,
 };
 use crate::error::{ClaimError, Error};
 
@@ -419,13 +419,7 @@ impl PlaybackClaimsBuilder {
     ///
     /// # Errors
     ///
-    /// As [`build_at`](Self::build_at).
-    ///
-    /// # Panics
-    ///
-    /// As [`build_at`](Self::build_at): only if the operating system's
-    /// random number generator fails while drawing a
-    /// [`single_use`](Self::single_use) UUID.
+    /// As [`build_at`](Self::build_at). Never panics.
     pub fn build(self) -> Result<PlaybackClaims, Error> {
         self.build_at(SystemTime::now())
     }
@@ -446,12 +440,10 @@ impl PlaybackClaimsBuilder {
     /// - `aws:access-control-allow-origin` when strict enforcement is on and
     ///   more than 5 origins are listed.
     ///
-    /// # Panics
-    ///
-    /// Only if the operating system's random number generator fails while
-    /// drawing a [`single_use`](Self::single_use) UUID (the `uuid` crate
-    /// panics then); [`single_use_uuid`](Self::single_use_uuid) draws
-    /// nothing.
+    /// [`Error::Random`] when the operating system's random number generator
+    /// fails while drawing a [`single_use`](Self::single_use) UUID
+    /// ([`single_use_uuid`](Self::single_use_uuid) draws nothing). Never
+    /// panics.
     pub fn build_at(self, now: SystemTime) -> Result<PlaybackClaims, Error> {
         let Self {
             mut claims,
@@ -481,7 +473,7 @@ impl PlaybackClaimsBuilder {
             Expiry::In(ttl) => ExpiresAt::after(now, ttl)?,
         };
         if generate_single_use {
-            claims.single_use_uuid = Some(Uuid::new_v4());
+            claims.single_use_uuid = Some(random_uuid()?);
         }
         claims.check_combination()?;
         claims.check_lifetime(now, SHORT_LIVED_LIMIT - clock_skew)?;

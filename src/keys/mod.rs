@@ -214,12 +214,9 @@ impl PrivateKey {
     /// # Errors
     ///
     /// [`Error::KeyFileExists`] when `path` exists; [`Error::KeyFile`] when
-    /// the directory cannot be written, or does not support hard links.
-    ///
-    /// # Panics
-    ///
-    /// Only if the operating system's random number generator fails while
-    /// naming the temporary file (the `uuid` crate panics then).
+    /// the directory cannot be written, or does not support hard links, or
+    /// the system random number generator fails while naming the temporary
+    /// file. Never panics.
     pub fn write_pem_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         let pem = self.to_pkcs8_pem()?;
         write_new_file(path.as_ref(), pem.as_bytes(), 0o600)
@@ -393,12 +390,9 @@ impl PublicKey {
     /// # Errors
     ///
     /// [`Error::KeyFileExists`] when `path` exists; [`Error::KeyFile`] when
-    /// the directory cannot be written, or does not support hard links.
-    ///
-    /// # Panics
-    ///
-    /// Only if the operating system's random number generator fails while
-    /// naming the temporary file.
+    /// the directory cannot be written, or does not support hard links, or
+    /// the system random number generator fails while naming the temporary
+    /// file. Never panics.
     pub fn write_pem_file(&self, path: impl AsRef<Path>) -> Result<(), Error> {
         write_new_file(path.as_ref(), self.to_pem().as_bytes(), 0o644)
     }
