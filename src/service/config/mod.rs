@@ -66,9 +66,14 @@ pub(crate) struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// A request's body must arrive within this (else 408).
     pub body_read_timeout_ms: u64,
-    /// Open connections at most.
+    /// A connection whose client takes none of an answer for this long is
+    /// closed (a client that sends requests but never reads the answers).
+    pub write_timeout_ms: u64,
+    /// Open connections at most, on the token API (the admin API and the
+    /// embedded local IVS have their own, smaller shares).
     pub max_connections: usize,
-    /// Open connections at most from one client address.
+    /// Open connections at most from one client address (an IPv6 client:
+    /// its /64).
     pub max_connections_per_ip: usize,
     /// TLS on both listeners: the certificate chain (PEM), with
     /// `tls_key_file`; both files are read again when they change.
@@ -94,6 +99,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 10_000,
+            write_timeout_ms: 30_000,
             max_connections: 1024,
             max_connections_per_ip: 128,
             tls_cert_file: None,
@@ -567,10 +573,11 @@ impl Config {
         Duration::from_millis(self.server.request_timeout_ms)
     }
 
-    /// The connection limits of both listeners.
+    /// The connection limits as configured (the token API's).
     pub(crate) fn connection_limits(&self) -> ConnectionLimits {
         ConnectionLimits {
             header_read_timeout: Duration::from_millis(self.server.header_read_timeout_ms),
+            write_timeout: Duration::from_millis(self.server.write_timeout_ms),
             max_connections: self.server.max_connections,
             max_connections_per_ip: self.server.max_connections_per_ip,
         }

@@ -58,6 +58,13 @@ impl Config {
                 "ms",
             ),
             (
+                "server.write_timeout_ms".into(),
+                self.server.write_timeout_ms,
+                100,
+                600_000,
+                "ms",
+            ),
+            (
                 "server.max_body_bytes".into(),
                 self.server.max_body_bytes as u64,
                 256,

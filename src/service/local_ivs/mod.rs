@@ -71,6 +71,8 @@ pub struct LocalIvsConfig {
     /// Base URL written into playback URLs (default: `http://` + the bound
     /// address).
     pub public_url: Option<String>,
+    /// Open connections at most (128 at most from one client address).
+    pub max_connections: usize,
 }
 
 impl Default for LocalIvsConfig {
@@ -82,6 +84,7 @@ impl Default for LocalIvsConfig {
             credentials: Vec::new(),
             test_controls: false,
             public_url: None,
+            max_connections: ConnectionLimits::default().max_connections,
         }
     }
 }
@@ -187,7 +190,13 @@ impl LocalIvs {
         let task = tokio::spawn(crate::service::server::serve(
             listener,
             router,
-            ConnectionLimits::default(),
+            ConnectionLimits {
+                max_connections: config.max_connections.max(1),
+                max_connections_per_ip: ConnectionLimits::default()
+                    .max_connections_per_ip
+                    .min(config.max_connections.max(1)),
+                ..ConnectionLimits::default()
+            },
             None,
             async {
                 let _ = rx.await;
