@@ -219,14 +219,9 @@ fn split_room(configured: ConnectionLimits, room: usize, admin: bool, local_ivs:
         .max_connections
         .min(room.saturating_sub(admin_max + local_ivs))
         .max(1);
-    let limited = |max_connections: usize| ConnectionLimits {
-        max_connections,
-        max_connections_per_ip: configured.max_connections_per_ip.min(max_connections),
-        ..configured
-    };
     Budget {
-        api: limited(api_max),
-        admin: limited(admin_max.max(1)),
+        api: configured.at_most(api_max),
+        admin: configured.at_most(admin_max),
         local_ivs,
     }
 }

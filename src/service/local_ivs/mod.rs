@@ -190,13 +190,7 @@ impl LocalIvs {
         let task = tokio::spawn(crate::service::server::serve(
             listener,
             router,
-            ConnectionLimits {
-                max_connections: config.max_connections.max(1),
-                max_connections_per_ip: ConnectionLimits::default()
-                    .max_connections_per_ip
-                    .min(config.max_connections.max(1)),
-                ..ConnectionLimits::default()
-            },
+            ConnectionLimits::default().at_most(config.max_connections),
             None,
             async {
                 let _ = rx.await;

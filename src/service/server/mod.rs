@@ -70,6 +70,17 @@ impl Default for ConnectionLimits {
 const RESERVE_PER_ADDRESS: usize = 4;
 
 impl ConnectionLimits {
+    /// These limits with at most `max` connections (at least one), overall
+    /// and from one address.
+    pub(crate) fn at_most(self, max: usize) -> Self {
+        let max = max.max(1);
+        Self {
+            max_connections: max,
+            max_connections_per_ip: self.max_connections_per_ip.min(max),
+            ..self
+        }
+    }
+
     /// The last eighth of the overall limit, kept for addresses that hold
     /// fewer than [`RESERVE_PER_ADDRESS`] connections.
     ///
