@@ -32,6 +32,9 @@ pub(crate) struct Guarded<S> {
     stalled: bool,
     /// Our answer in place of one of hyper's, and how much of it is written.
     replacement: Option<(Vec<u8>, usize)>,
+    /// Whether the deadline has passed (counted once; every later write
+    /// fails at once).
+    timed_out: bool,
 }
 
 impl<S> Guarded<S> {
@@ -42,6 +45,7 @@ impl<S> Guarded<S> {
             timer: None,
             stalled: false,
             replacement: None,
+            timed_out: false,
         }
     }
 
@@ -68,7 +72,10 @@ impl<S> Guarded<S> {
         if !expired {
             return Poll::Pending;
         }
-        metrics::counter!("connections_write_timeout_total").increment(1);
+        if !self.timed_out {
+            self.timed_out = true;
+            metrics::counter!("connections_write_timeout_total").increment(1);
+        }
         Poll::Ready(Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "the client took none of its answer within the write deadline (server.write_timeout_ms)",
