@@ -32,7 +32,8 @@ channels = ["demo"]
 listen = "127.0.0.1:0"
 token_sha256 = "{}"
 "#,
-        sha256_hex(API_KEY),
+        // Upper-case hex: hashes are accepted in either case.
+        sha256_hex(API_KEY).to_ascii_uppercase(),
         sha256_hex(ADMIN_TOKEN)
     )
 }
@@ -412,12 +413,51 @@ async fn configurations_that_should_not_start_do_not() {
         &["admin.token_sha256", "empty string", "openssl rand"],
     )
     .await;
+    refuses(
+        &format!(
+            "[[api_keys]]\nname = \"backend\"\nsha256 = \"{h}\"\nchannels = [\"*\"]\n[admin]\ntoken_sha256 = \"{h}\"",
+            h = sha256_hex("shared-secret")
+        ),
+        &["admin.token_sha256", "api_keys[0].sha256", "`backend`"],
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let out = TestService::serve_until_exit(dir.path(), &[]).await;
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
     assert!(err.contains("is a directory"), "{err}");
+}
+
+/// An environment override that is invalid is blamed on its variable, not
+/// on the config file (which may not mention the key at all).
+#[tokio::test]
+async fn a_bad_environment_override_names_its_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[server]\nlisten = \"127.0.0.1:0\"\n[keys]\ndir = \"{}\"\n",
+            dir.path().join("keys").display()
+        ),
+    )
+    .unwrap();
+    for (var, value, rule) in [
+        ("IVS_AUTH__SERVER__MAX_CONNECTIONS", "0", "1 to 1000000"),
+        ("IVS_AUTH__SERVER__WRITE_TIMEOUT_MS", "5", "100 to 600000"),
+        ("IVS_AUTH__SERVER__LISTEN", "nonsense", "server.listen"),
+    ] {
+        let out = TestService::serve_until_exit(&file, &[(var, value)]).await;
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}: {err}");
+        assert!(err.contains(var), "{var}: {err}");
+        assert!(err.contains(rule), "{var}: {err}");
+        assert!(
+            !err.contains("c.toml"),
+            "{var} is not the file's fault: {err}"
+        );
+    }
 }
 
 /// A key file or key directory others could read or change, or a link to
@@ -689,6 +729,14 @@ fn make_certificate(dir: &std::path::Path, name: &str) {
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        for key in [&key, &ca_key] {
+            std::fs::set_permissions(dir.join(key), std::fs::Permissions::from_mode(0o600))
+                .unwrap();
+        }
+    }
     openssl(&[
         "x509",
         "-req",
@@ -770,12 +818,32 @@ async fn tls_on_both_listeners_with_the_certificate_reloaded_on_change() {
         .await
         .unwrap();
     assert_eq!(admin.status(), 200);
-    // Plain HTTP gets nothing.
-    let plain = reqwest::Client::new()
-        .get(format!("{}/healthz", s.api.replacen("https", "http", 1)))
-        .send()
-        .await;
-    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    // Plain HTTP is told what to do instead, in plain HTTP, and closed.
+    for listener in [&s.api, &s.admin] {
+        let mut c = TcpStream::connect(
+            listener
+                .trim_start_matches("https://")
+                .parse::<SocketAddr>()
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut c, Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+        let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+        assert_eq!(body["error"]["code"], "tls_required", "{answer}");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("https://")
+        );
+    }
 
     // Renewed: the new pair is written over the files (key first).
     std::fs::copy(
@@ -812,4 +880,347 @@ async fn tls_on_both_listeners_with_the_certificate_reloaded_on_change() {
         refused.is_err(),
         "the first certificate is no longer served"
     );
+}
+
+/// A TLS private key that group or others may read is refused at start-up,
+/// as the signing keys are, with the `chmod` that fixes it.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_tls_key_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let root = tempfile::tempdir().unwrap();
+    make_certificate(root.path(), "exposed");
+    let key = root.path().join("exposed-key.pem");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refuses(
+        &format!(
+            "tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n",
+            root.path().join("exposed-cert.pem").display(),
+            key.display()
+        ),
+        &["server.tls_key_file", "group or others", "chmod 600"],
+    )
+    .await;
+}
+
+/// The metric `name`'s value in a Prometheus text page (0 when absent).
+fn metric(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Clients that pipeline requests and never read the answers: each is cut
+/// once its answers have stopped moving for the write deadline, and
+/// `/healthz` answers all along.
+#[tokio::test]
+async fn clients_that_never_read_their_answers_are_cut_at_the_write_deadline() {
+    const CLIENTS: u64 = 20;
+    const DEADLINE: Duration = Duration::from_secs(2);
+    // The header deadline is far away: only the write deadline can cut.
+    let s = TestService::start(
+        &config("write_timeout_ms = 2000\nmax_connections_per_ip = 20").replace(
+            "header_read_timeout_ms = 1000",
+            "header_read_timeout_ms = 120000",
+        ),
+    )
+    .await
+    .with_admin_token(ADMIN_TOKEN);
+    let api = addr_of(&s.api);
+    // About 23 MB of answers each (11 KB apiece): more than any socket
+    // buffers hold, however the machine tunes them.
+    let request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(2000);
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    let mut writers = Vec::new();
+    for _ in 0..CLIENTS {
+        let socket = TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::from(([127, 0, 0, 2], 0))).unwrap();
+        // A small window, so that the answers back up at once.
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(api).await.unwrap();
+        let (read, mut write) = stream.into_split();
+        readers.push(read);
+        let request = request.clone();
+        // Written beside, as the server stops reading once the answers
+        // back up; an error (the server cut the connection) ends it.
+        writers.push(tokio::spawn(async move {
+            let _ = write.write_all(&request).await;
+            write
+        }));
+    }
+    let health = s.api_call(Method::GET, "/healthz").send().await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    let cut = || async {
+        let page = s.api_call(Method::GET, "/metrics").send().await.text;
+        metric(&page, "connections_write_timeout_total")
+    };
+    common::poll_until(
+        Duration::from_secs(60),
+        "every client that never reads to be cut",
+        async || cut().await >= CLIENTS,
+    )
+    .await;
+    assert_eq!(cut().await, CLIENTS);
+    assert!(
+        started.elapsed() >= DEADLINE,
+        "cut after the deadline, not before: {:?}",
+        started.elapsed()
+    );
+    let health = s.api_call(Method::GET, "/healthz").send().await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    // The address held all its 20 slots; they were given back with the
+    // connections, so it gets in again (polled: a slot is freed just after
+    // its connection's count).
+    common::poll_until(
+        Duration::from_secs(20),
+        "the cut connections' slots to be free",
+        async || {
+            let Ok(mut again) = connect_from([127, 0, 0, 2], api).await else {
+                return false;
+            };
+            let _ = again
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await;
+            read_to_close(&mut again, Duration::from_secs(10))
+                .await
+                .is_some_and(|a| a.starts_with("HTTP/1.1 200"))
+        },
+    )
+    .await;
+    drop(readers);
+    for w in writers {
+        let _ = w.await;
+    }
+}
+
+/// Four addresses take every connection they can: the last eighth of the
+/// overall limit stays free for addresses that hold few, so `/healthz` and
+/// a new client's token request are served while the four hang on.
+#[tokio::test]
+async fn health_checks_get_in_while_a_few_addresses_hold_every_connection() {
+    // 40 connections, 10 per address; the last 5 are the reserve. The
+    // header deadline outlives the test: the held connections stay held.
+    let s = TestService::start(
+        &config("max_connections = 40\nmax_connections_per_ip = 10").replace(
+            "header_read_timeout_ms = 1000",
+            "header_read_timeout_ms = 120000",
+        ),
+    )
+    .await
+    .with_admin_token(ADMIN_TOKEN);
+    let api = addr_of(&s.api);
+    let mut attempts = Vec::new();
+    for attacker in 2..=5u8 {
+        for _ in 0..12 {
+            let mut c = connect_from([127, 0, 0, attacker], api).await.unwrap();
+            let _ = c.write_all(b"POST /v1/token HTTP/1.1\r\nHost: x\r\n").await;
+            attempts.push((attacker, c));
+        }
+    }
+    // Refusals come at once; held connections say nothing (and are kept
+    // open, in the tasks' results, until the end of the test).
+    let readers: Vec<_> = attempts
+        .into_iter()
+        .map(|(attacker, mut c)| {
+            tokio::spawn(async move {
+                // Far beyond a refusal's delay even on a loaded machine.
+                let answer = read_to_close(&mut c, Duration::from_secs(10)).await;
+                (attacker, c, answer)
+            })
+        })
+        .collect();
+    let mut kept = Vec::new();
+    let mut held = [0usize; 6];
+    let mut per_ip = 0;
+    let mut reserve = 0;
+    for reader in readers {
+        let (attacker, c, answer) = reader.await.unwrap();
+        kept.push(c);
+        match answer {
+            None => held[usize::from(attacker)] += 1,
+            Some(a) if a.starts_with("HTTP/1.1 429") => per_ip += 1,
+            Some(a) if a.starts_with("HTTP/1.1 503") => {
+                assert!(a.contains("too_many_connections"), "{a}");
+                reserve += 1;
+            }
+            Some(a) => panic!("unexpected answer: {a}"),
+        }
+    }
+    assert_eq!(
+        held,
+        [0, 0, 10, 10, 10, 5],
+        "35 held: the reserve of 5 is left"
+    );
+    assert_eq!((per_ip, reserve), (6, 7));
+    let health = s.api_call(Method::GET, "/healthz").send().await;
+    assert_eq!(health.status, 200, "{}", health.text);
+    let (status, body) = s.token(Some(API_KEY), json!({"channel": "demo"})).await;
+    assert_eq!(status, 200, "{body}");
+    // A new client from yet another address gets in too.
+    let mut fresh = connect_from([127, 0, 0, 9], api).await.unwrap();
+    fresh
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut fresh, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Every answer sent before its request's body was read to the end says
+/// `Connection: close` (admin 401 and 429, 404s, 405s, a GET with a body,
+/// 413 on the declared length), and a pooling client's next request never
+/// fails; an answer to a request without a body keeps the connection.
+#[tokio::test]
+async fn answers_that_leave_a_body_unread_say_close_and_pools_never_fail() {
+    let s = service("").await;
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let body = json!({"channel": "demo"}).to_string();
+    let big = "x".repeat(100 * 1024);
+    let admin = format!("Bearer {ADMIN_TOKEN}");
+    let cases: Vec<(Method, String, Option<&str>, String, u16)> = vec![
+        (
+            Method::POST,
+            format!("{}/admin/v1/keys/rotate", s.admin),
+            Some("Bearer wrong"),
+            body.clone(),
+            401,
+        ),
+        (
+            Method::POST,
+            format!("{}/admin/v1/nope", s.admin),
+            Some(&admin),
+            body.clone(),
+            404,
+        ),
+        (
+            Method::PUT,
+            format!("{}/admin/v1/keys/rotate", s.admin),
+            Some(&admin),
+            body.clone(),
+            405,
+        ),
+        (
+            Method::POST,
+            format!("{}/nope", s.api),
+            None,
+            body.clone(),
+            404,
+        ),
+        (
+            Method::PUT,
+            format!("{}/v1/token", s.api),
+            None,
+            body.clone(),
+            405,
+        ),
+        (
+            Method::GET,
+            format!("{}/healthz", s.api),
+            None,
+            body.clone(),
+            200,
+        ),
+        (Method::POST, format!("{}/v1/token", s.api), None, big, 413),
+    ];
+    for round in 0..5 {
+        for (method, url, authorization, body, want) in &cases {
+            let mut request = client
+                .request(method.clone(), url)
+                .header("content-type", "application/json")
+                .header("x-api-key", API_KEY)
+                .body(body.clone());
+            if let Some(a) = authorization {
+                request = request.header("authorization", *a);
+            }
+            let r = request
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: {method} {url}: {e}"));
+            // Five failed admin authentications: short of the throttle.
+            let status = r.status().as_u16();
+            assert_eq!(status, *want, "{method} {url}");
+            assert_eq!(
+                r.headers().get("connection").and_then(|v| v.to_str().ok()),
+                Some("close"),
+                "{method} {url} ({status}) left its body unread"
+            );
+            let text = r.text().await.unwrap();
+            if status != 200 {
+                let json: Value = serde_json::from_str(&text).unwrap();
+                assert!(json["error"]["code"].is_string(), "{text}");
+            }
+            // The next request on the same pool.
+            let next = client
+                .get(format!("{}/healthz", s.api))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("after {method} {url}: {e}"));
+            assert_eq!(next.status(), 200);
+        }
+    }
+    // Without a body nothing is left unread: the connection is kept.
+    for url in [
+        format!("{}/nope", s.api),
+        format!("{}/admin/v1/nope", s.admin),
+    ] {
+        let r = client
+            .get(&url)
+            .header("authorization", &admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        assert_eq!(r.headers().get("connection"), None, "{url}");
+    }
+}
+
+/// What hyper answers by itself, before any route sees the request, is the
+/// JSON error format too: a malformed request (400) and a head larger than
+/// the 64 KiB buffer (431, at once, without waiting for the rest).
+#[tokio::test]
+async fn hypers_own_answers_are_json_and_heads_are_capped_at_64_kib() {
+    let s = service("").await;
+    let api = addr_of(&s.api);
+    let mut c = TcpStream::connect(api).await.unwrap();
+    c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nNot a header\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut c, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["error"]["code"], "bad_request", "{answer}");
+
+    // Exactly the buffer's worth, never ended: all of it is read, so the
+    // close is clean (no reset erases the answer).
+    let mut head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    head.resize(64 * 1024, b'a');
+    let mut c = TcpStream::connect(api).await.unwrap();
+    c.write_all(&head).await.unwrap();
+    let answer = read_to_close(&mut c, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    let body: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["error"]["code"], "headers_too_large", "{answer}");
+    // Under the cap, a large head is fine.
+    let mut c = TcpStream::connect(api).await.unwrap();
+    let header = "a".repeat(32 * 1024);
+    c.write_all(
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {header}\r\nConnection: close\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let answer = read_to_close(&mut c, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }

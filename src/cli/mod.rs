@@ -551,6 +551,7 @@ fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
         credentials: args.credentials,
         test_controls: args.test_controls,
         public_url: args.public_url,
+        ..LocalIvsConfig::default()
     };
     runtime()?.block_on(async {
         let ivs = LocalIvs::start(config).await.map_err(|e| match e {

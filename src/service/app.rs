@@ -99,7 +99,7 @@ pub(crate) struct Application {
     local_ivs: Option<LocalIvs>,
     mint: Arc<Mint>,
     rotator: Rotator,
-    limits: ConnectionLimits,
+    budget: Budget,
     tls: Option<Arc<Tls>>,
     config: Config,
     info: StartupInfo,
@@ -187,27 +187,73 @@ async fn canary_channel(ivs: &Ivs, name: &str) -> Result<(ChannelArn, String), S
     Ok((c.arn, c.playback_url))
 }
 
-/// The configured connection limits, with the overall limit kept below the
-/// open-files limit (raised to its hard limit first) so that `accept` never
-/// runs out of descriptors before the limit refuses connections.
-fn connection_limits(config: &Config) -> ConnectionLimits {
-    /// Descriptors kept for everything but client connections: the
-    /// listeners, the local IVS, key files, outgoing calls to IVS.
-    const RESERVE: u64 = 64;
-    let mut limits = config.connection_limits();
-    if let Some(files) = server::raise_fd_limit() {
-        let room = usize::try_from(files.saturating_sub(RESERVE).max(1)).unwrap_or(usize::MAX);
-        if limits.max_connections > room {
-            tracing::warn!(
-                configured = limits.max_connections,
-                open_files_limit = files,
-                "server.max_connections is above what the open-files limit allows; using {room}"
-            );
-            limits.max_connections = room;
-            limits.max_connections_per_ip = limits.max_connections_per_ip.min(room);
-        }
+/// Connections the admin API may hold: a few operators and their scripts.
+const ADMIN_CONNECTIONS: usize = 64;
+/// Connections the embedded local IVS may hold: the demo's players and the
+/// service's own calls.
+const LOCAL_IVS_CONNECTIONS: usize = 256;
+
+/// Each listener's connection limits, out of one budget of open files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Budget {
+    api: ConnectionLimits,
+    admin: ConnectionLimits,
+    local_ivs: usize,
+}
+
+/// Splits `room` (the open files left for client connections) among the
+/// listeners. Each listener counts only its own connections, so giving each
+/// the whole room would let them together run `accept` out of descriptors
+/// (and the token API's flood would then starve the admin API): the admin
+/// API and the local IVS (when they run) take small fixed shares, at most an
+/// eighth and a quarter of the room, and the token API the rest, up to
+/// `server.max_connections`. Each gets at least one, so the sum can pass a
+/// room of less than three.
+fn split_room(configured: ConnectionLimits, room: usize, admin: bool, local_ivs: bool) -> Budget {
+    let share = |on: bool, fixed: usize, part: usize| {
+        if on { fixed.min(room / part).max(1) } else { 0 }
+    };
+    let admin_max = share(admin, ADMIN_CONNECTIONS, 8);
+    let local_ivs = share(local_ivs, LOCAL_IVS_CONNECTIONS, 4);
+    let api_max = configured
+        .max_connections
+        .min(room.saturating_sub(admin_max + local_ivs))
+        .max(1);
+    Budget {
+        api: configured.at_most(api_max),
+        admin: configured.at_most(admin_max),
+        local_ivs,
     }
-    limits
+}
+
+/// The configured connection limits, split among the listeners and kept
+/// below the open-files limit (raised to its hard limit first) so that
+/// `accept` never runs out of descriptors before the limits refuse
+/// connections.
+fn connection_budget(config: &Config) -> Budget {
+    /// Descriptors kept for everything but client connections: the
+    /// listeners, key files, outgoing calls to IVS.
+    const RESERVE: u64 = 64;
+    let configured = config.connection_limits();
+    let room = match server::raise_fd_limit() {
+        Some(files) => usize::try_from(files.saturating_sub(RESERVE).max(1)).unwrap_or(usize::MAX),
+        None => usize::MAX,
+    };
+    let budget = split_room(
+        configured,
+        room,
+        config.admin.is_some(),
+        config.ivs.mode == IvsMode::Local,
+    );
+    if budget.api.max_connections < configured.max_connections {
+        tracing::warn!(
+            configured = configured.max_connections,
+            open_files_room = room,
+            "server.max_connections is above what the open-files limit allows beside the admin API and the local IVS; using {}",
+            budget.api.max_connections
+        );
+    }
+    budget
 }
 
 async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServiceError> {
@@ -222,11 +268,11 @@ impl Application {
     pub(crate) async fn build(config: Config) -> Result<Self, ServiceError> {
         // Install the metrics recorder before the first IVS call is counted.
         let _ = http::metrics_handle();
-        let limits = connection_limits(&config);
+        let budget = connection_budget(&config);
         let tls = match (&config.server.tls_cert_file, &config.server.tls_key_file) {
-            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key).map_err(|e| {
-                ServiceError::Config(ConfigError(format!("server.tls_cert_file: {e}")))
-            })?)),
+            (Some(cert), Some(key)) => Some(Arc::new(
+                Tls::load(cert, key).map_err(|e| ServiceError::Config(ConfigError(e)))?,
+            )),
             _ => None,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -234,6 +280,7 @@ impl Application {
             IvsMode::Local => {
                 let local = LocalIvs::start(LocalIvsConfig {
                     listen: config.ivs.local_listen,
+                    max_connections: budget.local_ivs,
                     ..LocalIvsConfig::default()
                 })
                 .await?;
@@ -319,7 +366,7 @@ impl Application {
             local_ivs,
             mint,
             rotator,
-            limits,
+            budget,
             tls,
             config,
             info,
@@ -420,11 +467,11 @@ impl Application {
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        let limits = self.limits;
+        let budget = self.budget;
         let mut api = tokio::spawn(server::serve(
             self.listener,
             self.router,
-            limits,
+            budget.api,
             self.tls.clone(),
             stopped(stop_rx.clone()),
         ));
@@ -433,7 +480,7 @@ impl Application {
             tokio::spawn(server::serve(
                 listener,
                 router,
-                limits,
+                budget.admin,
                 tls,
                 stopped(stop_rx.clone()),
             ))
@@ -547,4 +594,52 @@ where
             work().await;
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configured(max_connections: usize, max_connections_per_ip: usize) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections,
+            max_connections_per_ip,
+            ..ConnectionLimits::default()
+        }
+    }
+
+    fn total(b: &Budget) -> usize {
+        b.api.max_connections + b.admin.max_connections + b.local_ivs
+    }
+
+    #[test]
+    fn the_listeners_split_one_room_of_open_files() {
+        // The old way gave each listener the whole room: 3 x 960 > 960.
+        let b = split_room(configured(1024, 128), 960, true, true);
+        assert_eq!(b.admin.max_connections, 64);
+        assert_eq!(b.local_ivs, 240);
+        assert_eq!(b.api.max_connections, 960 - 64 - 240);
+        assert_eq!(total(&b), 960);
+        assert_eq!(b.api.max_connections_per_ip, 128);
+        assert_eq!(b.admin.max_connections_per_ip, 64);
+        // A room large enough: the token API gets what is configured.
+        let b = split_room(configured(1024, 128), 1_000_000, true, true);
+        assert_eq!(b.api.max_connections, 1024);
+        assert_eq!(b.admin.max_connections, ADMIN_CONNECTIONS);
+        assert_eq!(b.local_ivs, LOCAL_IVS_CONNECTIONS);
+        // No admin API, no local IVS: the token API may have it all.
+        let b = split_room(configured(5000, 128), 960, false, false);
+        assert_eq!(b.api.max_connections, 960);
+        assert_eq!(b.local_ivs, 0);
+        for room in [3, 8, 100, 1000, 65_472] {
+            for (admin, local) in [(true, true), (true, false), (false, true)] {
+                let b = split_room(configured(usize::MAX / 4, 128), room, admin, local);
+                let used = b.api.max_connections
+                    + if admin { b.admin.max_connections } else { 0 }
+                    + b.local_ivs;
+                assert!(used <= room, "room {room}: {b:?}");
+                assert!(b.api.max_connections_per_ip <= b.api.max_connections);
+            }
+        }
+    }
 }

@@ -23,8 +23,8 @@
 //! - `ledger`: the count of signed tokens per key (written by the mint,
 //!   read by rotation);
 //! - `origins`: origin lists as configuration and requests write them;
-//! - `server`: the HTTP/1.1 server under every listener (header deadline,
-//!   connection limits overall and per client address);
+//! - `server`: the HTTP/1.1 server under every listener (header and write
+//!   deadlines, connection limits overall and per client address, TLS);
 //! - `app`: `Application::build(config)` → bound listeners; `run(shutdown)`;
 //! - [`local_ivs`]: IVS's control plane and playback edge on loopback.
 

@@ -66,9 +66,14 @@ pub(crate) struct ServerConfig {
     pub header_read_timeout_ms: u64,
     /// A request's body must arrive within this (else 408).
     pub body_read_timeout_ms: u64,
-    /// Open connections at most.
+    /// A connection whose client takes none of an answer for this long is
+    /// closed (a client that sends requests but never reads the answers).
+    pub write_timeout_ms: u64,
+    /// Open connections at most, on the token API (the admin API and the
+    /// embedded local IVS have their own, smaller shares).
     pub max_connections: usize,
-    /// Open connections at most from one client address.
+    /// Open connections at most from one client address (an IPv6 client:
+    /// its /64).
     pub max_connections_per_ip: usize,
     /// TLS on both listeners: the certificate chain (PEM), with
     /// `tls_key_file`; both files are read again when they change.
@@ -94,6 +99,7 @@ impl Default for ServerConfig {
             max_body_bytes: 64 * 1024,
             header_read_timeout_ms: 30_000,
             body_read_timeout_ms: 10_000,
+            write_timeout_ms: 30_000,
             max_connections: 1024,
             max_connections_per_ip: 128,
             tls_cert_file: None,
@@ -214,7 +220,7 @@ impl Default for ChannelsConfig {
 pub(crate) struct ApiKeyConfig {
     /// Who this is, for logs and audit.
     pub name: String,
-    /// Lowercase hex SHA-256 of the key the caller sends in `X-Api-Key`.
+    /// Hex SHA-256 of the key the caller sends in `X-Api-Key` (either case).
     pub sha256: String,
     /// Channels it may mint for: ARNs, names, or globs (`team-*`, `*`).
     pub channels: Vec<String>,
@@ -313,7 +319,7 @@ pub(crate) struct AdminConfig {
     /// Where the admin API listens; keep it on loopback or a private network.
     #[serde(default = "default_admin_listen")]
     pub listen: SocketAddr,
-    /// Lowercase hex SHA-256 of the bearer token admins send.
+    /// Hex SHA-256 of the bearer token admins send (either case).
     pub token_sha256: String,
 }
 
@@ -325,7 +331,7 @@ impl AdminConfig {
     /// Checks the section; errors name the key.
     pub(crate) fn validate(&self) -> Result<[u8; 32], String> {
         sha256_from_hex(&self.token_sha256).ok_or_else(|| {
-            "admin.token_sha256: must be 64 lowercase hex digits (sha256sum of the token)".into()
+            "admin.token_sha256: must be 64 hex digits (printf %s TOKEN | sha256sum)".into()
         })
     }
 }
@@ -482,14 +488,11 @@ impl Default for RotationConfig {
     }
 }
 
-/// A SHA-256 written as 64 lowercase hex digits (what `sha256sum` prints),
-/// as API keys and the admin token are stored.
+/// A SHA-256 written as 64 hex digits, as API keys and the admin token are
+/// stored: `sha256sum` prints lower case, other tools upper case, and both
+/// name the same hash.
 pub(crate) fn sha256_from_hex(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64
-        || !hex
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut hash = [0u8; 32];
@@ -497,6 +500,19 @@ pub(crate) fn sha256_from_hex(hex: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(hash)
+}
+
+/// Environment variables `IVS_AUTH__SECTION__KEY` override the file.
+const ENV_PREFIX: &str = "IVS_AUTH__";
+const ENV_SEPARATOR: &str = "__";
+
+/// The environment variable that sets the key at `path`.
+fn env_var(path: &[impl AsRef<str>]) -> String {
+    let keys: Vec<String> = path
+        .iter()
+        .map(|k| k.as_ref().to_ascii_uppercase())
+        .collect();
+    format!("{ENV_PREFIX}{}", keys.join(ENV_SEPARATOR))
 }
 
 /// A configuration that could not be used; the message names the key.
@@ -521,20 +537,33 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        figment = figment.merge(Env::prefixed("IVS_AUTH__").split("__"));
+        let env = Env::prefixed(ENV_PREFIX).split(ENV_SEPARATOR);
+        let env_name = figment::Provider::metadata(&env).name;
+        figment = figment.merge(env);
+        // An error is blamed on where its value came from: the environment
+        // variable that overrode the key, else the file.
+        let blame = |message: String, from_env: bool| match file {
+            _ if from_env => ConfigError(message),
+            Some(path) => ConfigError(format!("{}: {message}", path.display())),
+            None => ConfigError(message),
+        };
         let config: Config = figment.extract().map_err(|e| {
-            let message = figment_message(&e);
-            match file {
-                Some(path) => ConfigError(format!("{}: {message}", path.display())),
-                None => ConfigError(message),
+            let (message, from_env) = figment_message(&e, &env_name);
+            blame(message, from_env)
+        })?;
+        config.validate().map_err(|ConfigError(message)| {
+            // Validation names the key first (`server.max_connections: ...`).
+            let key = message.split_once(": ").map_or("", |(key, _)| key);
+            let from_env = figment
+                .find_metadata(key)
+                .is_some_and(|m| m.name == env_name);
+            if from_env {
+                let var = env_var(&key.split('.').collect::<Vec<_>>());
+                blame(format!("{var} (environment variable): {message}"), true)
+            } else {
+                blame(message, false)
             }
         })?;
-        config
-            .validate()
-            .map_err(|ConfigError(message)| match file {
-                Some(path) => ConfigError(format!("{}: {message}", path.display())),
-                None => ConfigError(message),
-            })?;
         Ok(config)
     }
 
@@ -567,10 +596,11 @@ impl Config {
         Duration::from_millis(self.server.request_timeout_ms)
     }
 
-    /// The connection limits of both listeners.
+    /// The connection limits as configured (the token API's).
     pub(crate) fn connection_limits(&self) -> ConnectionLimits {
         ConnectionLimits {
             header_read_timeout: Duration::from_millis(self.server.header_read_timeout_ms),
+            write_timeout: Duration::from_millis(self.server.write_timeout_ms),
             max_connections: self.server.max_connections,
             max_connections_per_ip: self.server.max_connections_per_ip,
         }
@@ -620,5 +650,55 @@ mod tests {
         std::fs::write(&file, "[serverx]\n").unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("serverx"), "{e}");
+    }
+
+    #[test]
+    fn hashes_are_hex_in_either_case_and_compared_so() {
+        let lower = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        let upper = lower.to_ascii_uppercase();
+        assert_eq!(sha256_from_hex(lower), sha256_from_hex(&upper));
+        assert!(sha256_from_hex(&upper).is_some());
+        assert!(sha256_from_hex(&lower.replace('f', "g")).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let key = |name: &str, hash: &str| {
+            format!("[[api_keys]]\nname = '{name}'\nsha256 = '{hash}'\nchannels = ['*']\n")
+        };
+        std::fs::write(&file, key("a", &upper)).unwrap();
+        Config::load(Some(&file)).unwrap();
+        std::fs::write(&file, key("a", lower) + &key("b", &upper)).unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(
+            e.contains("api_keys[1].sha256") && e.contains("api_keys[0].sha256"),
+            "{e}"
+        );
+        let empty = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+        std::fs::write(&file, key("a", empty)).unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        assert!(e.contains("empty string"), "{e}");
+    }
+
+    #[test]
+    fn the_admin_token_must_not_be_an_api_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        let hash = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+        std::fs::write(
+            &file,
+            format!(
+                "[[api_keys]]\nname = 'backend'\nsha256 = '{hash}'\nchannels = ['*']\n[admin]\ntoken_sha256 = '{}'\n",
+                hash.to_ascii_uppercase()
+            ),
+        )
+        .unwrap();
+        let e = Config::load(Some(&file)).unwrap_err().to_string();
+        for want in [
+            "admin.token_sha256",
+            "api_keys[0].sha256",
+            "`backend`",
+            "openssl rand",
+        ] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Config, ConfigError, OriginList, sha256_from_hex};
+use super::{Config, ConfigError, OriginList, env_var, sha256_from_hex};
 
 /// The longest token lifetime any rule may grant: a day. IVS sets no limit
 /// on tokens without a viewer id, but a retired key stays in one of IVS's 3
@@ -53,6 +53,13 @@ impl Config {
             (
                 "server.body_read_timeout_ms".into(),
                 self.server.body_read_timeout_ms,
+                100,
+                600_000,
+                "ms",
+            ),
+            (
+                "server.write_timeout_ms".into(),
+                self.server.write_timeout_ms,
                 100,
                 600_000,
                 "ms",
@@ -273,7 +280,7 @@ impl Config {
             }
             if let Some(j) = self.api_keys[..i]
                 .iter()
-                .position(|k| k.sha256 == key.sha256)
+                .position(|k| k.sha256.eq_ignore_ascii_case(&key.sha256))
             {
                 return err(
                     &at("sha256"),
@@ -283,7 +290,7 @@ impl Config {
                     ),
                 );
             }
-            if key.sha256 == EMPTY_SHA256 {
+            if key.sha256.eq_ignore_ascii_case(EMPTY_SHA256) {
                 return err(
                     &at("sha256"),
                     "is the SHA-256 of the empty string: no API key is empty; hash the key itself (printf %s KEY | sha256sum)".into(),
@@ -292,7 +299,7 @@ impl Config {
             if sha256_from_hex(&key.sha256).is_none() {
                 return err(
                     &at("sha256"),
-                    "must be 64 lowercase hex digits (sha256sum of the key)".into(),
+                    "must be 64 hex digits (printf %s KEY | sha256sum)".into(),
                 );
             }
             if key.channels.is_empty() {
@@ -322,6 +329,20 @@ impl Config {
                 return err(
                     "admin.token_sha256",
                     "is the SHA-256 of the empty string: an empty admin token guards nothing; make one (openssl rand -hex 32) and hash it (printf %s TOKEN | sha256sum)".into(),
+                );
+            }
+            if let Some((i, key)) = self
+                .api_keys
+                .iter()
+                .enumerate()
+                .find(|(_, k)| k.sha256.eq_ignore_ascii_case(&admin.token_sha256))
+            {
+                return err(
+                    "admin.token_sha256",
+                    format!(
+                        "is also api_keys[{i}].sha256 (`{}`): the backend holding that API key could rotate and revoke keys; make the admin token its own (openssl rand -hex 32) and hash it (printf %s TOKEN | sha256sum)",
+                        key.name
+                    ),
                 );
             }
         }
@@ -366,17 +387,27 @@ impl Config {
     }
 }
 
-/// figment's error, with the key path first.
-pub(super) fn figment_message(e: &figment::Error) -> String {
+/// figment's error, with the key path first, or the environment variable
+/// that set the value (its provider's metadata is named `env_name`); and
+/// whether any of it came from the environment.
+pub(super) fn figment_message(e: &figment::Error, env_name: &str) -> (String, bool) {
     let mut out = Vec::new();
+    let mut from_env = false;
     for e in e.clone() {
         let key = e.path.join(".");
         let message = e.kind.to_string();
-        out.push(if key.is_empty() {
+        let env = e.metadata.as_ref().is_some_and(|m| m.name == env_name);
+        from_env |= env;
+        out.push(if env {
+            format!(
+                "{} (environment variable, for {key}): {message}",
+                env_var(&e.path)
+            )
+        } else if key.is_empty() {
             message
         } else {
             format!("{key}: {message}")
         });
     }
-    out.join("; ")
+    (out.join("; "), from_env)
 }

@@ -271,12 +271,6 @@ impl IntoResponse for AppError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        // The body was not read to its end: the connection cannot carry
-        // another request, and says so, so that pooling clients open a new
-        // one instead of failing their next request.
-        if matches!(self, Self::RequestTimeout(_) | Self::PayloadTooLarge(_)) {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
         if let Self::RateLimited { retry_after, .. } = &self {
             let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -31,18 +31,16 @@ pub(crate) async fn token(
     let now = SystemTime::now();
     let parts = &state.inner;
     let mint = &parts.mint;
-    let mut body_read = false;
     let result = async {
         let caller = within(parts.timeout, admit(mint, peer.ip(), &headers)).await?;
         mint.rate_limit(&caller, 1)?;
         let value = read_json(&headers, body, parts.body).await?;
-        body_read = true;
         let request =
             parse_request(&value, "").inspect_err(|e| audit_refusal(&caller, &value, e))?;
         within(parts.timeout, mint_one(mint, &caller, &request, now)).await
     }
     .await;
-    finish(started, result, !body_read && declares_body(&headers))
+    finish(started, result)
 }
 
 /// `POST /v1/tokens`: up to 50 requests, each answered on its own.
@@ -56,11 +54,9 @@ pub(crate) async fn tokens(
     let now = SystemTime::now();
     let parts = &state.inner;
     let mint = &parts.mint;
-    let mut body_read = false;
     let result = async {
         let caller = within(parts.timeout, admit(mint, peer.ip(), &headers)).await?;
         let value = read_json(&headers, body, parts.body).await?;
-        body_read = true;
         let items = batch_items(&value)?;
         mint.rate_limit(&caller, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
         let work = async {
@@ -87,16 +83,7 @@ pub(crate) async fn tokens(
         within(parts.timeout, work).await
     }
     .await;
-    finish(started, result, !body_read && declares_body(&headers))
-}
-
-/// Whether the request carries a body (that an early answer leaves unread).
-fn declares_body(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING)
-        || headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.trim() != "0")
+    finish(started, result)
 }
 
 /// One parsed request: resolve → entitle → mint → the JSON answer, with an
@@ -177,16 +164,16 @@ async fn within<T>(
         })
 }
 
-/// The answer, counted and timed. `close`: the request's body was left
-/// unread, so the connection cannot carry another request and says so.
-fn finish(started: Instant, result: Result<Value, AppError>, close: bool) -> Response {
+/// The answer, counted and timed. (An early refusal that leaves the body
+/// unread says `Connection: close` through the server's body tracking.)
+fn finish(started: Instant, result: Result<Value, AppError>) -> Response {
     let outcome = match &result {
         Ok(_) => "minted",
         Err(e) => e.code(),
     };
     metrics::counter!("tokens_total", "outcome" => outcome).increment(1);
     metrics::histogram!("token_request_seconds").record(started.elapsed().as_secs_f64());
-    let mut response = match result {
+    match result {
         Ok(body) => (
             StatusCode::OK,
             [
@@ -202,11 +189,5 @@ fn finish(started: Instant, result: Result<Value, AppError>, close: bool) -> Res
             }
             e.into_response()
         }
-    };
-    if close {
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    response
 }

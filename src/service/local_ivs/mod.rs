@@ -71,6 +71,8 @@ pub struct LocalIvsConfig {
     /// Base URL written into playback URLs (default: `http://` + the bound
     /// address).
     pub public_url: Option<String>,
+    /// Open connections at most (128 at most from one client address).
+    pub max_connections: usize,
 }
 
 impl Default for LocalIvsConfig {
@@ -82,6 +84,7 @@ impl Default for LocalIvsConfig {
             credentials: Vec::new(),
             test_controls: false,
             public_url: None,
+            max_connections: ConnectionLimits::default().max_connections,
         }
     }
 }
@@ -187,7 +190,7 @@ impl LocalIvs {
         let task = tokio::spawn(crate::service::server::serve(
             listener,
             router,
-            ConnectionLimits::default(),
+            ConnectionLimits::default().at_most(config.max_connections),
             None,
             async {
                 let _ = rx.await;
