@@ -189,6 +189,13 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
 /// earlier pipelined answers (the head is then not at the start of the
 /// write) keeps hyper's empty body; the status is right either way.
 fn json_for_hyper_answer(written: &[u8]) -> Option<Vec<u8>> {
+    // Every write of every answer passes here: look at the status first.
+    if !matches!(
+        written.get(..12)?,
+        b"HTTP/1.1 400" | b"HTTP/1.1 414" | b"HTTP/1.1 431"
+    ) {
+        return None;
+    }
     let head = std::str::from_utf8(written).ok()?;
     let status = head.strip_prefix("HTTP/1.1 ")?.get(..3)?;
     let (code, message) = match status {
