@@ -127,6 +127,7 @@ impl LocalIvs {
         let ctx = Context {
             scope: &scope,
             base_url,
+            missing_buckets: &Default::default(),
         };
         let created = api::execute(
             "CreateChannel",

@@ -2,7 +2,8 @@
 //!
 //! - Control plane: IVS's REST-JSON operations (`POST /<Operation>`, and
 //!   `/tags/{arn}`) for channels, stream keys, playback key pairs, viewer
-//!   revocation and tags, validated against the embedded AWS service model,
+//!   revocation, recording configurations, playback restriction policies
+//!   and tags, validated against the embedded AWS service model,
 //!   SigV4-authenticated, with IVS's errors and quotas.
 //! - Playback: `GET` on a channel's `playbackUrl` checks the token the way the
 //!   IVS edge does, with the signer's [`Verifier`](crate::Verifier) and the
@@ -71,6 +72,9 @@ pub struct LocalIvsConfig {
     /// Base URL written into playback URLs (default: `http://` + the bound
     /// address).
     pub public_url: Option<String>,
+    /// S3 buckets to treat as missing: a recording configuration naming one
+    /// ends in `CREATE_FAILED`, as IVS's does when it cannot use its bucket.
+    pub missing_buckets: Vec<String>,
 }
 
 impl Default for LocalIvsConfig {
@@ -82,6 +86,7 @@ impl Default for LocalIvsConfig {
             credentials: Vec::new(),
             test_controls: false,
             public_url: None,
+            missing_buckets: Vec::new(),
         }
     }
 }
@@ -178,6 +183,7 @@ impl LocalIvs {
                 calls: Mutex::default(),
                 sessions: Mutex::new(Sessions::default()),
                 base_url: base_url.clone(),
+                missing_buckets: config.missing_buckets.iter().cloned().collect(),
             }),
         };
         let router = router(app, config.test_controls);
@@ -243,6 +249,7 @@ struct Inner {
     calls: Mutex<std::collections::BTreeMap<String, u64>>,
     sessions: Mutex<Sessions>,
     base_url: String,
+    missing_buckets: std::collections::BTreeSet<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -404,6 +411,7 @@ async fn control_inner(
                 &api::Context {
                     scope: &scope,
                     base_url: &base_url,
+                    missing_buckets: &app.inner.missing_buckets,
                 },
             )
         })
