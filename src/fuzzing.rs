@@ -223,6 +223,7 @@ impl LocalIvs {
             &Context {
                 scope: &scope,
                 base_url: "http://127.0.0.1:1",
+                missing_buckets: &Default::default(),
             },
         )
         .map_err(err)?;
