@@ -674,3 +674,72 @@ async fn tags_and_state_hold_for_recording_configurations_and_policies() {
         .into_service_error();
     assert!(err.is_resource_not_found_exception(), "{err:?}");
 }
+
+#[tokio::test]
+async fn malformed_input_to_the_new_operations_is_a_400_never_a_500() {
+    let t = TestIvs::start().await;
+    let cases: &[(&str, &str)] = &[
+        ("/CreateRecordingConfiguration", r#"{}"#),
+        (
+            "/CreateRecordingConfiguration",
+            r#"{"destinationConfiguration":"s3"}"#,
+        ),
+        (
+            "/CreateRecordingConfiguration",
+            r#"{"destinationConfiguration":{"s3":{"bucketName":5}}}"#,
+        ),
+        (
+            "/CreateRecordingConfiguration",
+            r#"{"destinationConfiguration":{"s3":{"bucketName":"ok-bucket"}},"thumbnailConfiguration":{"storage":"LATEST"}}"#,
+        ),
+        (
+            "/CreateRecordingConfiguration",
+            r#"{"destinationConfiguration":{"s3":{"bucketName":"ok-bucket"}},"renditionConfiguration":{"renditions":["4K"]}}"#,
+        ),
+        (
+            "/GetRecordingConfiguration",
+            r#"{"arn":"arn:aws:ivs:us-west-2:1:channel/x"}"#,
+        ),
+        (
+            "/CreatePlaybackRestrictionPolicy",
+            r#"{"allowedCountries":"US"}"#,
+        ),
+        (
+            "/CreatePlaybackRestrictionPolicy",
+            r#"{"allowedCountries":[1]}"#,
+        ),
+        (
+            "/CreatePlaybackRestrictionPolicy",
+            r#"{"allowedOrigins":[null]}"#,
+        ),
+        (
+            "/CreatePlaybackRestrictionPolicy",
+            r#"{"enableStrictOriginEnforcement":"yes"}"#,
+        ),
+        (
+            "/UpdatePlaybackRestrictionPolicy",
+            r#"{"allowedCountries":["US"]}"#,
+        ),
+        ("/BatchGetStreamKey", r#"{"arns":"x"}"#),
+        (
+            "/BatchGetStreamKey",
+            r#"{"arns":["arn:aws:ivs:us-west-2:1:channel/x"]}"#,
+        ),
+    ];
+    for (path, body) in cases {
+        let r = t.raw(Method::POST, path, body.as_bytes().to_vec()).await;
+        let status = r.status().as_u16();
+        let code = r
+            .headers()
+            .get("x-amzn-errortype")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 400, "{path} {body}: {text}");
+        assert_eq!(
+            code.as_deref(),
+            Some("ValidationException"),
+            "{path} {body}"
+        );
+        assert!(text.contains("exceptionMessage"), "{text}");
+    }
+}

@@ -53,7 +53,11 @@ pub(super) fn create(
     );
     doc.insert(
         "name".into(),
-        input.get("name").cloned().unwrap_or_else(|| json!("")),
+        input
+            .get("name")
+            .filter(|v| !v.is_null())
+            .cloned()
+            .unwrap_or_else(|| json!("")),
     );
     doc.insert(
         "destinationConfiguration".into(),
