@@ -127,6 +127,7 @@ impl LocalIvs {
         let ctx = Context {
             scope: &scope,
             base_url,
+            missing_buckets: &Default::default(),
         };
         let created = api::execute(
             "CreateChannel",
@@ -222,6 +223,7 @@ impl LocalIvs {
             &Context {
                 scope: &scope,
                 base_url: "http://127.0.0.1:1",
+                missing_buckets: &Default::default(),
             },
         )
         .map_err(err)?;

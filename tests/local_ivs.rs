@@ -6,6 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
+/// Recording configurations, playback restriction policies, BatchGetStreamKey.
+#[path = "local_ivs/resources.rs"]
+mod resources;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -1262,8 +1265,40 @@ async fn tag_rules_hold_on_every_taggable_resource_and_a_refusal_stores_nothing(
         keys.sort();
         keys
     };
+    let recording = c
+        .create_recording_configuration()
+        .destination_configuration(
+            aws_sdk_ivs::types::DestinationConfiguration::builder()
+                .s3(aws_sdk_ivs::types::S3DestinationConfiguration::builder()
+                    .bucket_name("tagged-recordings")
+                    .build()
+                    .unwrap())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .recording_configuration()
+        .unwrap()
+        .arn()
+        .to_owned();
+    let policy = c
+        .create_playback_restriction_policy()
+        .send()
+        .await
+        .unwrap()
+        .playback_restriction_policy()
+        .unwrap()
+        .arn()
+        .to_owned();
     let long = |n: usize, c: char| std::iter::repeat_n(c, n).collect::<String>();
-    for arn in [channel.as_str(), key_arn.as_str(), stream_key.as_str()] {
+    for arn in [
+        channel.as_str(),
+        key_arn.as_str(),
+        stream_key.as_str(),
+        recording.as_str(),
+        policy.as_str(),
+    ] {
         for (key, value, words) in [
             ("aws:team".to_owned(), "v".to_owned(), "reserved"),
             ("AWS:Team".to_owned(), "v".to_owned(), "reserved"),

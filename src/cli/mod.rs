@@ -71,6 +71,10 @@ struct LocalIvsArgs {
     /// Base URL written into playback URLs (default: http:// + the bound address).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Treat this S3 bucket as missing: a recording configuration naming it
+    /// ends in CREATE_FAILED (repeat for several).
+    #[arg(long = "missing-bucket", value_name = "BUCKET")]
+    missing_buckets: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -551,6 +555,7 @@ fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
         credentials: args.credentials,
         test_controls: args.test_controls,
         public_url: args.public_url,
+        missing_buckets: args.missing_buckets,
         ..LocalIvsConfig::default()
     };
     runtime()?.block_on(async {

@@ -106,7 +106,8 @@ def post(url, body):
 
 def main(binary):
     server = subprocess.Popen(
-        [binary, "local-ivs", "--listen", "127.0.0.1:0", "--test-controls", "--credential", f"{KEY}:{SECRET}:{ACCOUNT}"],
+        [binary, "local-ivs", "--listen", "127.0.0.1:0", "--test-controls", "--credential", f"{KEY}:{SECRET}:{ACCOUNT}",
+         "--missing-bucket", "gone-bucket"],
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -167,6 +168,16 @@ def run(endpoint):
     ivs.delete_stream_key(arn=key_arn)
     out = ivs.create_stream_key(channelArn=arn, tags={"k": "v"})
     shape_check(ivs, "CreateStreamKey", out)
+    key_arn = out["streamKey"]["arn"]
+    missing_key = f"arn:aws:ivs:{REGION}:{ACCOUNT}:stream-key/missing1234"
+    out = ivs.batch_get_stream_key(arns=[key_arn, missing_key, key_arn])
+    shape_check(ivs, "BatchGetStreamKey", out)
+    check([k["arn"] for k in out["streamKeys"]] == [key_arn] and out["streamKeys"][0]["value"].startswith("sk_"), out)
+    check([e["arn"] for e in out["errors"]] == [missing_key] and out["errors"][0]["code"] == "ResourceNotFoundException", out)
+    # botocore checks minimum lengths itself: `raw` lets the server answer.
+    raw = boto3.client("ivs", region_name=REGION, endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
+                       config=config.merge(Config(parameter_validation=False)))
+    expect_error("ValidationException", 400, raw.batch_get_stream_key, arns=[])
 
     # Playback key pairs.
     private_keys = [ec.generate_private_key(ec.SECP384R1()) for _ in range(4)]
@@ -190,14 +201,20 @@ def run(endpoint):
     check(out["ResponseMetadata"]["HTTPStatusCode"] == 200, "DeletePlaybackKeyPair answers 200")
     expect_error("ResourceNotFoundException", 404, ivs.delete_playback_key_pair, arn=pair_arns[2])
 
-    # Tags.
-    for resource in (arn, pair_arns[0]):
+    recording_arn, policy_arn = recording_configurations(ivs, raw), restriction_policies(ivs, raw)
+    references(ivs, recording_arn, policy_arn)
+
+    # Tags, on every taggable resource type.
+    for resource in (arn, pair_arns[0], key_arn, recording_arn, policy_arn):
         ivs.tag_resource(resourceArn=resource, tags={"a": "1", "b": "2"})
         ivs.untag_resource(resourceArn=resource, tagKeys=["a"])
         tags = ivs.list_tags_for_resource(resourceArn=resource)
         shape_check(ivs, "ListTagsForResource", tags)
         check(tags["tags"].get("b") == "2" and "a" not in tags["tags"], tags)
+        expect_error("ValidationException", 400, ivs.tag_resource, resourceArn=resource, tags={"aws:x": "1"})
     expect_error("ResourceNotFoundException", 404, ivs.list_tags_for_resource, resourceArn=missing)
+    expect_error("ResourceNotFoundException", 404, ivs.tag_resource,
+                 resourceArn=f"arn:aws:ivs:{REGION}:{ACCOUNT}:playback-restriction-policy/missing1234", tags={"a": "1"})
 
     # Playback with tokens signed by PyJWT.
     url = ivs.get_channel(arn=arn)["channel"]["playbackUrl"]
@@ -246,6 +263,116 @@ def run(endpoint):
     # Deleting.
     ivs.delete_channel(arn=arn)
     expect_error("ResourceNotFoundException", 404, ivs.get_channel, arn=arn)
+
+
+def recording_configurations(ivs, raw):
+    """CreateRecordingConfiguration and its kin; answers the ARN of one that is ACTIVE."""
+    out = ivs.create_recording_configuration(
+        name="boto3-archive", destinationConfiguration={"s3": {"bucketName": "boto3-recordings"}},
+        thumbnailConfiguration={"recordingMode": "INTERVAL", "targetIntervalSeconds": 30, "resolution": "SD",
+                                "storage": ["SEQUENTIAL", "LATEST"]},
+        renditionConfiguration={"renditionSelection": "CUSTOM", "renditions": ["HD", "SD"]},
+        recordingReconnectWindowSeconds=60, tags={"team": "video"})
+    shape_check(ivs, "CreateRecordingConfiguration", out)
+    config = out["recordingConfiguration"]
+    arn = config["arn"]
+    check(arn.startswith(f"arn:aws:ivs:{REGION}:{ACCOUNT}:recording-configuration/"), arn)
+    check(config["state"] == "CREATING", config)
+    out = ivs.get_recording_configuration(arn=arn)
+    shape_check(ivs, "GetRecordingConfiguration", out)
+    config = out["recordingConfiguration"]
+    check(config["state"] == "ACTIVE" and config["tags"] == {"team": "video"}, config)
+    check(config["thumbnailConfiguration"]["targetIntervalSeconds"] == 30, config)
+    check(config["renditionConfiguration"]["renditions"] == ["HD", "SD"], config)
+    check(config["recordingReconnectWindowSeconds"] == 60, config)
+    plain = ivs.create_recording_configuration(destinationConfiguration={"s3": {"bucketName": "boto3-plain"}})
+    thumbs = ivs.get_recording_configuration(arn=plain["recordingConfiguration"]["arn"])["recordingConfiguration"]["thumbnailConfiguration"]
+    check(thumbs == {"recordingMode": "INTERVAL", "targetIntervalSeconds": 60, "storage": ["SEQUENTIAL"]}, thumbs)
+    failed = ivs.create_recording_configuration(destinationConfiguration={"s3": {"bucketName": "gone-bucket"}})
+    failed_arn = failed["recordingConfiguration"]["arn"]
+    check(ivs.get_recording_configuration(arn=failed_arn)["recordingConfiguration"]["state"] == "CREATE_FAILED",
+          "a missing bucket ends in CREATE_FAILED")
+    pages = list(ivs.get_paginator("list_recording_configurations").paginate(PaginationConfig={"PageSize": 2}))
+    for page in pages:
+        shape_check(ivs, "ListRecordingConfigurations", page)
+    listed = [c["arn"] for p in pages for c in p["recordingConfigurations"]]
+    check(len(pages) == 2 and listed == [arn, plain["recordingConfiguration"]["arn"], failed_arn], listed)
+    for bucket in ("Upper-Case", "ab", "-dash", "a..b", "10.0.0.1"):
+        expect_error("ValidationException", 400, raw.create_recording_configuration,
+                     destinationConfiguration={"s3": {"bucketName": bucket}})
+    expect_error("ValidationException", 400, raw.create_recording_configuration, destinationConfiguration={})
+    expect_error("ValidationException", 400, raw.create_recording_configuration,
+                 destinationConfiguration={"s3": {"bucketName": "ok-bucket"}},
+                 renditionConfiguration={"renditionSelection": "CUSTOM"})
+    expect_error("ValidationException", 400, raw.create_recording_configuration,
+                 destinationConfiguration={"s3": {"bucketName": "ok-bucket"}},
+                 thumbnailConfiguration={"targetIntervalSeconds": 61})
+    out = ivs.delete_recording_configuration(arn=failed_arn)
+    check(out["ResponseMetadata"]["HTTPStatusCode"] == 204, "DeleteRecordingConfiguration answers 204")
+    expect_error("ResourceNotFoundException", 404, ivs.get_recording_configuration, arn=failed_arn)
+    expect_error("ResourceNotFoundException", 404, ivs.delete_recording_configuration, arn=failed_arn)
+    return arn
+
+
+def restriction_policies(ivs, raw):
+    """The five playback-restriction-policy operations; answers the ARN of one."""
+    out = ivs.create_playback_restriction_policy(
+        name="boto3-policy", allowedCountries=["US", "CA"], allowedOrigins=["https://www.example.com"],
+        enableStrictOriginEnforcement=True, tags={"team": "video"})
+    shape_check(ivs, "CreatePlaybackRestrictionPolicy", out)
+    arn = out["playbackRestrictionPolicy"]["arn"]
+    check(arn.startswith(f"arn:aws:ivs:{REGION}:{ACCOUNT}:playback-restriction-policy/"), arn)
+    out = ivs.update_playback_restriction_policy(arn=arn, allowedCountries=["DE"], enableStrictOriginEnforcement=False)
+    shape_check(ivs, "UpdatePlaybackRestrictionPolicy", out)
+    policy = out["playbackRestrictionPolicy"]
+    check(policy["allowedCountries"] == ["DE"] and policy["allowedOrigins"] == ["https://www.example.com"], policy)
+    check(policy["enableStrictOriginEnforcement"] is False and policy["name"] == "boto3-policy", policy)
+    out = ivs.get_playback_restriction_policy(arn=arn)
+    shape_check(ivs, "GetPlaybackRestrictionPolicy", out)
+    check(out["playbackRestrictionPolicy"] == policy, out)
+    other = ivs.create_playback_restriction_policy()["playbackRestrictionPolicy"]
+    check(other["allowedCountries"] == [] and other["allowedOrigins"] == [], other)
+    # botocore has no paginator for this operation: page by hand.
+    pages = [ivs.list_playback_restriction_policies()]
+    while "nextToken" in pages[-1]:
+        pages.append(ivs.list_playback_restriction_policies(nextToken=pages[-1]["nextToken"]))
+    for page in pages:
+        shape_check(ivs, "ListPlaybackRestrictionPolicies", page)
+    check([p["arn"] for page in pages for p in page["playbackRestrictionPolicies"]] == [arn, other["arn"]],
+          "policies listed one a page (the model's default), in order")
+    for countries, origins in ((["XK"], []), (["us"], []), (["USA"], []), ([], ["example.com"]), ([], ["https://a.example.com/x"])):
+        e = expect_error("ValidationException", 400, raw.create_playback_restriction_policy,
+                         allowedCountries=countries, allowedOrigins=origins)
+        message = e.response.get("exceptionMessage", "")
+        check("allowedCountries" in message or "allowedOrigins" in message, f"the error names the member: {e.response}")
+        expect_error("ValidationException", 400, raw.update_playback_restriction_policy,
+                     arn=arn, allowedCountries=countries, allowedOrigins=origins)
+    ivs.delete_playback_restriction_policy(arn=other["arn"])
+    for op in (ivs.get_playback_restriction_policy, ivs.delete_playback_restriction_policy, ivs.update_playback_restriction_policy):
+        expect_error("ResourceNotFoundException", 404, op, arn=other["arn"])
+    return arn
+
+
+def references(ivs, recording_arn, policy_arn):
+    """A channel names only what exists; what a channel names cannot be deleted."""
+    missing_recording = f"arn:aws:ivs:{REGION}:{ACCOUNT}:recording-configuration/missing1234"
+    missing_policy = f"arn:aws:ivs:{REGION}:{ACCOUNT}:playback-restriction-policy/missing1234"
+    expect_error("ResourceNotFoundException", 404, ivs.create_channel, recordingConfigurationArn=missing_recording)
+    expect_error("ResourceNotFoundException", 404, ivs.create_channel, playbackRestrictionPolicyArn=missing_policy)
+    channel = ivs.create_channel(name="boto3-recorded", recordingConfigurationArn=recording_arn,
+                                 playbackRestrictionPolicyArn=policy_arn)["channel"]
+    got = ivs.get_channel(arn=channel["arn"])["channel"]
+    check(got["recordingConfigurationArn"] == recording_arn and got["playbackRestrictionPolicyArn"] == policy_arn, got)
+    expect_error("ResourceNotFoundException", 404, ivs.update_channel, arn=channel["arn"],
+                 recordingConfigurationArn=missing_recording)
+    expect_error("ConflictException", 409, ivs.delete_recording_configuration, arn=recording_arn)
+    expect_error("ConflictException", 409, ivs.delete_playback_restriction_policy, arn=policy_arn)
+    filtered = ivs.list_channels(filterByRecordingConfigurationArn=recording_arn)["channels"]
+    check([c["arn"] for c in filtered] == [channel["arn"]], filtered)
+    ivs.update_channel(arn=channel["arn"], recordingConfigurationArn="", playbackRestrictionPolicyArn="")
+    spare = ivs.create_recording_configuration(destinationConfiguration={"s3": {"bucketName": "boto3-spare"}})
+    ivs.delete_recording_configuration(arn=spare["recordingConfiguration"]["arn"])
+    ivs.delete_channel(arn=channel["arn"])
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 //!
 //! - Control plane: IVS's REST-JSON operations (`POST /<Operation>`, and
 //!   `/tags/{arn}`) for channels, stream keys, playback key pairs, viewer
-//!   revocation and tags, validated against the embedded AWS service model,
+//!   revocation, recording configurations, playback restriction policies
+//!   and tags, validated against the embedded AWS service model,
 //!   SigV4-authenticated, with IVS's errors and quotas.
 //! - Playback: `GET` on a channel's `playbackUrl` checks the token the way the
 //!   IVS edge does, with the signer's [`Verifier`](crate::Verifier) and the
@@ -22,6 +23,7 @@ pub(crate) mod error;
 mod faults;
 pub(crate) mod model;
 pub(crate) mod playback;
+mod request;
 pub(crate) mod sigv4;
 pub(crate) mod state;
 
@@ -37,16 +39,15 @@ use axum::extract::State as AxumState;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
-use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use self::error::ApiError;
 use self::faults::{Fault, FaultRequest, Faults};
-use self::model::Model;
 pub(crate) use self::playback::token_from_query;
 use self::playback::{Refusal, Session, Sessions};
+pub(crate) use self::request::{control_input, operation_of, percent_decode};
 use self::sigv4::{Authenticator, Credential};
 use self::state::{State, StateFile};
 use crate::service::server::ConnectionLimits;
@@ -73,6 +74,9 @@ pub struct LocalIvsConfig {
     pub public_url: Option<String>,
     /// Open connections at most (128 at most from one client address).
     pub max_connections: usize,
+    /// S3 buckets to treat as missing: a recording configuration naming one
+    /// ends in `CREATE_FAILED`, as IVS's does when it cannot use its bucket.
+    pub missing_buckets: Vec<String>,
 }
 
 impl Default for LocalIvsConfig {
@@ -85,6 +89,7 @@ impl Default for LocalIvsConfig {
             test_controls: false,
             public_url: None,
             max_connections: ConnectionLimits::default().max_connections,
+            missing_buckets: Vec::new(),
         }
     }
 }
@@ -181,6 +186,7 @@ impl LocalIvs {
                 calls: Mutex::default(),
                 sessions: Mutex::new(Sessions::default()),
                 base_url: base_url.clone(),
+                missing_buckets: config.missing_buckets.iter().cloned().collect(),
             }),
         };
         let router = router(app, config.test_controls);
@@ -246,6 +252,7 @@ struct Inner {
     calls: Mutex<std::collections::BTreeMap<String, u64>>,
     sessions: Mutex<Sessions>,
     base_url: String,
+    missing_buckets: std::collections::BTreeSet<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -294,68 +301,6 @@ fn router(app: App, test_controls: bool) -> Router {
             .route("/_local/calls", get(calls));
     }
     router.fallback(any(control)).with_state(app)
-}
-
-/// The operation a control-plane request names.
-pub(crate) fn operation_of(
-    method: &Method,
-    path: &str,
-) -> Result<(String, Option<String>), ApiError> {
-    if let Some(arn) = path.strip_prefix("/tags/") {
-        let op = match *method {
-            Method::POST => "TagResource",
-            Method::DELETE => "UntagResource",
-            Method::GET => "ListTagsForResource",
-            _ => {
-                return Err(ApiError::unknown_operation(format!(
-                    "{method} /tags/{{resourceArn}} is not an IVS operation"
-                )));
-            }
-        };
-        let decoded = percent_decode(arn)
-            .ok_or_else(|| ApiError::validation("resourceArn is not valid percent-encoding"))?;
-        return Ok((op.to_owned(), Some(decoded)));
-    }
-    let name = path.trim_start_matches('/');
-    if *method == Method::POST && api::OPERATIONS.contains(&name) {
-        return Ok((name.to_owned(), None));
-    }
-    Err(ApiError::unknown_operation(format!(
-        "{method} {path} is not an operation of the local IVS"
-    )))
-}
-
-/// `%XX` sequences decoded; `None` for a broken one or bytes that are not
-/// UTF-8.
-pub(crate) fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = s.get(i + 1..i + 3)?;
-            if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return None;
-            }
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-fn query_values(uri: &Uri, name: &str) -> Vec<String> {
-    uri.query()
-        .unwrap_or_default()
-        .split('&')
-        .filter_map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then(|| percent_decode(&v.replace('+', " ")).unwrap_or_default())
-        })
-        .collect()
 }
 
 async fn control(
@@ -407,6 +352,7 @@ async fn control_inner(
                 &api::Context {
                     scope: &scope,
                     base_url: &base_url,
+                    missing_buckets: &app.inner.missing_buckets,
                 },
             )
         })
@@ -422,39 +368,6 @@ async fn control_inner(
         output.to_string(),
     )
         .into_response())
-}
-
-/// An operation's input from its body (and, for the tag operations, its
-/// path and query), checked against the IVS model.
-pub(crate) fn control_input(
-    operation: &str,
-    resource_arn: Option<String>,
-    uri: &Uri,
-    body: &[u8],
-) -> Result<(Value, &'static model::Operation), ApiError> {
-    let mut input: Value = if body.is_empty() {
-        Value::Object(serde_json::Map::new())
-    } else {
-        serde_json::from_slice(body)
-            .map_err(|e| ApiError::validation(format!("the request body is not valid JSON: {e}")))?
-    };
-    if !input.is_object() {
-        return Err(ApiError::validation(
-            "the request body must be a JSON object",
-        ));
-    }
-    if let Some(arn) = resource_arn {
-        input["resourceArn"] = Value::String(arn);
-        if operation == "UntagResource" {
-            input["tagKeys"] = Value::from(query_values(uri, "tagKeys"));
-        }
-    }
-    let model = Model::get();
-    let op = model.operation(operation).ok_or_else(|| {
-        ApiError::unknown_operation(format!("{operation} is not in the IVS model"))
-    })?;
-    model.validate(op, &input).map_err(ApiError::validation)?;
-    Ok((input, op))
 }
 
 /// A response whose body fails at once: hyper closes the connection without

@@ -78,6 +78,13 @@ pub(crate) struct RegionState {
     pub(crate) stream_keys: BTreeMap<String, StreamKey>,
     /// By key-pair id.
     pub(crate) key_pairs: BTreeMap<String, KeyPair>,
+    /// By recording-configuration id. (`default`: state files written before
+    /// recording configurations existed still load.)
+    #[serde(default)]
+    pub(crate) recording_configurations: BTreeMap<String, RecordingConfiguration>,
+    /// By playback-restriction-policy id; the edge reads them from here.
+    #[serde(default)]
+    pub(crate) playback_restriction_policies: BTreeMap<String, PlaybackRestrictionPolicy>,
     /// The highest revoked session version, by channel ARN and viewer id.
     pub(crate) revocations: BTreeMap<String, BTreeMap<String, i64>>,
     /// Single-use UUIDs already used, with the `exp` of their token (kept
@@ -107,6 +114,38 @@ impl Channel {
             .and_then(Value::as_bool)
             .unwrap_or(false)
     }
+}
+
+/// A recording configuration: its document as GetRecordingConfiguration
+/// returns it once settled, without tags.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct RecordingConfiguration {
+    pub(crate) seq: u64,
+    pub(crate) doc: Map<String, Value>,
+    pub(crate) tags: BTreeMap<String, String>,
+}
+
+impl RecordingConfiguration {
+    pub(crate) fn arn(&self) -> &str {
+        self.doc
+            .get("arn")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    }
+}
+
+/// A playback restriction policy, typed: the edge enforces it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct PlaybackRestrictionPolicy {
+    pub(crate) seq: u64,
+    pub(crate) arn: String,
+    pub(crate) name: String,
+    /// ISO 3166-1 alpha-2 codes; empty: every country.
+    pub(crate) allowed_countries: Vec<String>,
+    /// Origins as the `Origin` header carries them; empty: every origin.
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) enable_strict_origin_enforcement: bool,
+    pub(crate) tags: BTreeMap<String, String>,
 }
 
 /// A stream key.
