@@ -37,8 +37,8 @@ use std::path::PathBuf;
 pub enum Error {
     /// A claim, or a combination of claims, breaks a rule of IVS; the error
     /// names the claim and the rule. From
-    /// [`PlaybackClaimsBuilder::build`](crate::PlaybackClaimsBuilder::build)
-    /// and [`TokenSigner::sign`](crate::TokenSigner::sign).
+    /// `PlaybackClaimsBuilder::build`
+    /// and `TokenSigner::sign`.
     #[error(transparent)]
     Claim(#[from] ClaimError),
     /// Key material could not be read or is not a P-384 key; from the key
@@ -63,13 +63,13 @@ pub enum Error {
         path: PathBuf,
     },
     /// The secret for pseudonymous viewer ids is unusable (shorter than
-    /// [`ViewerIdHasher::MIN_SECRET_LEN`](crate::ViewerIdHasher::MIN_SECRET_LEN)
+    /// `ViewerIdHasher::MIN_SECRET_LEN`
     /// bytes); the text says why.
     #[error("viewer-id secret: {0}")]
     ViewerIdSecret(&'static str),
     /// The operating system's random number generator failed, while
-    /// [`PrivateKey::generate`](crate::PrivateKey::generate) drew a key,
-    /// [`PlaybackClaimsBuilder::single_use`](crate::PlaybackClaimsBuilder::single_use)
+    /// `PrivateKey::generate` drew a key,
+    /// `PlaybackClaimsBuilder::single_use`
     /// drew a UUID, or a key file's temporary name was drawn.
     #[error("the system random number generator failed")]
     Random,
@@ -82,7 +82,7 @@ pub enum Error {
     /// the key was checked when it was loaded).
     #[error("the {backend} signing backend failed")]
     Signing {
-        /// The backend's name, as [`Backend::name`](crate::Backend::name)
+        /// The backend's name, as `Backend::name`
         /// gives it.
         backend: &'static str,
     },
@@ -91,7 +91,7 @@ pub enum Error {
 /// A claim that IVS would reject, or a combination of claims it would reject.
 ///
 /// [`claim`](Self::claim) is the claim's name on the wire (one of
-/// [`claims::names`](crate::claims::names), for example `aws:viewer-id`) and
+/// `claims::names`, for example `aws:viewer-id`) and
 /// [`rule`](Self::rule) states the rule it breaks, in words meant for
 /// people, not for matching. `Display` is `claim: rule`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl ClaimError {
     }
 
     /// The wire name of the claim at fault, such as `aws:viewer-id` or `exp`
-    /// (a constant of [`claims::names`](crate::claims::names)), or
+    /// (a constant of `claims::names`), or
     /// `payload` when a verified token's payload is not a JSON object.
     pub fn claim(&self) -> &'static str {
         self.claim
@@ -146,7 +146,7 @@ pub struct KeyError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KeyErrorKind {
     /// Not PEM or DER we can read, or a PEM block with a broken body; also a
-    /// malformed [`Fingerprint`](crate::Fingerprint) string.
+    /// malformed `Fingerprint` string.
     Malformed,
     /// An elliptic-curve key on a curve other than P-384 (secp384r1), the
     /// only curve IVS playback keys use (private-channels-create-key).
@@ -158,8 +158,8 @@ pub enum KeyErrorKind {
     /// file given to a private-key reader).
     PublicKeyGiven,
     /// A private key where a public key was expected (by
-    /// [`PublicKey::from_pem`](crate::PublicKey::from_pem); the file reader
-    /// [`PublicKey::read_file`](crate::PublicKey::read_file) takes the public
+    /// `PublicKey::from_pem`; the file reader
+    /// `PublicKey::read_file` takes the public
     /// half instead).
     PrivateKeyGiven,
     /// An encrypted private key (`BEGIN ENCRYPTED PRIVATE KEY`, or a legacy

@@ -45,12 +45,12 @@ pub mod names {
     /// `aws:channel-arn`: the channel the token plays (a string; required in
     /// practice).
     ///
-    /// See [`ChannelArn`](crate::ChannelArn).
+    /// See `ChannelArn`.
     pub const CHANNEL_ARN: &str = "aws:channel-arn";
     /// `aws:access-control-allow-origin`: comma-separated origins allowed to
     /// play (a string; optional).
     ///
-    /// See [`AllowedOrigins`](crate::AllowedOrigins).
+    /// See `AllowedOrigins`.
     pub const ALLOW_ORIGIN: &str = "aws:access-control-allow-origin";
     /// `aws:strict-origin-enforcement`: check the origin on every playlist
     /// and segment request, not only the first (a boolean; optional).
@@ -61,22 +61,22 @@ pub mod names {
     /// `aws:viewer-id`: a pseudonymous viewer, needed for revocation (a
     /// string of 1 to 40 characters; optional; caps `exp` at 10 minutes).
     ///
-    /// See [`ViewerId`](crate::ViewerId).
+    /// See `ViewerId`.
     pub const VIEWER_ID: &str = "aws:viewer-id";
     /// `aws:viewer-session-version`: revocation generation of the viewer (an
     /// integer; optional, needs `aws:viewer-id`).
     ///
-    /// See [`ViewerSessionVersion`](crate::ViewerSessionVersion).
+    /// See `ViewerSessionVersion`.
     pub const VIEWER_SESSION_VERSION: &str = "aws:viewer-session-version";
     /// `aws:maximum-resolution`: `SD`, `HD` or `FULL_HD` (a string;
     /// optional).
     ///
-    /// See [`MaximumResolution`](crate::MaximumResolution).
+    /// See `MaximumResolution`.
     pub const MAXIMUM_RESOLUTION: &str = "aws:maximum-resolution";
     /// `exp`: expiry, Unix time in **seconds** (an integer; required in
     /// practice).
     ///
-    /// See [`ExpiresAt`](crate::ExpiresAt).
+    /// See `ExpiresAt`.
     pub const EXP: &str = "exp";
     /// `nbf`: not before, Unix time in seconds. Not an IVS claim: verifiers
     /// enforce it as RFC 7519 says, the signer never writes it.

@@ -231,7 +231,7 @@ impl fmt::Display for Origin {
 /// browser's `Origin` header on the multivariant playlist request only, or
 /// on every playlist and segment request when `aws:strict-origin-enforcement`
 /// is on; then at most 5 origins may be listed
-/// ([`MAX_STRICT_ORIGINS`](crate::claims::MAX_STRICT_ORIGINS), checked by
+/// ([`MAX_STRICT_ORIGINS`](super::MAX_STRICT_ORIGINS), checked by
 /// the builder), otherwise the list is unlimited
 /// (private-channels-generate-tokens). The check concerns browsers, which
 /// send `Origin` (`docs/ivs-facts.md` §1); it is no defence against a

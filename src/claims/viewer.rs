@@ -20,7 +20,7 @@ use crate::error::{ClaimError, Error};
 /// A viewer id is what viewer-session revocation targets
 /// (private-channels-start-session-revocation), and a token that carries one
 /// may expire at most 10 minutes after it is issued
-/// ([`SHORT_LIVED_LIMIT`](crate::claims::SHORT_LIVED_LIMIT)).
+/// ([`SHORT_LIVED_LIMIT`](super::SHORT_LIVED_LIMIT)).
 ///
 /// The length is counted in characters (Unicode scalar values), not bytes:
 /// the IVS docs say "1-40 characters", and the AWS service model gives
@@ -95,7 +95,7 @@ pub struct ViewerSessionVersion(pub(super) u32);
 
 impl ViewerSessionVersion {
     /// A version in `0..=2^31-1`
-    /// ([`MAX_VIEWER_SESSION_VERSION`](crate::claims::MAX_VIEWER_SESSION_VERSION)).
+    /// ([`MAX_VIEWER_SESSION_VERSION`](super::MAX_VIEWER_SESSION_VERSION)).
     ///
     /// # Errors
     ///
