@@ -14,6 +14,11 @@
 #   DURATION=60 WARMUP=20 benches/soak.sh # a short run
 #   PEAK=8000 benches/soak.sh             # skip the peak measurement, take this rate
 #
+# `serve` runs in AWS mode against a local IVS in its own process (its endpoint
+# given as the IVS endpoint): the RSS and fds measured are the service's alone,
+# as in production, and not the stand-in's (whose playback sessions, up to its
+# cap of 10,000, are memory that no deployment of `serve` holds).
+#
 # Token lifetimes are 60 s (and the rotation skew 10 s) so that a retired key's last
 # token expires, and the key is deleted, before the next rotation: IVS allows 3 key
 # pairs per region and the local IVS enforces it.
@@ -31,16 +36,43 @@ cargo build --release --locked --bin ivs-playback-auth
 
 work=$(mktemp -d)
 serve_pid=
-cleanup() { [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true; rm -rf "$work"; }
+ivs_pid=
+cleanup() {
+  [ -z "$serve_pid" ] || kill "$serve_pid" 2>/dev/null || true
+  [ -z "$ivs_pid" ] || kill "$ivs_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
+
+# The stand-in for IVS, and the demo channel in it (private, as a real one
+# would be). With no --credential it takes any well-formed SigV4 signature.
+target/release/ivs-playback-auth local-ivs --listen 127.0.0.1:0 --test-controls \
+  --state-file "$work/ivs-state.json" >"$work/ivs.out" 2>"$work/ivs.err" &
+ivs_pid=$!
+for _ in $(seq 100); do [ -s "$work/ivs.out" ] && break; sleep 0.1; done
+ivs=$(head -1 "$work/ivs.out")
+[ -n "$ivs" ] || { cat "$work/ivs.err" >&2; exit 1; }
+ivs_call() { # OPERATION JSON
+  local date
+  date=$(date -u +%Y%m%dT%H%M%SZ)
+  curl -sf -X POST "$ivs/$1" -H 'content-type: application/json' -H "x-amz-date: $date" \
+    -H "authorization: AWS4-HMAC-SHA256 Credential=AKIDSOAK/${date:0:8}/us-west-2/ivs/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature=$(printf '%064d' 0)" \
+    -d "$2"
+}
+ivs_call CreateChannel '{"name":"demo","authorized":true}' >"$work/channel.json"
 
 api_key=soak-api-key-0123456789
 admin_token=soak-admin-token-0123456789
 cat >"$work/config.toml" <<EOF
 [server]
 listen = "127.0.0.1:0"
+[ivs]
+mode = "aws"
+region = "us-west-2"
+endpoint_url = "$ivs"
 [keys]
 dir = "$work/keys"
+generate_if_missing = true
 [tokens]
 default_ttl_seconds = 60
 share_bucket_seconds = 10
@@ -51,6 +83,7 @@ channels = ["*"]
 max_ttl_seconds = 60
 rate_per_second = 10000000
 [anonymous]
+channels = ["demo"]
 ttl_seconds = 60
 rate_per_ip_per_second = 10000000
 [viewer_ids]
@@ -63,9 +96,11 @@ skew_seconds = 10
 sweep_seconds = 5
 EOF
 
-RUST_LOG=warn target/release/ivs-playback-auth serve --config "$work/config.toml" >"$work/serve.out" 2>"$work/serve.err" &
+AWS_ACCESS_KEY_ID=AKIDSOAK AWS_SECRET_ACCESS_KEY=soak-secret AWS_EC2_METADATA_DISABLED=true \
+  AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
+  RUST_LOG=warn target/release/ivs-playback-auth serve --config "$work/config.toml" >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
-for _ in $(seq 100); do grep -q '^demo channel' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
+for _ in $(seq 300); do grep -q '^admin API' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 api=$(sed -n 's/^token API: *//p' "$work/serve.out")
 admin=$(sed -n 's/^admin API: *//p' "$work/serve.out")
 [ -n "$api" ] && [ -n "$admin" ] || { cat "$work/serve.out" "$work/serve.err" >&2; exit 1; }
