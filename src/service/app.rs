@@ -304,7 +304,15 @@ impl Application {
             .map(|d| d.arn.as_str().to_owned())
             .collect();
         let mint = Arc::new(
-            Self::build_mint(&config, ivs.clone(), &rotator, ledger, &anonymous_extra).await?,
+            Self::build_mint(
+                &config,
+                ivs.clone()
+                    .reading_restriction_policies(config.channels.enforce_restriction_policies),
+                &rotator,
+                ledger,
+                &anonymous_extra,
+            )
+            .await?,
         );
 
         let state = AppState::new(AppParts {
