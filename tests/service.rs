@@ -1520,6 +1520,15 @@ async fn a_restriction_policy_limits_a_private_channels_countries_at_mint_time()
         .await;
     assert_error(status, &body, 403, "policy_unverifiable");
     assert!(message(&body).contains("policy.country_header"), "{body}");
+    assert!(
+        blind
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("policy_unverifiable") && l.contains("WARN")),
+        "the refresh warned the operator"
+    );
     let (status, _) = blind
         .token(Some(BACKEND_KEY), json!({"channel": "demo"}))
         .await;

@@ -191,6 +191,34 @@ impl Mint {
         self.minter.mint(channel, grant, now)
     }
 
+    /// Warns of cached private channels whose restriction policy limits
+    /// countries while no country header is configured: every token for
+    /// them is refused (`policy_unverifiable`). Logged after each listing,
+    /// so that operators learn it before viewers do.
+    pub(crate) fn warn_unverifiable(&self) {
+        if self.network.country_header().is_some() {
+            return;
+        }
+        let blind: Vec<String> = self
+            .channels
+            .snapshot()
+            .iter()
+            .filter(|c| {
+                c.authorized
+                    && c.restriction
+                        .as_ref()
+                        .is_some_and(|p| !p.allowed_countries.is_empty())
+            })
+            .map(|c| c.arn.to_string())
+            .collect();
+        if !blind.is_empty() {
+            tracing::warn!(
+                channels = %blind.join(","),
+                "private channels have playback restriction policies that limit countries, and no policy.country_header is configured: their tokens are refused (403 policy_unverifiable)"
+            );
+        }
+    }
+
     /// Periodic clean-up of per-client state.
     pub(crate) fn housekeeping(&self, now: SystemTime) {
         self.limits.housekeeping();
