@@ -1676,6 +1676,31 @@ async fn a_policy_changed_in_ivs_applies_after_the_cache_refresh() {
         .unwrap_or_else(|e| panic!("{e:?}"));
     refresh(&s).await;
     assert_eq!(ask("DE").await.0, 200);
+    // A channel made since the listing, asked for by ARN: the cache's fill
+    // (GetChannel, within the misses' budget) reads its policy too.
+    let late = client
+        .create_channel()
+        .name("late-geo")
+        .authorized(true)
+        .playback_restriction_policy_arn(&policy)
+        .send()
+        .await
+        .unwrap();
+    let late = late.channel().unwrap().arn().unwrap().to_owned();
+    let by_arn = async |country: &str| {
+        s.token_call()
+            .api_key(ARN_KEY)
+            .header("cloudfront-viewer-country", country)
+            .json(&json!({"channel": late}))
+            .send()
+            .await
+            .status_json()
+    };
+    let (status, body) = by_arn("DE").await;
+    assert_error(status, &body, 403, "policy_denied");
+    let (status, body) = by_arn("US").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.play_minted(&body, None).await.0, 200);
 }
 
 /// `channels.enforce_restriction_policies = false`: policies are not read,

@@ -310,6 +310,7 @@ impl Ivs {
         // Policy reads are paced with the channel calls: both serve the
         // channel cache, and IVS publishes no separate rate for them here.
         self.channel_quota().await;
+        metrics::counter!("ivs_calls_total", "operation" => OPERATION).increment(1);
         let answer = self
             .client
             .get_playback_restriction_policy()
