@@ -1417,3 +1417,334 @@ async fn origins_star_gets_http_words_from_every_kind_of_caller() {
         );
     }
 }
+
+/// A playback restriction policy in the service's IVS, and a private
+/// channel named `name` that uses it; the listing is refreshed.
+async fn restricted_channel(
+    s: &TestService,
+    ivs: &aws_sdk_ivs::Client,
+    name: &str,
+    countries: &[&str],
+    origins: &[&str],
+    strict: bool,
+) -> String {
+    let mut create = ivs
+        .create_playback_restriction_policy()
+        .name(format!("{name}-policy"))
+        .enable_strict_origin_enforcement(strict);
+    for c in countries {
+        create = create.allowed_countries(*c);
+    }
+    for o in origins {
+        create = create.allowed_origins(*o);
+    }
+    let policy = create.send().await.unwrap();
+    let arn = policy
+        .playback_restriction_policy()
+        .unwrap()
+        .arn()
+        .to_owned();
+    ivs.create_channel()
+        .name(name)
+        .authorized(true)
+        .playback_restriction_policy_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    refresh(s).await;
+    arn
+}
+
+fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or_default()
+}
+
+/// IVS ignores a playback restriction policy on a private channel; the
+/// service applies its countries at mint time, from the trusted country
+/// header, and every token it mints plays.
+#[tokio::test]
+async fn a_restriction_policy_limits_a_private_channels_countries_at_mint_time() {
+    let s = TestService::start(&format!(
+        "{}{}\n[policy]\ncountry_header = \"CloudFront-Viewer-Country\"\n",
+        config(),
+        admin_section()
+    ))
+    .await
+    .with_admin_token(ADMIN_TOKEN);
+    restricted_channel(&s, &s.ivs_client(), "team-geo", &["DE", "FR"], &[], false).await;
+    let ask = async |country: Option<&str>| {
+        let mut r = s
+            .token_call()
+            .api_key(BACKEND_KEY)
+            .json(&json!({"channel": "team-geo"}));
+        if let Some(c) = country {
+            r = r.header("cloudfront-viewer-country", c);
+        }
+        r.send().await.status_json()
+    };
+    let (status, body) = ask(Some("de")).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, playlist) = s.play_minted(&body, Some("https://app.example.com")).await;
+    assert_eq!(status, 200, "{playlist}");
+
+    let (status, body) = ask(Some("US")).await;
+    assert_error(status, &body, 403, "policy_denied");
+    assert!(
+        message(&body).contains("country US") && message(&body).contains("team-geo-policy"),
+        "{body}"
+    );
+    let (status, body) = ask(None).await;
+    assert_error(status, &body, 403, "policy_denied");
+    assert!(
+        message(&body).contains("CloudFront-Viewer-Country"),
+        "{body}"
+    );
+    // Batches read the same header.
+    let (status, body) = s
+        .tokens(
+            Some(BACKEND_KEY),
+            json!({"requests": [{"channel": "team-geo"}, {"channel": "demo"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["results"][0]["status"], 403, "{body}");
+    assert_eq!(body["results"][0]["error"]["code"], "policy_denied");
+    assert!(body["results"][1]["token"].is_string(), "{body}");
+
+    // Without a trusted country header the policy cannot be checked: a 403
+    // that says so, for this channel only.
+    let blind = service().await;
+    restricted_channel(&blind, &blind.ivs_client(), "team-geo", &["DE"], &[], false).await;
+    let (status, body) = blind
+        .token(Some(BACKEND_KEY), json!({"channel": "team-geo"}))
+        .await;
+    assert_error(status, &body, 403, "policy_unverifiable");
+    assert!(message(&body).contains("policy.country_header"), "{body}");
+    assert!(
+        blind
+            .logs
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("policy_unverifiable") && l.contains("WARN")),
+        "the refresh warned the operator"
+    );
+    let (status, _) = blind
+        .token(Some(BACKEND_KEY), json!({"channel": "demo"}))
+        .await;
+    assert_eq!(status, 200);
+}
+
+/// The policy's origins and the caller's meet by intersection, strictly
+/// enforced when the policy says so; an empty intersection is refused
+/// naming both.
+#[tokio::test]
+async fn a_restriction_policys_origins_meet_the_callers_by_intersection() {
+    let s = service().await;
+    restricted_channel(
+        &s,
+        &s.ivs_client(),
+        "team-web",
+        &[],
+        &["https://app.example.com", "https://partner.example.net"],
+        true,
+    )
+    .await;
+    // The backend key's default origin is one the policy allows.
+    let (status, body) = s
+        .token(Some(BACKEND_KEY), json!({"channel": "team-web"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let claims = claims_of(body["token"].as_str().unwrap());
+    assert_eq!(
+        claims["aws:access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert_eq!(claims["aws:strict-origin-enforcement"], true);
+    let (status, playlist) = s.play_minted(&body, Some("https://app.example.com")).await;
+    assert_eq!(status, 200, "{playlist}");
+    let (status, _) = s
+        .play_minted(&body, Some("https://partner.example.net"))
+        .await;
+    assert_eq!(status, 403, "the caller's policy did not allow the partner");
+
+    // An origin the key may ask for but the policy does not allow.
+    let (status, body) = s
+        .token(
+            Some(BACKEND_KEY),
+            json!({"channel": "team-web", "origins": ["https://admin.example.com"]}),
+        )
+        .await;
+    assert_error(status, &body, 403, "policy_denied");
+    let m = message(&body);
+    assert!(
+        m.contains("API key backend (https://admin.example.com)")
+            && m.contains("team-web-policy")
+            && m.contains("https://partner.example.net"),
+        "{body}"
+    );
+
+    // A key with no origin rule of its own gets the policy's origins.
+    let arn = body_arn(&s, "team-web").await;
+    let (status, body) = s.token(Some(ARN_KEY), json!({"channel": arn})).await;
+    assert_eq!(status, 200, "{body}");
+    let claims = claims_of(body["token"].as_str().unwrap());
+    assert_eq!(
+        claims["aws:access-control-allow-origin"],
+        "https://app.example.com,https://partner.example.net"
+    );
+    let (status, playlist) = s
+        .play_minted(&body, Some("https://partner.example.net"))
+        .await;
+    assert_eq!(status, 200, "{playlist}");
+    let (status, _) = s.play_minted(&body, Some("https://evil.example")).await;
+    assert_eq!(status, 403);
+}
+
+/// The ARN of a channel, from a token the backend key mints for it.
+async fn body_arn(s: &TestService, name: &str) -> String {
+    let (status, body) = s.token(Some(BACKEND_KEY), json!({"channel": name})).await;
+    assert_eq!(status, 200, "{body}");
+    body["channel_arn"].as_str().unwrap().to_owned()
+}
+
+/// A policy changed in IVS applies once the cache is refreshed; the token
+/// path itself never reads policies.
+#[tokio::test]
+async fn a_policy_changed_in_ivs_applies_after_the_cache_refresh() {
+    let ivs = TestIvs::start().await;
+    let s = aws_service(
+        &ivs,
+        "[policy]\ncountry_header = \"CloudFront-Viewer-Country\"\n",
+    )
+    .await;
+    let client = ivs.client("us-west-2");
+    let policy = restricted_channel(&s, &client, "team-moving", &["DE"], &[], false).await;
+    let reads = ivs.calls_of("GetPlaybackRestrictionPolicy").await;
+    assert!(reads >= 1, "the refresh read the policy");
+    let ask = async |country: &str| {
+        s.token_call()
+            .api_key(BACKEND_KEY)
+            .header("cloudfront-viewer-country", country)
+            .json(&json!({"channel": "team-moving"}))
+            .send()
+            .await
+            .status_json()
+    };
+    let (status, body) = ask("DE").await;
+    assert_eq!(status, 200, "{body}");
+    let channel = body["channel_arn"].as_str().unwrap().to_owned();
+    assert_eq!(
+        s.play_minted(&body, Some("https://app.example.com"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(ask("US").await.0, 403);
+
+    client
+        .update_playback_restriction_policy()
+        .arn(&policy)
+        .allowed_countries("US")
+        .send()
+        .await
+        .unwrap();
+    // Until the refresh, the cached policy holds, and minting asks IVS
+    // nothing about policies.
+    assert_eq!(ask("DE").await.0, 200);
+    assert_eq!(ask("US").await.0, 403);
+    assert_eq!(ivs.calls_of("GetPlaybackRestrictionPolicy").await, reads);
+    refresh(&s).await;
+    let (status, body) = ask("US").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        s.play_minted(&body, Some("https://app.example.com"))
+            .await
+            .0,
+        200
+    );
+    let (status, body) = ask("DE").await;
+    assert_error(status, &body, 403, "policy_denied");
+
+    // Detached in IVS: after the refresh, the channel is unrestricted.
+    client
+        .update_channel()
+        .arn(&channel)
+        .playback_restriction_policy_arn("")
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e:?}"));
+    refresh(&s).await;
+    assert_eq!(ask("DE").await.0, 200);
+    // A channel made since the listing, asked for by ARN: the cache's fill
+    // (GetChannel, within the misses' budget) reads its policy too.
+    let late = client
+        .create_channel()
+        .name("late-geo")
+        .authorized(true)
+        .playback_restriction_policy_arn(&policy)
+        .send()
+        .await
+        .unwrap();
+    let late = late.channel().unwrap().arn().unwrap().to_owned();
+    let by_arn = async |country: &str| {
+        s.token_call()
+            .api_key(ARN_KEY)
+            .header("cloudfront-viewer-country", country)
+            .json(&json!({"channel": late}))
+            .send()
+            .await
+            .status_json()
+    };
+    let (status, body) = by_arn("DE").await;
+    assert_error(status, &body, 403, "policy_denied");
+    let (status, body) = by_arn("US").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.play_minted(&body, None).await.0, 200);
+}
+
+/// `channels.enforce_restriction_policies = false`: policies are not read,
+/// and tokens are what the caller's rules alone make them.
+#[tokio::test]
+async fn restriction_policies_can_be_turned_off() {
+    let ivs = TestIvs::start().await;
+    let s = aws_service(
+        &ivs,
+        "[policy]\ncountry_header = \"CloudFront-Viewer-Country\"\n[channels]\nenforce_restriction_policies = false\n",
+    )
+    .await;
+    restricted_channel(
+        &s,
+        &ivs.client("us-west-2"),
+        "team-free",
+        &["DE"],
+        &["https://partner.example.net"],
+        true,
+    )
+    .await;
+    let (status, body) = s
+        .token_call()
+        .api_key(BACKEND_KEY)
+        .header("cloudfront-viewer-country", "US")
+        .json(&json!({"channel": "team-free"}))
+        .send()
+        .await
+        .status_json();
+    assert_eq!(status, 200, "{body}");
+    let claims = claims_of(body["token"].as_str().unwrap());
+    assert_eq!(
+        claims["aws:access-control-allow-origin"],
+        "https://app.example.com"
+    );
+    assert!(
+        claims.get("aws:strict-origin-enforcement").is_none(),
+        "{claims}"
+    );
+    assert_eq!(
+        s.play_minted(&body, Some("https://app.example.com"))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(ivs.calls_of("GetPlaybackRestrictionPolicy").await, 0);
+}

@@ -304,8 +304,17 @@ impl Application {
             .map(|d| d.arn.as_str().to_owned())
             .collect();
         let mint = Arc::new(
-            Self::build_mint(&config, ivs.clone(), &rotator, ledger, &anonymous_extra).await?,
+            Self::build_mint(
+                &config,
+                ivs.clone()
+                    .reading_restriction_policies(config.channels.enforce_restriction_policies),
+                &rotator,
+                ledger,
+                &anonymous_extra,
+            )
+            .await?,
         );
+        mint.warn_unverifiable();
 
         let state = AppState::new(AppParts {
             mint: Arc::clone(&mint),
@@ -515,13 +524,16 @@ impl Application {
     fn background(&self) -> Vec<JoinHandle<()>> {
         let rotation = &self.config.rotation;
         let mut tasks = Vec::new();
-        let channels = self.mint.channels.clone();
+        let mint = Arc::clone(&self.mint);
         let refresh = Duration::from_secs(self.config.channels.refresh_seconds.max(1));
         tasks.push(every(refresh, false, move || {
-            let channels = channels.clone();
+            let mint = Arc::clone(&mint);
             async move {
-                if let Err(e) = channels.refresh().await {
-                    tracing::warn!(error = %e, "channel cache refresh failed; serving what is cached");
+                match mint.channels.refresh().await {
+                    Ok(_) => mint.warn_unverifiable(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "channel cache refresh failed; serving what is cached");
+                    }
                 }
             }
         }));

@@ -17,6 +17,38 @@ pub struct ChannelInfo {
     pub authorized: bool,
     /// Where players fetch it.
     pub playback_url: String,
+    /// The playback restriction policy it names, as IVS held it when the
+    /// channel was read (`None`: none attached, or the service was told not
+    /// to read policies). IVS ignores it on a private channel; the mint
+    /// applies it.
+    pub restriction: Option<RestrictionPolicy>,
+}
+
+/// A playback restriction policy as IVS describes it. IVS's empty lists
+/// mean "every country" and "every origin".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestrictionPolicy {
+    /// Its ARN.
+    pub arn: String,
+    /// Its name (may be empty).
+    pub name: String,
+    /// ISO 3166-1 alpha-2 codes; empty: every country.
+    pub allowed_countries: Vec<String>,
+    /// `Origin` header values; empty: every origin.
+    pub allowed_origins: Vec<String>,
+    /// `enableStrictOriginEnforcement`.
+    pub strict_origin_enforcement: bool,
+}
+
+impl RestrictionPolicy {
+    /// How messages name it: its name and ARN, or the ARN alone.
+    pub fn label(&self) -> String {
+        if self.name.is_empty() {
+            format!("playback restriction policy {}", self.arn)
+        } else {
+            format!("playback restriction policy {} ({})", self.name, self.arn)
+        }
+    }
 }
 
 /// Longest channel name IVS accepts (the model's `ChannelName` pattern:

@@ -13,8 +13,9 @@
 //! - [`http`](self::http): routes, authentication (headers → caller), the
 //!   token and admin handlers, the mapping of errors to JSON, OpenAPI;
 //! - [`mint`]: who may get a token for what, and the token: network rules,
-//!   entitlements, rate limits, viewer JWTs, the channel cache, the viewer
-//!   deny-list, signing and the shareable-token cache. No HTTP types, and
+//!   entitlements, rate limits, viewer JWTs, the channel cache (channels
+//!   with the playback restriction policies they name, applied at mint
+//!   time), the viewer deny-list, signing and the shareable-token cache. No HTTP types, and
 //!   nothing of `control` (IVS only through the channel cache's seam, for an
 //!   entitled caller's miss, within a small budget);
 //! - [`control`]: the IVS client, the key store, key rotation;

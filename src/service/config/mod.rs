@@ -202,6 +202,10 @@ pub(crate) struct ChannelsConfig {
     /// Mint tokens for public channels too (they are pointless: IVS ignores
     /// them); otherwise 409.
     pub allow_public: bool,
+    /// Apply a private channel's playback restriction policy (countries,
+    /// origins, strict enforcement) when minting: IVS ignores it there. Off,
+    /// policies are not even read.
+    pub enforce_restriction_policies: bool,
 }
 
 impl Default for ChannelsConfig {
@@ -210,6 +214,7 @@ impl Default for ChannelsConfig {
             refresh_seconds: 60,
             negative_ttl_seconds: 10,
             allow_public: false,
+            enforce_restriction_policies: true,
         }
     }
 }

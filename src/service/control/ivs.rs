@@ -2,13 +2,15 @@
 //! channels for the channel cache, the key-pair calls of rotation, viewer
 //! revocation, and creating the demo channel in local mode. The token path
 //! reaches these only through the channel cache, for an entitled caller's
-//! miss within its budget.
+//! miss within its budget. A channel is read with the playback restriction
+//! policy it names (unless told not to), so that the cache holds both.
 //!
 //! Every call waits for its quota first (IVS allows 3 key-pair calls and 5
 //! channel calls per second per region, not adjustable), is retried by the
 //! SDK's standard retry (exponential backoff with jitter on throttling, 5xx,
 //! dropped connections and attempt timeouts), and has a deadline.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ivs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-use crate::service::channel::ChannelInfo;
+use crate::service::channel::{ChannelInfo, RestrictionPolicy};
 use crate::{ChannelArn, PublicKey};
 
 /// A playback key pair as IVS holds it.
@@ -150,6 +152,8 @@ fn per_second(n: u32) -> DefaultDirectRateLimiter {
 pub struct Ivs {
     client: aws_sdk_ivs::Client,
     quotas: Arc<Quotas>,
+    /// Read the playback restriction policy each channel names.
+    restriction_policies: bool,
 }
 
 impl Ivs {
@@ -216,7 +220,17 @@ impl Ivs {
                 channels: per_second(options.channel_calls_per_second),
                 revocations: per_second(options.revocation_calls_per_second),
             }),
+            restriction_policies: true,
         }
+    }
+
+    /// Whether channels are read with their playback restriction policies
+    /// (on by default). Off, channel reads make no policy calls and every
+    /// [`ChannelInfo::restriction`] is `None`.
+    #[must_use]
+    pub fn reading_restriction_policies(mut self, on: bool) -> Self {
+        self.restriction_policies = on;
+        self
     }
 
     async fn channel_quota(&self) {
@@ -228,7 +242,9 @@ impl Ivs {
     }
 
     /// Every channel of the region, with playback URLs (ListChannels, then
-    /// BatchGetChannel by 50, since summaries have no playback URL).
+    /// BatchGetChannel by 50, since summaries have no playback URL), and the
+    /// restriction policies they name (GetPlaybackRestrictionPolicy once per
+    /// policy: a region's channels share few).
     pub async fn all_channels(&self) -> Result<Vec<ChannelInfo>, IvsError> {
         let mut arns = Vec::new();
         let mut next: Option<String> = None;
@@ -251,7 +267,7 @@ impl Ivs {
                 _ => break,
             }
         }
-        let mut out = Vec::with_capacity(arns.len());
+        let mut read = Vec::with_capacity(arns.len());
         for chunk in arns.chunks(50) {
             self.channel_quota().await;
             let got = self
@@ -261,16 +277,91 @@ impl Ivs {
                 .send()
                 .await
                 .map_err(|e| IvsError::from_sdk("BatchGetChannel", e))?;
-            out.extend(got.channels().iter().filter_map(info));
+            read.extend(
+                got.channels()
+                    .iter()
+                    .filter_map(|c| Some((info(c)?, policy_arn(c)))),
+            );
+        }
+        let mut policies: HashMap<String, RestrictionPolicy> = HashMap::new();
+        let mut out = Vec::with_capacity(read.len());
+        for (mut channel, policy) in read {
+            if let Some(arn) = policy.filter(|_| self.restriction_policies) {
+                if !policies.contains_key(&arn) {
+                    let fetched = self.restriction_policy(&channel, &arn).await?;
+                    policies.insert(arn.clone(), fetched);
+                }
+                channel.restriction = policies.get(&arn).cloned();
+            }
+            out.push(channel);
         }
         Ok(out)
     }
 
-    /// One channel by ARN; `None` if IVS does not know it.
+    /// The policy a channel names. One IVS does not hold (it refuses to
+    /// delete a policy in use, so only a race gets here) fails the read:
+    /// the channel is not cached without the restriction it names.
+    async fn restriction_policy(
+        &self,
+        channel: &ChannelInfo,
+        arn: &str,
+    ) -> Result<RestrictionPolicy, IvsError> {
+        const OPERATION: &str = "GetPlaybackRestrictionPolicy";
+        // Policy reads are paced with the channel calls: both serve the
+        // channel cache, and IVS publishes no separate rate for them here.
+        self.channel_quota().await;
+        metrics::counter!("ivs_calls_total", "operation" => OPERATION).increment(1);
+        let answer = self
+            .client
+            .get_playback_restriction_policy()
+            .arn(arn)
+            .send()
+            .await;
+        let out = match answer {
+            Ok(out) => out,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                return Err(IvsError::other(
+                    OPERATION,
+                    format!(
+                        "channel {} names playback restriction policy {arn}, which IVS does not hold",
+                        channel.arn
+                    ),
+                ));
+            }
+            Err(e) => return Err(IvsError::from_sdk(OPERATION, e)),
+        };
+        let p = out
+            .playback_restriction_policy()
+            .ok_or_else(|| IvsError::other(OPERATION, "no policy in the answer".into()))?;
+        Ok(RestrictionPolicy {
+            arn: p.arn().to_owned(),
+            name: p.name().unwrap_or_default().to_owned(),
+            allowed_countries: p.allowed_countries().to_vec(),
+            allowed_origins: p.allowed_origins().to_vec(),
+            strict_origin_enforcement: p.enable_strict_origin_enforcement().unwrap_or(false),
+        })
+    }
+
+    /// One channel by ARN, with the restriction policy it names; `None` if
+    /// IVS does not know it.
     pub async fn channel(&self, arn: &str) -> Result<Option<ChannelInfo>, IvsError> {
         self.channel_quota().await;
         match self.client.get_channel().arn(arn).send().await {
-            Ok(out) => Ok(out.channel().and_then(info)),
+            Ok(out) => {
+                let Some(c) = out.channel() else {
+                    return Ok(None);
+                };
+                let Some(mut channel) = info(c) else {
+                    return Ok(None);
+                };
+                if let Some(policy) = policy_arn(c).filter(|_| self.restriction_policies) {
+                    channel.restriction = Some(self.restriction_policy(&channel, &policy).await?);
+                }
+                Ok(Some(channel))
+            }
             Err(e)
                 if e.as_service_error()
                     .is_some_and(|s| s.is_resource_not_found_exception()) =>
@@ -503,5 +594,13 @@ fn info(c: &aws_sdk_ivs::types::Channel) -> Option<ChannelInfo> {
         name: c.name().unwrap_or_default().to_owned(),
         authorized: c.authorized(),
         playback_url: c.playback_url()?.to_owned(),
+        restriction: None,
     })
+}
+
+/// The restriction policy a channel names; IVS writes "" for none.
+fn policy_arn(c: &aws_sdk_ivs::types::Channel) -> Option<String> {
+    c.playback_restriction_policy_arn()
+        .filter(|arn| !arn.is_empty())
+        .map(str::to_owned)
 }

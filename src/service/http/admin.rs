@@ -174,12 +174,15 @@ async fn require_token(
 async fn refresh_channels(State(state): State<AdminState>) -> Response {
     // A reload, not a flush: what is cached keeps answering meanwhile.
     match state.inner.mint.channels.reload().await {
-        Ok(count) => (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            serde_json::json!({ "refreshed": true, "named_channels": count }).to_string(),
-        )
-            .into_response(),
+        Ok(count) => {
+            state.inner.mint.warn_unverifiable();
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                serde_json::json!({ "refreshed": true, "named_channels": count }).to_string(),
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::warn!(error = %e, "admin channel refresh failed");
             AppError::Unavailable {

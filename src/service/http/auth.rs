@@ -23,18 +23,21 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
         .then_some(credentials.trim())
 }
 
+/// The viewer's country, from the configured (trusted) country header.
+pub(crate) fn country<'h>(mint: &Mint, headers: &'h HeaderMap) -> Option<&'h str> {
+    mint.network
+        .country_header()
+        .and_then(|name| headers.get(name))
+        .and_then(|v| v.to_str().ok())
+}
+
 /// The network rules, then the caller the credentials name.
 pub(crate) async fn admit(
     mint: &Mint,
     ip: IpAddr,
     headers: &HeaderMap,
 ) -> Result<Caller, AppError> {
-    let country = mint
-        .network
-        .country_header()
-        .and_then(|name| headers.get(name))
-        .and_then(|v| v.to_str().ok());
-    mint.check_network(ip, country)?;
+    mint.check_network(ip, country(mint, headers))?;
     if let (Some(token), Some(viewers)) = (bearer(headers), &mint.viewers)
         && !headers.contains_key(API_KEY_HEADER)
     {

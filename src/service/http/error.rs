@@ -26,7 +26,8 @@ pub(crate) enum AppError {
     Unauthenticated(String),
     /// The caller may not have this (403); the message names the rule.
     Forbidden {
-        /// Stable code: `not_entitled`, `policy_denied`, `viewer_revoked`.
+        /// Stable code: `not_entitled`, `policy_denied`,
+        /// `policy_unverifiable`, `viewer_revoked`.
         code: &'static str,
         /// Which rule refused.
         message: String,
@@ -240,6 +241,11 @@ impl From<Refusal> for AppError {
             },
             Refusal::PolicyDenied(message) => Self::Forbidden {
                 code: "policy_denied",
+                message,
+                field: None,
+            },
+            Refusal::PolicyUnverifiable(message) => Self::Forbidden {
+                code: "policy_unverifiable",
                 message,
                 field: None,
             },

@@ -58,7 +58,8 @@ pub(crate) struct ErrorBody {
 #[derive(ToSchema)]
 pub(crate) struct ErrorDetail {
     /// Stable code: invalid_json, invalid_field, missing_field,
-    /// unauthenticated, not_entitled, policy_denied, viewer_revoked,
+    /// unauthenticated, not_entitled, policy_denied, policy_unverifiable,
+    /// viewer_revoked,
     /// channel_not_found, channel_not_private, payload_too_large,
     /// unsupported_media_type, rate_limited, ivs_unavailable, timeout,
     /// no_active_key, not_found.
@@ -94,7 +95,7 @@ pub(crate) struct BatchResponse {
         (status = 200, body = TokenResponse),
         (status = 400, body = ErrorBody, description = "invalid_json, invalid_field, missing_field"),
         (status = 401, body = ErrorBody, description = "unauthenticated"),
-        (status = 403, body = ErrorBody, description = "not_entitled, policy_denied, viewer_revoked"),
+        (status = 403, body = ErrorBody, description = "not_entitled; policy_denied (network or country rules, or the private channel's playback restriction policy: a country it does not allow, or no origin both it and the caller allow); policy_unverifiable (the channel's playback restriction policy limits countries and no trusted country header is configured); viewer_revoked"),
         (status = 404, body = ErrorBody, description = "channel_not_found: no such ARN at IVS, or a name the last channel listing does not hold (names are found at the next background refresh)"),
         (status = 409, body = ErrorBody, description = "channel_not_private"),
         (status = 413, body = ErrorBody, description = "payload_too_large"),

@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::AppState;
-use super::auth::admit;
+use super::auth::{admit, country};
 use super::error::AppError;
 use super::request::{batch_items, parse_request, read_json};
 use crate::service::mint::policy::Caller;
@@ -37,7 +37,12 @@ pub(crate) async fn token(
         let value = read_json(&headers, body, parts.body).await?;
         let request =
             parse_request(&value, "").inspect_err(|e| audit_refusal(&caller, &value, e))?;
-        within(parts.timeout, mint_one(mint, &caller, &request, now)).await
+        let viewer_country = country(mint, &headers);
+        within(
+            parts.timeout,
+            mint_one(mint, &caller, &request, viewer_country, now),
+        )
+        .await
     }
     .await;
     finish(started, result)
@@ -59,12 +64,13 @@ pub(crate) async fn tokens(
         let value = read_json(&headers, body, parts.body).await?;
         let items = batch_items(&value)?;
         mint.rate_limit(&caller, u32::try_from(items.len()).unwrap_or(u32::MAX))?;
+        let viewer_country = country(mint, &headers);
         let work = async {
             let mut results = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
                 let at = format!("requests[{i}].");
                 let outcome = match parse_request(item, &at) {
-                    Ok(request) => mint_one(mint, &caller, &request, now)
+                    Ok(request) => mint_one(mint, &caller, &request, viewer_country, now)
                         .await
                         .map_err(|e| e.within(&at)),
                     Err(e) => {
@@ -87,16 +93,17 @@ pub(crate) async fn tokens(
 }
 
 /// One parsed request: resolve → entitle → mint → the JSON answer, with an
-/// audit line either way.
+/// audit line either way; `country` is the trusted header's value.
 async fn mint_one(
     mint: &Mint,
     caller: &Caller,
     request: &TokenRequest,
+    country: Option<&str>,
     now: SystemTime,
 ) -> Result<Value, AppError> {
     let outcome = async {
         let channel = mint.resolve(caller, &request.channel).await?;
-        let grant = mint.entitle(caller, &channel, request, now)?;
+        let grant = mint.entitle(caller, &channel, request, country, now)?;
         let minted = mint.sign(&channel, &grant, now)?;
         tracing::info!(
             target: "audit",

@@ -11,6 +11,8 @@
 //! - [`viewer`]: viewer JWTs from the application's identity provider;
 //! - [`channels`]: the channel cache (IVS only for an entitled caller's miss
 //!   by ARN, within a small budget);
+//! - [`restriction`]: a private channel's playback restriction policy
+//!   (countries, origins), from the channel cache;
 //! - [`revocation`]: the viewer deny-list;
 //! - [`minter`]: claims from a grant, signed, or served from the
 //!   shareable-token cache.
@@ -21,6 +23,7 @@ pub(crate) mod minter;
 pub(crate) mod network;
 pub(crate) mod policy;
 pub(crate) mod refusal;
+pub(crate) mod restriction;
 pub(crate) mod revocation;
 pub(crate) mod viewer;
 
@@ -34,6 +37,7 @@ use self::minter::{Minted, Minter};
 use self::network::NetworkRules;
 use self::policy::{Caller, Grant, Policy};
 pub(crate) use self::refusal::Refusal;
+use self::restriction::Whereabouts;
 use self::revocation::Revocations;
 use self::viewer::ViewerAuth;
 use crate::MaximumResolution;
@@ -136,12 +140,15 @@ impl Mint {
 
     /// What the caller gets for this channel at `now`: the caller entitled
     /// (decided first, so that the answer says nothing of a channel the
-    /// caller may not have), the channel private, the viewer not revoked.
+    /// caller may not have), the channel private, the viewer not revoked,
+    /// then the channel's playback restriction policy applied for a viewer
+    /// in `country` (the trusted header's value, if sent).
     pub(crate) fn entitle(
         &self,
         caller: &Caller,
         channel: &ChannelInfo,
         request: &TokenRequest,
+        country: Option<&str>,
         now: SystemTime,
     ) -> Result<Grant, Refusal> {
         let grant = self.policy.entitle(caller, channel, request)?;
@@ -158,7 +165,20 @@ impl Mint {
                 channel.arn
             )));
         }
-        Ok(grant)
+        // A public channel's policy is IVS's to enforce; the cache holds a
+        // policy only when enforcement is configured on.
+        match &channel.restriction {
+            Some(policy) if channel.authorized => restriction::apply(
+                policy,
+                grant,
+                Whereabouts {
+                    header: self.network.country_header(),
+                    country,
+                },
+                &caller_label(caller),
+            ),
+            _ => Ok(grant),
+        }
     }
 
     /// The token of a grant, signed at `now` or shared from the cache.
@@ -171,9 +191,46 @@ impl Mint {
         self.minter.mint(channel, grant, now)
     }
 
+    /// Warns of cached private channels whose restriction policy limits
+    /// countries while no country header is configured: every token for
+    /// them is refused (`policy_unverifiable`). Logged after each listing,
+    /// so that operators learn it before viewers do.
+    pub(crate) fn warn_unverifiable(&self) {
+        if self.network.country_header().is_some() {
+            return;
+        }
+        let blind: Vec<String> = self
+            .channels
+            .snapshot()
+            .iter()
+            .filter(|c| {
+                c.authorized
+                    && c.restriction
+                        .as_ref()
+                        .is_some_and(|p| !p.allowed_countries.is_empty())
+            })
+            .map(|c| c.arn.to_string())
+            .collect();
+        if !blind.is_empty() {
+            tracing::warn!(
+                channels = %blind.join(","),
+                "private channels have playback restriction policies that limit countries, and no policy.country_header is configured: their tokens are refused (403 policy_unverifiable)"
+            );
+        }
+    }
+
     /// Periodic clean-up of per-client state.
     pub(crate) fn housekeeping(&self, now: SystemTime) {
         self.limits.housekeeping();
         self.revocations.prune(unix_seconds(now));
+    }
+}
+
+/// How a refusal names the caller whose origins met a channel's policy.
+fn caller_label(caller: &Caller) -> String {
+    match caller {
+        Caller::ApiKey(rule) => format!("API key {}", rule.name),
+        Caller::Anonymous(_) => "anonymous tokens".into(),
+        Caller::Viewer(_) => "viewer tokens".into(),
     }
 }

@@ -24,8 +24,12 @@ pub(crate) enum Refusal {
         /// Which entitlement refused.
         message: String,
     },
-    /// The network or country policy refused the client.
+    /// The network or country policy, or the channel's playback restriction
+    /// policy, refused the client.
     PolicyDenied(String),
+    /// The channel's playback restriction policy limits countries, and the
+    /// service has no trusted country header to check them.
+    PolicyUnverifiable(String),
     /// The viewer's sessions on this channel were revoked.
     ViewerRevoked(String),
     /// No such channel (in the last listing, or at IVS for an entitled miss).
