@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::stream_keys;
+use super::{stream_keys, streams};
 use super::{Context, find, find_mut, page, remove, str_of, tags_of, with_token};
 use crate::service::local_ivs::error::ApiError;
 use crate::service::local_ivs::state::{Channel, RegionState, State, StreamKey, new_id};
@@ -155,8 +155,12 @@ pub(super) fn create(
     let out = json!({ "channel": channel_doc(&channel, ctx.base_url), "streamKey": stream_keys::doc(&key, true) });
     let region = state.region_mut(scope);
     let key_id = key.arn.rsplit('/').next().unwrap_or_default().to_owned();
-    region.channels.insert(id, channel);
+    region.channels.insert(id.clone(), channel);
     region.stream_keys.insert(key_id, key);
+    if ctx.live_on_create {
+        let region_key = scope.key();
+        streams::start(state, &region_key, &id, "HEALTHY", ctx.base_url, ctx.now_ms)?;
+    }
     Ok(out)
 }
 
@@ -255,8 +259,18 @@ pub(super) fn get(input: &Value, region: &RegionState, base_url: &str) -> Result
 
 pub(super) fn delete(input: &Value, region: &mut RegionState) -> Result<Value, ApiError> {
     let arn = str_of(input, "arn").to_owned();
+    find(&region.channels, &arn)?;
+    // The model's DeleteChannel documentation: "If you try to delete a live
+    // channel, you will get an error (409 ConflictException)".
+    if let Some(live) = region.live_session(&arn) {
+        return Err(ApiError::conflict(format!(
+            "channel {arn} is live (stream {}): call StopStream first, then DeleteChannel",
+            live.stream_id
+        )));
+    }
     remove(&mut region.channels, &arn)?;
     region.stream_keys.retain(|_, k| k.channel_arn != arn);
+    region.stream_sessions.retain(|_, s| s.channel_arn != arn);
     region.revocations.remove(&arn);
     Ok(Value::Null)
 }
