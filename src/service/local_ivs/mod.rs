@@ -615,7 +615,9 @@ fn playback_session(
         if streaming {
             revoked
         } else {
-            Err(Refusal::session("the stream of this playback session has ended"))
+            Err(Refusal::session(
+                "the stream of this playback session has ended",
+            ))
         }
     };
     if let Err(r) = checked {

@@ -279,7 +279,11 @@ pub(crate) fn authorize(
     let stream_id = region
         .live_session(&channel_arn)
         .map(|s| s.stream_id.clone());
-    let live = || stream_id.clone().ok_or_else(|| Refusal::offline(&channel_arn));
+    let live = || {
+        stream_id
+            .clone()
+            .ok_or_else(|| Refusal::offline(&channel_arn))
+    };
     let open = Session {
         scope: scope.clone(),
         channel_arn: channel_arn.clone(),

@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::{stream_keys, streams};
 use super::{Context, find, find_mut, page, remove, str_of, tags_of, with_token};
+use super::{stream_keys, streams};
 use crate::service::local_ivs::error::ApiError;
 use crate::service::local_ivs::state::{Channel, RegionState, State, StreamKey, new_id};
 

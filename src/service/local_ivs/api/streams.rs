@@ -121,7 +121,10 @@ pub(crate) fn start(
         health: health.to_owned(),
         channel: channel_doc(channel, base_url),
         recording_configuration,
-        events: vec![event("Session Created", now_ms), event("Stream Start", now_ms)],
+        events: vec![
+            event("Session Created", now_ms),
+            event("Stream Start", now_ms),
+        ],
     };
     region.stream_sessions.insert(stream_id.clone(), session);
     Ok(json!({ "channelArn": channel_arn, "streamId": stream_id }))
@@ -221,7 +224,7 @@ pub(super) fn get_session(input: &Value, region: &RegionState) -> Result<Value, 
         .values()
         .filter(|s| s.channel_arn == channel_arn);
     let session = match input["streamId"].as_str() {
-        Some(id) => of_channel.filter(|s| s.stream_id == id).next(),
+        Some(id) => of_channel.clone().find(|s| s.stream_id == id),
         None => of_channel.max_by_key(|s| s.seq),
     };
     let session = session.ok_or_else(|| match input["streamId"].as_str() {
