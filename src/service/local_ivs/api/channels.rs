@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
+use super::stream_keys;
 use super::{Context, find, find_mut, page, remove, str_of, tags_of, with_token};
-use super::{stream_keys, streams};
 use crate::service::local_ivs::error::ApiError;
 use crate::service::local_ivs::state::{Channel, RegionState, State, StreamKey, new_id};
 
@@ -155,12 +155,8 @@ pub(super) fn create(
     let out = json!({ "channel": channel_doc(&channel, ctx.base_url), "streamKey": stream_keys::doc(&key, true) });
     let region = state.region_mut(scope);
     let key_id = key.arn.rsplit('/').next().unwrap_or_default().to_owned();
-    region.channels.insert(id.clone(), channel);
+    region.channels.insert(id, channel);
     region.stream_keys.insert(key_id, key);
-    if ctx.live_on_create {
-        let region_key = scope.key();
-        streams::start(state, &region_key, &id, "HEALTHY", ctx.base_url, ctx.now_ms)?;
-    }
     Ok(out)
 }
 

@@ -64,7 +64,22 @@ pub(crate) fn execute(
     ctx: &Context<'_>,
 ) -> Result<Value, ApiError> {
     match operation {
-        "CreateChannel" => channels::create(input, state, ctx),
+        "CreateChannel" => {
+            let out = channels::create(input, state, ctx)?;
+            if ctx.live_on_create {
+                // As if a broadcaster connected at once (see streams.rs).
+                let id = id_of(out["channel"]["arn"].as_str().unwrap_or_default()).to_owned();
+                streams::start(
+                    state,
+                    &ctx.scope.key(),
+                    &id,
+                    "HEALTHY",
+                    ctx.base_url,
+                    ctx.now_ms,
+                )?;
+            }
+            Ok(out)
+        }
         "GetChannel" => channels::get(input, region(state, ctx), ctx.base_url),
         "BatchGetChannel" => Ok(channels::batch_get(input, region(state, ctx), ctx.base_url)),
         "ListChannels" => channels::list(input, region(state, ctx)),
