@@ -942,7 +942,7 @@ async fn injected_faults_hit_the_next_calls_then_stop() {
 #[tokio::test]
 async fn test_controls_are_off_unless_enabled() {
     let t = TestIvs::with_config(LocalIvsConfig::default()).await;
-    for path in ["/_local/reset", "/_local/faults"] {
+    for path in ["/_local/reset", "/_local/faults", "/_local/streams/start"] {
         let r = t
             .http
             .post(format!("{}{path}", t.url()))
