@@ -604,8 +604,8 @@ fn playback_session(
         // playlist is refused as an expired session's is [OPEN: IVS's edge
         // may instead end the playlist].
         let streaming = region
-            .and_then(|r| r.live_session(&session.channel_arn))
-            .is_some_and(|s| s.stream_id == session.stream_id);
+            .and_then(|r| r.stream_sessions.get(&session.stream_id))
+            .is_some_and(|s| s.end_ms.is_none());
         let revoked = match (&session.viewer, region) {
             (Some((viewer, version)), Some(region)) => {
                 playback::check_revocation(region, &session.channel_arn, viewer, *version)
