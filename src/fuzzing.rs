@@ -128,6 +128,8 @@ impl LocalIvs {
             scope: &scope,
             base_url,
             missing_buckets: &Default::default(),
+            now_ms: 1_700_000_000_000,
+            live_on_create: true,
         };
         let created = api::execute(
             "CreateChannel",
@@ -224,6 +226,8 @@ impl LocalIvs {
                 scope: &scope,
                 base_url: "http://127.0.0.1:1",
                 missing_buckets: &Default::default(),
+                now_ms: 1_700_000_000_000,
+                live_on_create: true,
             },
         )
         .map_err(err)?;
@@ -249,8 +253,11 @@ impl LocalIvs {
             state.region_mut(&scope),
             &scope,
             &channel_id,
-            token.as_deref(),
-            origin,
+            playback::Viewer {
+                token: token.as_deref(),
+                origin,
+                country: None,
+            },
             unix_time(now),
         )
         .map_err(err)?;

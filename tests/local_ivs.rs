@@ -9,6 +9,10 @@ mod common;
 /// Recording configurations, playback restriction policies, BatchGetStreamKey.
 #[path = "local_ivs/resources.rs"]
 mod resources;
+/// Streams, stream sessions, offline channels and playback restriction
+/// policies at the edge.
+#[path = "local_ivs/streams.rs"]
+mod streams;
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -144,6 +148,8 @@ async fn channels_live_their_whole_life_through_the_sdk() {
         "ResourceNotFoundException"
     );
 
+    // Live since its creation: stopped first, as IVS requires.
+    c.stop_stream().channel_arn(&arn).send().await.unwrap();
     c.delete_channel().arn(&arn).send().await.unwrap();
     let err = c
         .get_channel()
@@ -190,6 +196,8 @@ async fn stream_keys_follow_their_channel_and_its_quota() {
         .await
         .unwrap();
     let new_key = again.stream_key().unwrap().arn().unwrap().to_owned();
+    // Live since its creation: stopped first, as IVS requires.
+    c.stop_stream().channel_arn(&arn).send().await.unwrap();
     c.delete_channel().arn(&arn).send().await.unwrap();
     let err = c
         .get_stream_key()
@@ -934,7 +942,7 @@ async fn injected_faults_hit_the_next_calls_then_stop() {
 #[tokio::test]
 async fn test_controls_are_off_unless_enabled() {
     let t = TestIvs::with_config(LocalIvsConfig::default()).await;
-    for path in ["/_local/reset", "/_local/faults"] {
+    for path in ["/_local/reset", "/_local/faults", "/_local/streams/start"] {
         let r = t
             .http
             .post(format!("{}{path}", t.url()))

@@ -65,9 +65,19 @@ struct LocalIvsArgs {
     /// (repeat for several). Without any, every well-formed signature passes.
     #[arg(long = "credential", value_name = "KEY:SECRET[:ACCOUNT]", value_parser = parse_credential)]
     credentials: Vec<(String, String, Option<String>)>,
-    /// Serve POST /_local/reset, POST /_local/faults and GET /_local/calls (calls served, faults pending).
+    /// Serve POST /_local/reset, POST /_local/faults, GET /_local/calls (calls served, faults pending)
+    /// and POST /_local/streams/start {"streamKey": "..."} (a broadcaster connects).
     #[arg(long)]
     test_controls: bool,
+    /// Channels are offline until a stream starts (POST /_local/streams/start), as IVS's are until
+    /// someone broadcasts. Default: a channel's stream starts when the channel is created.
+    #[arg(long)]
+    offline_channels: bool,
+    /// Take the viewer's country (ISO 3166-1 alpha-2) for playback restriction policies from this
+    /// request header, set by a proxy in front or a test (e.g. X-Country). Without it the country is
+    /// unknown, and a policy that restricts countries refuses playback.
+    #[arg(long, value_name = "HEADER")]
+    trusted_country_header: Option<String>,
     /// Base URL written into playback URLs (default: http:// + the bound address).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
@@ -556,6 +566,8 @@ fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
         test_controls: args.test_controls,
         public_url: args.public_url,
         missing_buckets: args.missing_buckets,
+        live_on_create: !args.offline_channels,
+        trusted_country_header: args.trusted_country_header,
         ..LocalIvsConfig::default()
     };
     runtime()?.block_on(async {

@@ -104,6 +104,16 @@ def post(url, body):
         return r.status
 
 
+def post_json(url, body):
+    """A test-control POST: (status, parsed body), errors included."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
 def main(binary):
     server = subprocess.Popen(
         [binary, "local-ivs", "--listen", "127.0.0.1:0", "--test-controls", "--credential", f"{KEY}:{SECRET}:{ACCOUNT}",
@@ -260,7 +270,11 @@ def run(endpoint):
         check(not isinstance(e, ClientError), f"dropped connection: {e}")
     ivs.list_channels()
 
-    # Deleting.
+    streams(ivs, endpoint)
+
+    # Deleting: a live channel is stopped first (409 otherwise).
+    expect_error("ConflictException", 409, ivs.delete_channel, arn=arn)
+    ivs.stop_stream(channelArn=arn)
     ivs.delete_channel(arn=arn)
     expect_error("ResourceNotFoundException", 404, ivs.get_channel, arn=arn)
 
@@ -372,7 +386,73 @@ def references(ivs, recording_arn, policy_arn):
     ivs.update_channel(arn=channel["arn"], recordingConfigurationArn="", playbackRestrictionPolicyArn="")
     spare = ivs.create_recording_configuration(destinationConfiguration={"s3": {"bucketName": "boto3-spare"}})
     ivs.delete_recording_configuration(arn=spare["recordingConfiguration"]["arn"])
+    ivs.stop_stream(channelArn=channel["arn"])
     ivs.delete_channel(arn=channel["arn"])
+
+
+def streams(ivs, endpoint):
+    """GetStream, ListStreams, StopStream, GetStreamSession, ListStreamSessions, the test control that
+    starts a stream, and the edge's answer for an offline channel."""
+    created = ivs.create_channel(name="boto3-streams")
+    arn, url = created["channel"]["arn"], created["channel"]["playbackUrl"]
+    stream_key = created["streamKey"]["value"]
+    missing = arn.rsplit("/", 1)[0] + "/doesNotExist"
+
+    # Live from its creation (the local IVS's default: there is no broadcaster).
+    out = ivs.get_stream(channelArn=arn)
+    shape_check(ivs, "GetStream", out)
+    first = out["stream"]
+    check(first["state"] == "LIVE" and first["health"] == "HEALTHY" and first["playbackUrl"] == url, first)
+    check(first["streamId"].startswith("st-") and len(first["streamId"]) == 26, first["streamId"])
+    out = ivs.list_streams(filterBy={"health": "HEALTHY"})
+    shape_check(ivs, "ListStreams", out)
+    check(arn in [s["channelArn"] for s in out["streams"]], out["streams"])
+    check(ivs.list_streams(filterBy={"health": "STARVING"})["streams"] == [], "no starving stream")
+    check(get(url)[0] == 200, "a live public channel plays")
+
+    # Stopped: ChannelNotBroadcasting, and the edge answers 404 as for an offline channel.
+    out = ivs.stop_stream(channelArn=arn)
+    shape_check(ivs, "StopStream", out)
+    expect_error("ChannelNotBroadcasting", 404, ivs.get_stream, channelArn=arn)
+    expect_error("ChannelNotBroadcasting", 404, ivs.stop_stream, channelArn=arn)
+    status, body = get(url)
+    check(status == 404 and json.loads(body)[0]["error_code"] == "not_found", f"offline: {status} {body}")
+
+    # A broadcaster connects with the stream key (test control); a second one is refused.
+    status, started = post_json(f"{endpoint}/_local/streams/start", {"streamKey": stream_key})
+    check(status == 200 and started["channelArn"] == arn, started)
+    status, again = post_json(f"{endpoint}/_local/streams/start", {"streamKey": stream_key})
+    check(status == 409, again)
+    status, unknown = post_json(f"{endpoint}/_local/streams/start", {"streamKey": "sk_us-west-2_nope"})
+    check(status == 404 and "exceptionMessage" in unknown, unknown)
+    check(get(url)[0] == 200, "plays again")
+
+    # Sessions: newest first, paged; each keeps its channel and times.
+    page = ivs.list_stream_sessions(channelArn=arn, maxResults=1)
+    shape_check(ivs, "ListStreamSessions", page)
+    check(page["streamSessions"][0]["streamId"] == started["streamId"], page)
+    check("endTime" not in page["streamSessions"][0], "the live session has no end")
+    rest = ivs.list_stream_sessions(channelArn=arn, nextToken=page["nextToken"])
+    check([s["streamId"] for s in rest["streamSessions"]] == [first["streamId"]], rest)
+    out = ivs.get_stream_session(channelArn=arn, streamId=first["streamId"])
+    shape_check(ivs, "GetStreamSession", out)
+    session = out["streamSession"]
+    check(session["endTime"] >= session["startTime"] and session["channel"]["arn"] == arn, session)
+    check([e["name"] for e in session["truncatedEvents"]][-1] == "Session Ended", session["truncatedEvents"])
+    latest = ivs.get_stream_session(channelArn=arn)["streamSession"]
+    check(latest["streamId"] == started["streamId"], latest)
+
+    # Errors.
+    for fn in (ivs.get_stream, ivs.stop_stream, ivs.get_stream_session, ivs.list_stream_sessions):
+        expect_error("ResourceNotFoundException", 404, fn, channelArn=missing)
+    expect_error("ResourceNotFoundException", 404, ivs.get_stream_session, channelArn=arn,
+                 streamId="st-" + "A" * 23)
+    expect_error("ValidationException", 400, ivs.get_stream_session, channelArn=arn, streamId="xx-" + "A" * 23)
+    expect_error("ValidationException", 400, ivs.list_streams, filterBy={"health": "SICK"})
+    expect_error("ConflictException", 409, ivs.delete_channel, arn=arn)
+    ivs.stop_stream(channelArn=arn)
+    ivs.delete_channel(arn=arn)
+    expect_error("ResourceNotFoundException", 404, ivs.list_stream_sessions, channelArn=arn)
 
 
 if __name__ == "__main__":

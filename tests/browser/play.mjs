@@ -6,11 +6,14 @@
 // Checks: the demo channel plays (state Playing, video time advancing by 10 s, across a loop of the
 // clip; a screenshot goes to target/viewer-playing.png); every kind of bad token fails as it fails
 // against IVS (ErrorAuthorization from MasterPlaylist), and the edge, asked with the page's Origin,
-// says the reason of that kind; two rotations while the page reloads fail no load.
+// says the reason of that kind; two rotations while the page reloads fail no load. Against a second,
+// stand-alone local IVS (channels offline until started, test controls on): a stopped stream fails as
+// IVS's player reports an offline channel (ErrorNotAvailable, 404, from MasterPlaylist), and a public
+// channel plays when its playback restriction policy allows the page's origin and is refused when not.
 // Waits are for events (the player's state, the video's time), each with a generous deadline, never
 // for a fixed window of wall-clock time: a loaded host is slower, not wrong.
 import { spawn, execFileSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
@@ -109,6 +112,56 @@ async function admin(path, body) {
   const json = await r.json();
   assert(r.ok, `admin ${path}: ${r.status} ${JSON.stringify(json)}`);
   return json;
+}
+
+// --- a stand-alone local IVS, for streams and playback restriction policies ---------------------
+const IVS_KEY = 'AKIDBROWSERTEST';
+const IVS_SECRET = 'browser-test-ivs-secret';
+const localIvs = spawn(bin, ['local-ivs', '--listen', '127.0.0.1:0', '--test-controls', '--offline-channels',
+  '--credential', `${IVS_KEY}:${IVS_SECRET}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+const localIvsLog = [];
+createInterface({ input: localIvs.stderr }).on('line', (l) => localIvsLog.push(l));
+const ivsUrl = await new Promise((ok, fail) => {
+  const timer = setTimeout(() => fail(new Error(`local-ivs did not start: ${localIvsLog.join('\n')}`)), 30_000);
+  createInterface({ input: localIvs.stdout }).once('line', (line) => { clearTimeout(timer); ok(line.trim()); });
+  localIvs.on('exit', (code) => fail(new Error(`local-ivs exited ${code}: ${localIvsLog.join('\n')}`)));
+});
+
+/** An IVS control-plane call, signed with SigV4 (the signature is verified: --credential). */
+async function ivs(operation, input = {}) {
+  const url = new URL(`${ivsUrl}/${operation}`);
+  const body = JSON.stringify(input);
+  const amzDate = new Date().toISOString().replace(/[-:]|\.\d{3}/g, '');
+  const day = amzDate.slice(0, 8);
+  const hex = (s) => createHash('sha256').update(s).digest('hex');
+  const mac = (k, s) => createHmac('sha256', k).update(s).digest();
+  const headers = { 'content-type': 'application/json', host: url.host, 'x-amz-date': amzDate };
+  const names = Object.keys(headers).sort();
+  const canonical = ['POST', url.pathname, '', ...names.map((h) => `${h}:${headers[h]}`), '', names.join(';'), hex(body)]
+    .join('\n');
+  const scope = `${day}/us-west-2/ivs/aws4_request`;
+  let k = mac(`AWS4${IVS_SECRET}`, day);
+  for (const part of ['us-west-2', 'ivs', 'aws4_request']) k = mac(k, part);
+  const signature = createHmac('sha256', k).update(['AWS4-HMAC-SHA256', amzDate, scope, hex(canonical)].join('\n'))
+    .digest('hex');
+  const { host, ...sent } = headers;
+  const r = await fetch(url, {
+    method: 'POST',
+    body,
+    headers: { ...sent, authorization: `AWS4-HMAC-SHA256 Credential=${IVS_KEY}/${scope}, SignedHeaders=${names.join(';')}, Signature=${signature}` },
+  });
+  const json = await r.json();
+  assert(r.ok, `${operation}: ${r.status} ${r.headers.get('x-amzn-errortype')} ${JSON.stringify(json)}`);
+  return json;
+}
+/** A public channel, live (its stream started with its key), under `policy` if given. */
+async function liveChannel(policy) {
+  const created = await ivs('CreateChannel', policy ? { playbackRestrictionPolicyArn: policy } : {});
+  const r = await fetch(`${ivsUrl}/_local/streams/start`, {
+    method: 'POST', body: JSON.stringify({ streamKey: created.streamKey.value }),
+  });
+  assert(r.ok, `streams/start: ${r.status} ${await r.text()}`);
+  return created.channel;
 }
 
 // --- the browser ---------------------------------------------------------------------------------
@@ -271,6 +324,55 @@ try {
     });
   }
 
+  /** Waits for the player's first error (it must not play). */
+  async function playerError(page, why) {
+    await page.waitForFunction(() => window.viewer?.errors.length || window.viewer?.states.includes('Playing'),
+      null, { timeout: 30_000 });
+    const { errors, states } = await page.evaluate(() => ({ errors: window.viewer.errors, states: window.viewer.states }));
+    assert(!states.includes('Playing'), `${why}: it played`);
+    return errors[0];
+  }
+
+  await check('a stopped stream: ErrorNotAvailable 404 from MasterPlaylist, as the IVS player reports an offline channel', async () => {
+    const channel = await liveChannel();
+    const page = await open(`?src=${encodeURIComponent(channel.playbackUrl)}`);
+    await playsFor(page, 2);
+    await page.close();
+    await ivs('StopStream', { channelArn: channel.arn });
+    const stopped = await open(`?src=${encodeURIComponent(channel.playbackUrl)}`);
+    const e = await playerError(stopped, 'stopped stream');
+    // IVS Player SDK reference, PlayerError: "source: MasterPlaylist type: NOT_AVAILABLE code: 404 - The
+    // stream is invalid (e.g., the playback URL is incorrect) or not online."
+    assert(e.type === 'ErrorNotAvailable' && e.code === 404 && e.source === 'MasterPlaylist', `stopped: ${JSON.stringify(e)}`);
+    await stopped.close();
+  });
+
+  await check('a public channel plays when its playback restriction policy allows the page origin (strictly)', async () => {
+    const { playbackRestrictionPolicy: policy } = await ivs('CreatePlaybackRestrictionPolicy', {
+      allowedOrigins: [pageOrigin], enableStrictOriginEnforcement: true,
+    });
+    const channel = await liveChannel(policy.arn);
+    const page = await open(`?src=${encodeURIComponent(channel.playbackUrl)}`);
+    await playsFor(page, 3);
+    await page.close();
+  });
+
+  await check('a public channel whose policy does not allow the page origin is refused, and the edge says why', async () => {
+    const { playbackRestrictionPolicy: policy } = await ivs('CreatePlaybackRestrictionPolicy', {
+      allowedOrigins: ['https://elsewhere.example.com'],
+    });
+    const channel = await liveChannel(policy.arn);
+    const page = await open(`?src=${encodeURIComponent(channel.playbackUrl)}`);
+    const e = await playerError(page, 'origin not allowed by the policy');
+    assert(e.type === 'ErrorAuthorization' && e.source === 'MasterPlaylist' && e.message === 'playback_restricted',
+      `refused: ${JSON.stringify(e)}`);
+    await page.close();
+    const r = await fetch(channel.playbackUrl, { headers: { origin: pageOrigin } });
+    const body = await r.json();
+    assert(r.status === 403 && body[0].error === `origin ${pageOrigin} is not allowed by playback restriction policy ${policy.arn} (allowed: https://elsewhere.example.com)`,
+      `edge: ${r.status} ${JSON.stringify(body)}`);
+  });
+
   await check('two rotations while the page reloads fail no load', async () => {
     const page = await open('');
     let loads = 0;
@@ -308,6 +410,7 @@ try {
 } finally {
   await browser.close();
   serve.kill('SIGTERM');
+  localIvs.kill('SIGTERM');
   rmSync(work, { recursive: true, force: true });
 }
 

@@ -548,6 +548,8 @@ async fn a_channel_names_only_resources_that_exist_and_they_stay_while_named() {
         .send()
         .await
         .unwrap();
+    // Live since its creation: stopped first, as IVS requires.
+    c.stop_stream().channel_arn(&channel).send().await.unwrap();
     c.delete_channel().arn(&channel).send().await.unwrap();
     c.delete_recording_configuration()
         .arn(&again)
@@ -664,6 +666,8 @@ async fn tags_and_state_hold_for_recording_configurations_and_policies() {
         .unwrap_err()
         .into_service_error();
     assert!(err.is_conflict_exception(), "{err:?}");
+    // Live since its creation: stopped first, as IVS requires.
+    c.stop_stream().channel_arn(&channel).send().await.unwrap();
     c.delete_channel().arn(&channel).send().await.unwrap();
     let err = c
         .list_tags_for_resource()

@@ -29,6 +29,12 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
     }
 
+    /// A stream operation on a channel that is not live (the model's
+    /// ChannelNotBroadcasting, 404).
+    pub(crate) fn channel_not_broadcasting(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "ChannelNotBroadcasting", message)
+    }
+
     pub(crate) fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "ConflictException", message)
     }

@@ -7,11 +7,17 @@
 //!   SigV4-authenticated, with IVS's errors and quotas.
 //! - Playback: `GET` on a channel's `playbackUrl` checks the token the way the
 //!   IVS edge does, with the signer's [`Verifier`](crate::Verifier) and the
-//!   key pairs imported now, and explains refusals.
+//!   key pairs imported now, or a public channel's playback restriction
+//!   policy, and explains refusals.
+//! - Streams: a channel is live while a stream session runs on it; there is
+//!   no ingest, so streams start with their channel
+//!   ([`LocalIvsConfig::live_on_create`]) or by test control, and end with
+//!   StopStream, after which the playback URL answers as for an offline
+//!   channel.
 //! - Test controls (off unless enabled): `POST /_local/reset`,
-//!   `POST /_local/faults`, and `GET /_local/calls` (the control-plane calls
+//!   `POST /_local/faults`, `GET /_local/calls` (the control-plane calls
 //!   served per operation, and the faults still pending), so that a test can
-//!   prove a client did, or did not, call.
+//!   prove a client did, or did not, call, and `POST /_local/streams/start`.
 //! - Every listener has a header deadline and connection limits
 //!   (`service::server`).
 //!
@@ -19,6 +25,7 @@
 //! [`LocalIvs::stop`].
 
 pub(crate) mod api;
+mod controls;
 pub(crate) mod error;
 mod faults;
 pub(crate) mod model;
@@ -36,7 +43,7 @@ use std::time::SystemTime;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State as AxumState;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get, post};
 use tokio::net::TcpListener;
@@ -44,9 +51,9 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use self::error::ApiError;
-use self::faults::{Fault, FaultRequest, Faults};
+use self::faults::{Fault, Faults};
 pub(crate) use self::playback::token_from_query;
-use self::playback::{Refusal, Session, Sessions};
+use self::playback::{Refusal, Session, Sessions, Viewer};
 pub(crate) use self::request::{control_input, operation_of, percent_decode};
 use self::sigv4::{Authenticator, Credential};
 use self::state::{State, StateFile};
@@ -77,6 +84,18 @@ pub struct LocalIvsConfig {
     /// S3 buckets to treat as missing: a recording configuration naming one
     /// ends in `CREATE_FAILED`, as IVS's does when it cannot use its bucket.
     pub missing_buckets: Vec<String>,
+    /// Start a channel's stream when the channel is created (and, at start-up,
+    /// on channels that never had one), as if a broadcaster connected at
+    /// once: playback works with no broadcaster. Off: channels are offline
+    /// until `POST /_local/streams/start`, as IVS's are until someone
+    /// streams. Default on.
+    pub live_on_create: bool,
+    /// The request header that carries the viewer's country (ISO 3166-1
+    /// alpha-2), for playback restriction policies: IVS geolocates viewers,
+    /// the local IVS trusts this header (set by a proxy in front, or a test).
+    /// `None`: the country is unknown, and a policy that restricts countries
+    /// refuses.
+    pub trusted_country_header: Option<String>,
 }
 
 impl Default for LocalIvsConfig {
@@ -90,6 +109,8 @@ impl Default for LocalIvsConfig {
             public_url: None,
             max_connections: ConnectionLimits::default().max_connections,
             missing_buckets: Vec::new(),
+            live_on_create: true,
+            trusted_country_header: None,
         }
     }
 }
@@ -149,8 +170,14 @@ impl LocalIvs {
                 },
             );
         }
+        let country_header = match &config.trusted_country_header {
+            None => None,
+            Some(name) => Some(HeaderName::try_from(name.as_str()).map_err(|_| {
+                LocalIvsError::Config(format!("`{name}` is not an HTTP header name"))
+            })?),
+        };
         let file = config.state_file.as_ref().map(StateFile::new);
-        let state = match &file {
+        let mut state = match &file {
             Some(f) => f.load().map_err(LocalIvsError::StateFile)?,
             None => State::empty(),
         };
@@ -173,6 +200,11 @@ impl LocalIvs {
             .unwrap_or_else(|| format!("http://{addr}"))
             .trim_end_matches('/')
             .to_owned();
+        if config.live_on_create {
+            // Channels of a state file written before streams existed, or by
+            // a local IVS with `live_on_create` off, that never streamed.
+            controls::start_never_streamed(&mut state, &base_url);
+        }
         let app = App {
             inner: Arc::new(Inner {
                 state: Mutex::new(state),
@@ -187,6 +219,8 @@ impl LocalIvs {
                 sessions: Mutex::new(Sessions::default()),
                 base_url: base_url.clone(),
                 missing_buckets: config.missing_buckets.iter().cloned().collect(),
+                live_on_create: config.live_on_create,
+                country_header,
             }),
         };
         let router = router(app, config.test_controls);
@@ -253,6 +287,8 @@ struct Inner {
     sessions: Mutex<Sessions>,
     base_url: String,
     missing_buckets: std::collections::BTreeSet<String>,
+    live_on_create: bool,
+    country_header: Option<HeaderName>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -296,9 +332,10 @@ fn router(app: App, test_controls: bool) -> Router {
     let mut router = Router::new().route("/api/video/v1/{*rest}", any(playback));
     if test_controls {
         router = router
-            .route("/_local/reset", post(reset))
-            .route("/_local/faults", post(add_fault))
-            .route("/_local/calls", get(calls));
+            .route("/_local/reset", post(controls::reset))
+            .route("/_local/faults", post(controls::add_fault))
+            .route("/_local/calls", get(controls::calls))
+            .route("/_local/streams/start", post(controls::start_stream));
     }
     router.fallback(any(control)).with_state(app)
 }
@@ -353,6 +390,8 @@ async fn control_inner(
                     scope: &scope,
                     base_url: &base_url,
                     missing_buckets: &app.inner.missing_buckets,
+                    now_ms: unix_ms(SystemTime::now()),
+                    live_on_create: app.inner.live_on_create,
                 },
             )
         })
@@ -403,6 +442,23 @@ fn refusal_response(refusal: &Refusal, url: &str) -> Response {
         "application/json",
         refusal.body(url),
     )
+}
+
+/// Milliseconds since the Unix epoch (0 before it).
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl App {
+    /// The viewer's country from the trusted header: two ASCII letters, in
+    /// upper case; anything else is no country.
+    fn country_of(&self, headers: &HeaderMap) -> Option<String> {
+        let name = self.inner.country_header.as_ref()?;
+        let value = headers.get(name)?.to_str().ok()?.trim();
+        (value.len() == 2 && value.bytes().all(|b| b.is_ascii_alphabetic()))
+            .then(|| value.to_ascii_uppercase())
+    }
 }
 
 fn origin_of(headers: &HeaderMap) -> Option<&str> {
@@ -482,14 +538,18 @@ async fn playback_start(
     };
     let now = SystemTime::now();
     let origin = origin_of(headers).map(str::to_owned);
+    let country = app.country_of(headers);
     let check = |state: &mut State| {
         let region = state.region_mut(&scope);
         Ok(playback::authorize(
             region,
             &scope,
             &channel_id,
-            token.as_deref(),
-            origin.as_deref(),
+            Viewer {
+                token: token.as_deref(),
+                origin: origin.as_deref(),
+                country: country.as_deref(),
+            },
             now,
         ))
     };
@@ -532,15 +592,36 @@ fn playback_session(
     {
         return refusal_response(&r, url);
     }
-    if let Some((viewer, version)) = &session.viewer {
+    if let Some((policy, allowed)) = &session.policy_origins
+        && let Err(r) = playback::check_policy_origin(allowed, true, origin_of(headers), policy)
+    {
+        return refusal_response(&r, url);
+    }
+    let checked = {
         let state = lock(&app.inner.state);
-        let revoked = state.region(&session.scope).map(|region| {
-            playback::check_revocation(region, &session.channel_arn, viewer, *version)
-        });
-        drop(state);
-        if let Some(Err(r)) = revoked {
-            return refusal_response(&r, url);
+        let region = state.region(&session.scope);
+        // A stopped stream ends its sessions: the player's next variant
+        // playlist is refused as an expired session's is [OPEN: IVS's edge
+        // may instead end the playlist].
+        let streaming = region
+            .and_then(|r| r.stream_sessions.get(&session.stream_id))
+            .is_some_and(|s| s.end_ms.is_none());
+        let revoked = match (&session.viewer, region) {
+            (Some((viewer, version)), Some(region)) => {
+                playback::check_revocation(region, &session.channel_arn, viewer, *version)
+            }
+            _ => Ok(()),
+        };
+        if streaming {
+            revoked
+        } else {
+            Err(Refusal::session(
+                "the stream of this playback session has ended",
+            ))
         }
+    };
+    if let Err(r) = checked {
+        return refusal_response(&r, url);
     }
     if !playback::RENDITIONS.iter().any(|r| r.name == rendition) {
         return refusal_response(&Refusal::session("no such rendition"), url);
@@ -567,47 +648,4 @@ fn playback_session(
         return response;
     }
     refusal_response(&Refusal::session("no such file in this session"), url)
-}
-
-async fn reset(AxumState(app): AxumState<App>) -> Response {
-    let result = app
-        .with_state(true, |state| {
-            *state = State::empty();
-            Ok(())
-        })
-        .await;
-    app.inner.faults.clear();
-    lock(&app.inner.calls).clear();
-    *lock(&app.inner.sessions) = Sessions::default();
-    match result {
-        Ok(()) => (StatusCode::OK, "{}").into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-/// `GET /_local/calls`: `{"calls": {"GetChannel": 3, ...}, "pending_faults":
-/// 0}`, the calls answered (or faulted) since the start or the last reset.
-async fn calls(AxumState(app): AxumState<App>) -> Response {
-    let calls = lock(&app.inner.calls).clone();
-    let body = serde_json::json!({
-        "calls": calls,
-        "pending_faults": app.inner.faults.pending(),
-    });
-    (
-        StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
-}
-
-async fn add_fault(AxumState(app): AxumState<App>, body: Bytes) -> Response {
-    let request: FaultRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => return ApiError::validation(format!("fault: {e}")).into_response(),
-    };
-    match app.inner.faults.add(request) {
-        Ok(()) => (StatusCode::OK, "{}").into_response(),
-        Err(e) => ApiError::validation(format!("fault: {e}")).into_response(),
-    }
 }

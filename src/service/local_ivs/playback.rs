@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::error::ApiError;
 use super::percent_decode;
-use super::state::{RegionState, Scope};
+use super::state::{PlaybackRestrictionPolicy, RegionState, Scope};
 use crate::claims::unix_seconds;
 use crate::{AllowedOrigins, ChannelArn, MaximumResolution, PublicKey, Verifier};
 
@@ -43,6 +43,36 @@ impl Refusal {
         Self {
             status: 404,
             error_code: "not_found",
+            reason: reason.into(),
+        }
+    }
+
+    /// A channel that exists but is not broadcasting. The IVS Web Player
+    /// reports a 404 on the multivariant playlist as `ErrorNotAvailable`,
+    /// "the stream is invalid (e.g., the playback URL is incorrect) or not
+    /// online" (IVS Player SDK reference, `PlayerError`). The body's words
+    /// are ours; `not_found` is the code Twitch's edge, whose body shape IVS
+    /// shares, gives an offline channel (streamlink/streamlink#5709:
+    /// `twirp error not_found: transcode does not exist`) [OPEN: IVS's exact
+    /// body].
+    pub(crate) fn offline(channel_arn: &str) -> Self {
+        Self {
+            status: 404,
+            error_code: "not_found",
+            reason: format!(
+                "channel {channel_arn} is offline: no stream is live on it (started by a broadcaster, here by `POST /_local/streams/start`)"
+            ),
+        }
+    }
+
+    /// A viewer the channel's playback restriction policy does not allow.
+    /// IVS documents the policy, not the edge's refusal: a 403, as for a
+    /// token, which the player reports as `ErrorAuthorization` [OPEN: IVS's
+    /// status and code].
+    fn restricted(reason: impl Into<String>) -> Self {
+        Self {
+            status: 403,
+            error_code: "playback_restricted",
             reason: reason.into(),
         }
     }
@@ -111,6 +141,11 @@ pub(crate) struct Session {
     pub(crate) strict: bool,
     pub(crate) max_height: u32,
     pub(crate) viewer: Option<(String, u32)>,
+    /// The stream the session plays: once it ends, so does the session.
+    pub(crate) stream_id: String,
+    /// A public channel's policy with strict origin enforcement: its ARN and
+    /// the origins every later request must carry one of.
+    pub(crate) policy_origins: Option<(String, Vec<String>)>,
     pub(crate) expires: SystemTime,
     /// The token was single-use and this start consumed it.
     pub(crate) consumed_single_use: bool,
@@ -207,16 +242,29 @@ pub(crate) fn parse_playback_file(file: &str) -> Option<(Scope, String)> {
     ))
 }
 
+/// Who asks for playback: the `token` query parameter, the `Origin` header,
+/// and the country the trusted header names.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Viewer<'a> {
+    pub(crate) token: Option<&'a str>,
+    pub(crate) origin: Option<&'a str>,
+    pub(crate) country: Option<&'a str>,
+}
+
 /// Checks a playback request for a channel. On success the session to start;
 /// `region` is changed only to consume a single-use token.
 pub(crate) fn authorize(
     region: &mut RegionState,
     scope: &Scope,
     channel_id: &str,
-    token: Option<&str>,
-    origin: Option<&str>,
+    viewer: Viewer<'_>,
     now: SystemTime,
 ) -> Result<Session, Refusal> {
+    let Viewer {
+        token,
+        origin,
+        country,
+    } = viewer;
     let channel = region.channels.get(channel_id).ok_or_else(|| Refusal {
         status: 404,
         error_code: "channel_not_found",
@@ -226,6 +274,16 @@ pub(crate) fn authorize(
         ),
     })?;
     let channel_arn = channel.arn().to_owned();
+    // Liveness is told only to a viewer who may watch: it is checked after
+    // the token or the policy [OPEN: IVS's order].
+    let stream_id = region
+        .live_session(&channel_arn)
+        .map(|s| s.stream_id.clone());
+    let live = || {
+        stream_id
+            .clone()
+            .ok_or_else(|| Refusal::offline(&channel_arn))
+    };
     let open = Session {
         scope: scope.clone(),
         channel_arn: channel_arn.clone(),
@@ -233,11 +291,35 @@ pub(crate) fn authorize(
         strict: false,
         max_height: u32::MAX,
         viewer: None,
+        stream_id: String::new(),
+        policy_origins: None,
         expires: now + SESSION_LIFETIME,
         consumed_single_use: false,
     };
     if !channel.authorized() {
-        return Ok(open);
+        // "Playback restriction policies are not applied to private
+        // channels" is the other side of this: only public channels are
+        // checked against theirs (docs/ivs-facts.md §1).
+        let policy = channel
+            .doc
+            .get("playbackRestrictionPolicyArn")
+            .and_then(serde_json::Value::as_str)
+            .filter(|arn| !arn.is_empty())
+            .and_then(|arn| {
+                region
+                    .playback_restriction_policies
+                    .values()
+                    .find(|p| p.arn == arn)
+            });
+        let policy_origins = match policy {
+            Some(policy) => check_policy(policy, origin, country)?,
+            None => None,
+        };
+        return Ok(Session {
+            stream_id: live()?,
+            policy_origins,
+            ..open
+        });
     }
     let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
         Refusal::token("the channel is private and the request has no `token` query parameter")
@@ -269,6 +351,8 @@ pub(crate) fn authorize(
         claims.strict_origin_enforcement(),
         origin,
     )?;
+    // Before a single-use token is spent: an offline channel does not use it.
+    let stream_id = live()?;
     if let Some(uuid) = claims.single_use_uuid() {
         let key = uuid.hyphenated().to_string();
         let now_s = unix_seconds(now);
@@ -291,6 +375,7 @@ pub(crate) fn authorize(
             Some(MaximumResolution::FullHd) | None => u32::MAX,
         },
         viewer,
+        stream_id,
         consumed_single_use: claims.single_use_uuid().is_some(),
         ..open
     })
@@ -329,6 +414,70 @@ pub(crate) fn check_origin(
         ))),
         (Some(allowed), None) if strict => Err(Refusal::token(format!(
             "aws:strict-origin-enforcement requires an Origin header matching {allowed}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// A public channel's playback restriction policy at the start of playback:
+/// the viewer's country must be allowed, and so must the `Origin` of a
+/// browser (a request without one passes unless enforcement is strict),
+/// as IVS's CreatePlaybackRestrictionPolicy documents `allowedCountries`,
+/// `allowedOrigins` and `enableStrictOriginEnforcement`. Empty lists allow
+/// all. On success, the origins every later request must carry, when
+/// enforcement is strict.
+pub(crate) fn check_policy(
+    policy: &PlaybackRestrictionPolicy,
+    origin: Option<&str>,
+    country: Option<&str>,
+) -> Result<Option<(String, Vec<String>)>, Refusal> {
+    if !policy.allowed_countries.is_empty() {
+        // The edge geolocates every viewer; the local IVS cannot, and a
+        // viewer whose country it does not know is refused rather than let
+        // through a geo-restriction [OPEN: what IVS does with an address it
+        // cannot place].
+        let Some(country) = country else {
+            return Err(Refusal::restricted(format!(
+                "the viewer's country is unknown and policy {} allows only {}: the local IVS takes the country from the header it is told to trust (--trusted-country-header)",
+                policy.arn,
+                policy.allowed_countries.join(", ")
+            )));
+        };
+        if !policy.allowed_countries.iter().any(|c| c == country) {
+            return Err(Refusal::restricted(format!(
+                "country {country} is not allowed by playback restriction policy {} (allowed: {})",
+                policy.arn,
+                policy.allowed_countries.join(", ")
+            )));
+        }
+    }
+    if policy.allowed_origins.is_empty() {
+        return Ok(None);
+    }
+    let strict = policy.enable_strict_origin_enforcement;
+    check_policy_origin(&policy.allowed_origins, strict, origin, &policy.arn)?;
+    Ok(strict.then(|| (policy.arn.clone(), policy.allowed_origins.clone())))
+}
+
+/// One request's `Origin` against a policy's allowed origins. Origins are
+/// compared whole, without wildcards (the policy's values are `Origin`
+/// header values), and case-insensitively, as hosts are.
+pub(crate) fn check_policy_origin(
+    allowed: &[String],
+    strict: bool,
+    origin: Option<&str>,
+    policy_arn: &str,
+) -> Result<(), Refusal> {
+    match origin {
+        Some(origin) if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) => {
+            Err(Refusal::restricted(format!(
+                "origin {origin} is not allowed by playback restriction policy {policy_arn} (allowed: {})",
+                allowed.join(", ")
+            )))
+        }
+        None if strict => Err(Refusal::restricted(format!(
+            "playback restriction policy {policy_arn} enforces origins strictly: every request needs an Origin header matching one of {}",
+            allowed.join(", ")
         ))),
         _ => Ok(()),
     }
@@ -506,6 +655,8 @@ mod tests {
             strict: false,
             max_height: u32::MAX,
             viewer: None,
+            stream_id: String::new(),
+            policy_origins: None,
             expires: now + Duration::from_secs(n),
             consumed_single_use: false,
         };

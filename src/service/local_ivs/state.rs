@@ -57,7 +57,8 @@ pub(crate) struct Scope {
 }
 
 impl Scope {
-    fn key(&self) -> String {
+    /// The key of this scope's region in `State::regions`.
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}", self.account, self.region)
     }
 
@@ -85,6 +86,10 @@ pub(crate) struct RegionState {
     /// By playback-restriction-policy id; the edge reads them from here.
     #[serde(default)]
     pub(crate) playback_restriction_policies: BTreeMap<String, PlaybackRestrictionPolicy>,
+    /// Stream sessions, live and ended, by stream id (`st-...`). A channel
+    /// is live while one of its sessions has no end time.
+    #[serde(default)]
+    pub(crate) stream_sessions: BTreeMap<String, StreamSession>,
     /// The highest revoked session version, by channel ARN and viewer id.
     pub(crate) revocations: BTreeMap<String, BTreeMap<String, i64>>,
     /// Single-use UUIDs already used, with the `exp` of their token (kept
@@ -146,6 +151,35 @@ pub(crate) struct PlaybackRestrictionPolicy {
     pub(crate) allowed_origins: Vec<String>,
     pub(crate) enable_strict_origin_enforcement: bool,
     pub(crate) tags: BTreeMap<String, String>,
+}
+
+/// One broadcast on a channel, from its start to its end, with what the
+/// channel and its recording configuration were when it started.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct StreamSession {
+    pub(crate) seq: u64,
+    pub(crate) stream_id: String,
+    pub(crate) channel_arn: String,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) start_ms: u64,
+    pub(crate) end_ms: Option<u64>,
+    /// `HEALTHY`, `STARVING` or `UNKNOWN`.
+    pub(crate) health: String,
+    /// The channel's GetChannel document at the start.
+    pub(crate) channel: Value,
+    /// The channel's recording configuration at the start, if it had one.
+    pub(crate) recording_configuration: Option<Value>,
+    /// `StreamEvent`s, oldest first.
+    pub(crate) events: Vec<Value>,
+}
+
+impl RegionState {
+    /// The live session of a channel, if it is broadcasting.
+    pub(crate) fn live_session(&self, channel_arn: &str) -> Option<&StreamSession> {
+        self.stream_sessions
+            .values()
+            .find(|s| s.end_ms.is_none() && s.channel_arn == channel_arn)
+    }
 }
 
 /// A stream key.

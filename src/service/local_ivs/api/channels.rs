@@ -255,8 +255,18 @@ pub(super) fn get(input: &Value, region: &RegionState, base_url: &str) -> Result
 
 pub(super) fn delete(input: &Value, region: &mut RegionState) -> Result<Value, ApiError> {
     let arn = str_of(input, "arn").to_owned();
+    find(&region.channels, &arn)?;
+    // The model's DeleteChannel documentation: "If you try to delete a live
+    // channel, you will get an error (409 ConflictException)".
+    if let Some(live) = region.live_session(&arn) {
+        return Err(ApiError::conflict(format!(
+            "channel {arn} is live (stream {}): call StopStream first, then DeleteChannel",
+            live.stream_id
+        )));
+    }
     remove(&mut region.channels, &arn)?;
     region.stream_keys.retain(|_, k| k.channel_arn != arn);
+    region.stream_sessions.retain(|_, s| s.channel_arn != arn);
     region.revocations.remove(&arn);
     Ok(Value::Null)
 }

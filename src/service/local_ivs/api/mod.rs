@@ -10,6 +10,7 @@ mod key_pairs;
 mod policies;
 mod recording;
 mod stream_keys;
+pub(crate) mod streams;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,11 +27,16 @@ use super::state::{
 const MAX_TAGS: usize = 50;
 
 /// Where a request runs: its account and region, the base URL that playback
-/// URLs point at, and the S3 buckets this local IVS is told do not exist.
+/// URLs point at, the S3 buckets this local IVS is told do not exist, the
+/// time, and whether a new channel starts live.
 pub(crate) struct Context<'a> {
     pub(crate) scope: &'a Scope,
     pub(crate) base_url: &'a str,
     pub(crate) missing_buckets: &'a BTreeSet<String>,
+    /// Milliseconds since the Unix epoch.
+    pub(crate) now_ms: u64,
+    /// A new channel's stream starts at once (`LocalIvsConfig::live_on_create`).
+    pub(crate) live_on_create: bool,
 }
 
 /// Whether an operation changes state (and so must be saved).
@@ -44,6 +50,7 @@ pub(crate) fn is_mutating(operation: &str) -> bool {
         "UntagResource",
         "StartViewerSessionRevocation",
         "BatchStartViewerSessionRevocation",
+        "StopStream",
     ]
     .iter()
     .any(|p| operation.starts_with(p))
@@ -57,7 +64,22 @@ pub(crate) fn execute(
     ctx: &Context<'_>,
 ) -> Result<Value, ApiError> {
     match operation {
-        "CreateChannel" => channels::create(input, state, ctx),
+        "CreateChannel" => {
+            let out = channels::create(input, state, ctx)?;
+            if ctx.live_on_create {
+                // As if a broadcaster connected at once (see streams.rs).
+                let id = id_of(out["channel"]["arn"].as_str().unwrap_or_default()).to_owned();
+                streams::start(
+                    state,
+                    &ctx.scope.key(),
+                    &id,
+                    "HEALTHY",
+                    ctx.base_url,
+                    ctx.now_ms,
+                )?;
+            }
+            Ok(out)
+        }
         "GetChannel" => channels::get(input, region(state, ctx), ctx.base_url),
         "BatchGetChannel" => Ok(channels::batch_get(input, region(state, ctx), ctx.base_url)),
         "ListChannels" => channels::list(input, region(state, ctx)),
@@ -106,6 +128,11 @@ pub(crate) fn execute(
         "ListPlaybackRestrictionPolicies" => policies::list(input, region(state, ctx)),
         "UpdatePlaybackRestrictionPolicy" => policies::update(input, state.region_mut(ctx.scope)),
         "DeletePlaybackRestrictionPolicy" => policies::delete(input, state.region_mut(ctx.scope)),
+        "GetStream" => streams::get(input, region(state, ctx)),
+        "ListStreams" => streams::list(input, region(state, ctx)),
+        "StopStream" => streams::stop(input, state.region_mut(ctx.scope), ctx.now_ms),
+        "GetStreamSession" => streams::get_session(input, region(state, ctx)),
+        "ListStreamSessions" => streams::list_sessions(input, region(state, ctx)),
         "TagResource" => {
             let tags = tags_of(input)?;
             let existing =
@@ -176,6 +203,11 @@ pub(crate) const OPERATIONS: &[&str] = &[
     "ListPlaybackRestrictionPolicies",
     "UpdatePlaybackRestrictionPolicy",
     "DeletePlaybackRestrictionPolicy",
+    "GetStream",
+    "ListStreams",
+    "StopStream",
+    "GetStreamSession",
+    "ListStreamSessions",
     "TagResource",
     "UntagResource",
     "ListTagsForResource",

@@ -121,7 +121,7 @@ pub(super) fn delete(input: &Value, region: &mut RegionState) -> Result<Value, A
     Ok(Value::Null)
 }
 
-fn full_doc(config: &RecordingConfiguration) -> Value {
+pub(super) fn full_doc(config: &RecordingConfiguration) -> Value {
     let mut doc = config.doc.clone();
     doc.insert("tags".into(), json!(config.tags));
     Value::Object(doc)
