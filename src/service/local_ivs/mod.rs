@@ -19,6 +19,7 @@
 //! [`LocalIvs::stop`].
 
 pub(crate) mod api;
+mod cue_queue;
 pub(crate) mod error;
 mod faults;
 pub(crate) mod model;
@@ -26,6 +27,8 @@ pub(crate) mod playback;
 mod request;
 pub(crate) mod sigv4;
 pub(crate) mod state;
+pub(crate) mod timed_metadata;
+pub(crate) mod ts;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -185,6 +188,7 @@ impl LocalIvs {
                 faults: Faults::default(),
                 calls: Mutex::default(),
                 sessions: Mutex::new(Sessions::default()),
+                cues: Mutex::default(),
                 base_url: base_url.clone(),
                 missing_buckets: config.missing_buckets.iter().cloned().collect(),
             }),
@@ -251,6 +255,8 @@ struct Inner {
     /// prove a client does not call (`GET /_local/calls`).
     calls: Mutex<std::collections::BTreeMap<String, u64>>,
     sessions: Mutex<Sessions>,
+    /// Timed metadata waiting for the segments it goes into.
+    cues: Mutex<cue_queue::CueQueue>,
     base_url: String,
     missing_buckets: std::collections::BTreeSet<String>,
 }
@@ -552,12 +558,25 @@ fn playback_session(
             playback::media_playlist(session_id, rendition, now),
         );
     }
-    if let Some(segment) = file
+    if let Some((sequence, clip)) = file
         .strip_suffix(".ts")
         .and_then(|n| n.parse::<u64>().ok())
-        .and_then(|seq| playback::segment(rendition, seq))
+        .and_then(|seq| Some((seq, playback::segment(rendition, seq)?)))
     {
-        let mut response = (StatusCode::OK, segment).into_response();
+        let cues = lock(&app.inner.cues)
+            .cues(&session.channel_arn, sequence)
+            .to_vec();
+        let body = match timed_metadata::with_cues(clip, &cues) {
+            Ok(std::borrow::Cow::Borrowed(clip)) => axum::body::Bytes::from_static(clip),
+            Ok(std::borrow::Cow::Owned(with_cues)) => axum::body::Bytes::from(with_cues),
+            Err(e) => {
+                // The clip is ours and reads; should it not, the media still
+                // plays, without the cues.
+                tracing::warn!(error = %e, "local IVS: segment served without its timed metadata");
+                axum::body::Bytes::from_static(clip)
+            }
+        };
+        let mut response = (StatusCode::OK, body).into_response();
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
         h.insert(
@@ -579,6 +598,7 @@ async fn reset(AxumState(app): AxumState<App>) -> Response {
     app.inner.faults.clear();
     lock(&app.inner.calls).clear();
     *lock(&app.inner.sessions) = Sessions::default();
+    *lock(&app.inner.cues) = cue_queue::CueQueue::default();
     match result {
         Ok(()) => (StatusCode::OK, "{}").into_response(),
         Err(e) => e.into_response(),
