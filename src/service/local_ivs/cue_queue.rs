@@ -5,11 +5,12 @@
 //! rendition's copy of that segment carries it, once, and every viewer and
 //! every retry gets the same bytes.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, SystemTime};
 
-use super::playback::SEGMENT_SECONDS;
-use super::timed_metadata::Cue;
+use super::playback::{self, SEGMENT_SECONDS};
+use super::timed_metadata::{self, Cue};
 
 /// Segments kept after their time: well past the playlist's live window
 /// (3 segments), so a player that lags behind still finds the cues.
@@ -63,6 +64,29 @@ impl CueQueue {
             .and_then(|s| s.get(&sequence))
             .map_or(&[], Vec::as_slice)
     }
+
+    /// Segment `sequence` of a rendition of the channel, as the edge serves
+    /// it: the clip, with the segment's cues if it has any (`None`: no such
+    /// rendition).
+    pub(crate) fn segment(
+        &self,
+        channel_arn: &str,
+        rendition: &str,
+        sequence: u64,
+    ) -> Option<Cow<'static, [u8]>> {
+        let clip = playback::segment(rendition, sequence)?;
+        Some(
+            match timed_metadata::with_cues(clip, self.cues(channel_arn, sequence)) {
+                Ok(segment) => segment,
+                Err(e) => {
+                    // The clip is ours and reads; should it not, the media
+                    // still plays, without the cues.
+                    tracing::warn!(error = %e, "local IVS: segment served without its timed metadata");
+                    Cow::Borrowed(clip)
+                }
+            },
+        )
+    }
 }
 
 #[cfg(test)]
@@ -115,5 +139,31 @@ mod tests {
             q.put(arn, "x".into(), t);
         }
         assert_eq!(q.cues(arn, 500).len(), MAX_CUES_PER_SEGMENT);
+    }
+
+    #[test]
+    fn the_edge_serves_the_cue_in_that_segment_of_every_rendition_and_the_clip_elsewhere() {
+        let arn = "arn:aws:ivs:us-west-2:123456789012:channel/abcd";
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_500);
+        let mut q = CueQueue::default();
+        q.put(arn, "{\"score\":3}".into(), t);
+        for rendition in ["720p30", "360p30"] {
+            let clip = playback::segment(rendition, 500).unwrap();
+            let served = q.segment(arn, rendition, 500).unwrap();
+            assert!(matches!(served, Cow::Owned(_)));
+            assert!(served.len() > clip.len());
+            let text = b"{\"score\":3}";
+            assert!(served.windows(text.len()).any(|w| w == text));
+            // Twice the same bytes: a retry, or a second viewer.
+            assert_eq!(q.segment(arn, rendition, 500).unwrap(), served);
+            // The segments around it, and another channel's, are the clip.
+            for (channel, seq) in [(arn, 499), (arn, 501), ("other", 500)] {
+                let plain = q.segment(channel, rendition, seq).unwrap();
+                assert!(
+                    matches!(plain, Cow::Borrowed(b) if b == playback::segment(rendition, seq).unwrap())
+                );
+            }
+        }
+        assert!(q.segment(arn, "1080p60", 500).is_none());
     }
 }

@@ -27,8 +27,8 @@ pub(crate) mod playback;
 mod request;
 pub(crate) mod sigv4;
 pub(crate) mod state;
-pub(crate) mod timed_metadata;
-pub(crate) mod ts;
+mod timed_metadata;
+mod ts;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -558,23 +558,14 @@ fn playback_session(
             playback::media_playlist(session_id, rendition, now),
         );
     }
-    if let Some((sequence, clip)) = file
+    if let Some(segment) = file
         .strip_suffix(".ts")
         .and_then(|n| n.parse::<u64>().ok())
-        .and_then(|seq| Some((seq, playback::segment(rendition, seq)?)))
+        .and_then(|seq| lock(&app.inner.cues).segment(&session.channel_arn, rendition, seq))
     {
-        let cues = lock(&app.inner.cues)
-            .cues(&session.channel_arn, sequence)
-            .to_vec();
-        let body = match timed_metadata::with_cues(clip, &cues) {
-            Ok(std::borrow::Cow::Borrowed(clip)) => axum::body::Bytes::from_static(clip),
-            Ok(std::borrow::Cow::Owned(with_cues)) => axum::body::Bytes::from(with_cues),
-            Err(e) => {
-                // The clip is ours and reads; should it not, the media still
-                // plays, without the cues.
-                tracing::warn!(error = %e, "local IVS: segment served without its timed metadata");
-                axum::body::Bytes::from_static(clip)
-            }
+        let body = match segment {
+            std::borrow::Cow::Borrowed(clip) => axum::body::Bytes::from_static(clip),
+            std::borrow::Cow::Owned(with_cues) => axum::body::Bytes::from(with_cues),
         };
         let mut response = (StatusCode::OK, body).into_response();
         let h = response.headers_mut();

@@ -13,7 +13,7 @@
 //!   format codes 0xFFFF and 0xFF.
 //! - IVS output: github.com/tonalfitness/ivsmeta, which reads timed metadata
 //!   out of IVS recordings, finds it as the PMT stream of type 21 (0x15)
-//!   whose PES payloads are ID3 tags with `TXXX` frames.
+//!   whose PES payloads are ID3 tags.
 //! - IVS segments: the ID3 tag in the tests of github.com/tonalfitness/easyid3
 //!   (id3v2_test.go, "ivsID3", taken from an IVS stream) is ID3v2.4 with
 //!   text frames in UTF-8 (encoding 3) and a `TXXX` "segmentmetadata"
@@ -31,7 +31,7 @@
 //!   Web Player 1.56.1: a `TXXX` frame becomes a cue with that description
 //!   and text, but `owner: ""`; the player makes `owner` only of a `PRIV`
 //!   frame's owner, and surfaces a `PRIV` frame only when that owner is
-//!   "metadata.live-video.net" (or the inband one). So IVS's own
+//!   "metadata.live-video.net" (one owned "foo.example" made no cue). So IVS's own
 //!   PutMetadata tag may well be such a `PRIV` frame [OPEN]; the issue asks
 //!   for `TXXX`, which gives the same text and description.
 
