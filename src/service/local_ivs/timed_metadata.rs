@@ -31,9 +31,13 @@
 //!   Web Player 1.56.1: a `TXXX` frame becomes a cue with that description
 //!   and text, but `owner: ""`; the player makes `owner` only of a `PRIV`
 //!   frame's owner, and surfaces a `PRIV` frame only when that owner is
-//!   "metadata.live-video.net" (one owned "foo.example" made no cue). So IVS's own
-//!   PutMetadata tag may well be such a `PRIV` frame [OPEN]; the issue asks
-//!   for `TXXX`, which gives the same text and description.
+//!   "metadata.live-video.net" (one owned "foo.example" made no cue). The
+//!   player's typings (amazon-ivs-player 1.56.1, dist/index.d.ts,
+//!   `MetadataID3Type.METADATA_ID`) call that owner "HTTP sourced, out of
+//!   band ID3 metadata", which is PutMetadata. So IVS's own PutMetadata tag
+//!   is most likely a `PRIV` frame (owner "metadata.live-video.net", data
+//!   the payload) [OPEN]; the issue asks for `TXXX`, which gives the same
+//!   text and description and an empty owner.
 
 use std::borrow::Cow;
 
