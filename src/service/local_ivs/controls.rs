@@ -27,6 +27,7 @@ pub(super) async fn reset(AxumState(app): AxumState<App>) -> Response {
     app.inner.faults.clear();
     lock(&app.inner.calls).clear();
     *lock(&app.inner.sessions) = Sessions::default();
+    *lock(&app.inner.cues) = super::cue_queue::CueQueue::default();
     match result {
         Ok(()) => (StatusCode::OK, "{}").into_response(),
         Err(e) => e.into_response(),

@@ -26,6 +26,7 @@
 
 pub(crate) mod api;
 mod controls;
+mod cue_queue;
 pub(crate) mod error;
 mod faults;
 pub(crate) mod model;
@@ -33,6 +34,8 @@ pub(crate) mod playback;
 mod request;
 pub(crate) mod sigv4;
 pub(crate) mod state;
+mod timed_metadata;
+mod ts;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -217,6 +220,7 @@ impl LocalIvs {
                 faults: Faults::default(),
                 calls: Mutex::default(),
                 sessions: Mutex::new(Sessions::default()),
+                cues: Mutex::default(),
                 base_url: base_url.clone(),
                 missing_buckets: config.missing_buckets.iter().cloned().collect(),
                 live_on_create: config.live_on_create,
@@ -285,6 +289,8 @@ struct Inner {
     /// prove a client does not call (`GET /_local/calls`).
     calls: Mutex<std::collections::BTreeMap<String, u64>>,
     sessions: Mutex<Sessions>,
+    /// Timed metadata waiting for the segments it goes into.
+    cues: Mutex<cue_queue::CueQueue>,
     base_url: String,
     missing_buckets: std::collections::BTreeSet<String>,
     live_on_create: bool,
@@ -636,9 +642,13 @@ fn playback_session(
     if let Some(segment) = file
         .strip_suffix(".ts")
         .and_then(|n| n.parse::<u64>().ok())
-        .and_then(|seq| playback::segment(rendition, seq))
+        .and_then(|seq| lock(&app.inner.cues).segment(&session.channel_arn, rendition, seq))
     {
-        let mut response = (StatusCode::OK, segment).into_response();
+        let body = match segment {
+            std::borrow::Cow::Borrowed(clip) => axum::body::Bytes::from_static(clip),
+            std::borrow::Cow::Owned(with_cues) => axum::body::Bytes::from(with_cues),
+        };
+        let mut response = (StatusCode::OK, body).into_response();
         let h = response.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
         h.insert(
