@@ -1,5 +1,5 @@
 //! The command line: `keys generate|fingerprint|rotate|import`, `token`, `verify`,
-//! `local-ivs`, `serve`.
+//! `local-ivs`, `serve`, `healthcheck`.
 //!
 //! Every failure is one line on stderr that names the argument at fault, and
 //! a non-zero exit: 1 for a token that does not verify, 2 for bad input.
@@ -39,6 +39,20 @@ enum Command {
     LocalIvs(LocalIvsArgs),
     /// Run the token service (with no config: local IVS, dev key, demo channel).
     Serve(ServeArgs),
+    /// Exit 0 if the service on this host is ready (GET /readyz answers 200),
+    /// else 1: a container's HEALTHCHECK, for images without curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct HealthcheckArgs {
+    /// The service's configuration, as given to `serve` (with the same
+    /// IVS_AUTH__SECTION__KEY overrides): it finds the port in server.listen.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Ask this URL instead (e.g. http://127.0.0.1:8080/readyz).
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +205,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify(args),
         Command::LocalIvs(args) => local_ivs(args),
         Command::Serve(args) => serve(args),
+        Command::Healthcheck(args) => Ok(healthcheck(args)),
     };
     match result {
         Ok(code) => code,
@@ -519,25 +534,36 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM. The handlers are installed when
+/// this is called, not when the future is first polled: a container's PID 1
+/// ignores every signal it has no handler for, so a `docker stop` during
+/// start-up would otherwise be lost and end in SIGKILL. Call it inside the
+/// runtime.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            match (interrupt, terminate) {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                // Not expected (it fails only outside a runtime or when the
+                // signal driver cannot start): Ctrl-C still stops it.
+                _ => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -609,14 +635,78 @@ fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     init_logging();
     let config = Config::load(args.config.as_deref()).map_err(|e| format!("--config: {e}"))?;
     runtime()?.block_on(async {
-        let app = Application::build(config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut shutdown = Box::pin(shutdown_signal());
+        let app = tokio::select! {
+            app = Application::build(config) => app.map_err(|e| e.to_string())?,
+            // Stopped while starting: nothing is served yet, nothing to drain.
+            () = &mut shutdown => return Ok(ExitCode::SUCCESS),
+        };
         print_banner(app.info());
-        app.run(shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())?;
+        app.run(shutdown).await.map_err(|e| e.to_string())?;
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `healthcheck`: GET /readyz on this host's listener. Exit 1 on any
+/// failure, configuration errors included: container engines read 1 as
+/// unhealthy and reserve 2.
+fn healthcheck(args: HealthcheckArgs) -> ExitCode {
+    match readiness(args) {
+        Ok(url) => {
+            println!("ready: {url}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("not ready: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn readiness(args: HealthcheckArgs) -> Result<String, String> {
+    use crate::service::{config::Config, outbound};
+    let url = match args.url {
+        Some(url) => url,
+        None => {
+            let config =
+                Config::load(args.config.as_deref()).map_err(|e| format!("--config: {e}"))?;
+            let scheme = if config.server.tls_cert_file.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            let addr = crate::service::server::reachable(config.server.listen);
+            format!("{scheme}://{addr}/readyz")
+        }
+    };
+    // reqwest (the service's own client) rather than a request written by
+    // hand: it speaks TLS when the listener does. No certificate is checked
+    // (the service's names its public host, not loopback), so the probe
+    // loads no CA roots; it sends nothing secret and reads only a status.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(4))
+        .no_proxy()
+        .tls_certs_only([])
+        .danger_accept_invalid_certs(true)
+        .build()
+        .map_err(|e| format!("HTTP client: {e}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let answer = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("GET {url}: {}", outbound::error_chain(&e)))?;
+        let status = answer.status();
+        if status.is_success() {
+            return Ok(url);
+        }
+        let body = answer.text().await.unwrap_or_default();
+        let body: String = body.chars().take(300).collect();
+        Err(format!("GET {url}: {status} {}", body.trim()))
     })
 }
 
