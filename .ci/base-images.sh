@@ -47,8 +47,32 @@ minbase() { # DIR: a minimal bookworm with this machine's extra CAs
   rm -rf "$dir"
   debootstrap --variant=minbase bookworm "$dir" "$mirror" >"$dir.log" 2>&1 ||
     { tail -20 "$dir.log" >&2; exit 1; }
-  # apt-get clean, and no package lists: as in the registry image.
-  rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/archives/*.deb
+  # What makes the registry image slim (its apt and dpkg settings, in
+  # debuerreotype's words): no package caches or lists kept, no
+  # documentation, manual pages or translations installed.
+  cat >"$dir/etc/apt/apt.conf.d/docker-clean" <<'CONF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+CONF
+  echo 'Acquire::Languages "none";' >"$dir/etc/apt/apt.conf.d/docker-no-languages"
+  echo 'Acquire::GzipIndexes "true";' >"$dir/etc/apt/apt.conf.d/docker-gzip-indexes"
+  echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$dir/etc/apt/apt.conf.d/docker-autoremove-suggests"
+  mkdir -p "$dir/etc/dpkg/dpkg.cfg.d"
+  cat >"$dir/etc/dpkg/dpkg.cfg.d/docker" <<'CONF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/locale/*
+path-exclude /usr/share/man/*
+CONF
+  find "$dir/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  rm -rf "$dir"/usr/share/{groff,info,linda,lintian,locale,man}/*
+  rm -rf "$dir"/var/lib/apt/lists/* "$dir"/var/cache/apt/*.bin "$dir"/var/cache/apt/archives/*.deb
   mkdir -p "$dir/usr/local/share/ca-certificates"
   cp /usr/local/share/ca-certificates/*.crt "$dir/usr/local/share/ca-certificates/" 2>/dev/null || true
 }
@@ -68,7 +92,7 @@ mkdir -p "$work"
 if ! podman image exists "$debian_image"; then
   echo "making $debian_image"
   minbase "$work/debian"
-  tar -C "$work/debian" -c . | podman import \
+  tar -C "$work/debian" -c . | podman import --quiet \
     --change 'CMD ["bash"]' - "$debian_image" >/dev/null
   rm -rf "$work/debian"
 fi
@@ -89,7 +113,7 @@ if ! podman image exists "$rust_image"; then
   for tool in cargo rustc rustdoc cargo-clippy clippy-driver rustfmt cargo-fmt; do
     [ -e "$dest/bin/$tool" ] && ln -s "../../rustup/toolchains/$have-x86_64-unknown-linux-gnu/bin/$tool" "$root/usr/local/cargo/bin/$tool"
   done
-  tar -C "$root" -c . | podman import \
+  tar -C "$root" -c . | podman import --quiet \
     --change 'ENV RUSTUP_HOME=/usr/local/rustup' \
     --change 'ENV CARGO_HOME=/usr/local/cargo' \
     --change 'ENV PATH=/usr/local/cargo/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \

@@ -9,13 +9,15 @@
 #   - the process runs as a non-root uid; the image's health check turns
 #     healthy; `podman stop` ends it with exit 0 within 10 s;
 #   - a restart with the same keys volume signs with the same key;
+#   - the README's `run -p 8080:8080` (bridge networking), its curls from
+#     the host;
 #   - the binary in a slim image without ca-certificates: local mode starts,
 #     aws mode names the package to install.
 # Then the image's size and what our layers add to the base.
 #
-# podman runs here with --network=host (no bridge networking in this CI's
-# container), so the service listens on a free port of the host, set through
-# the same environment variables a user sets.
+# Most checks run with --network=host, as the build does, on a free port of
+# the host set through the same environment variables a user sets; one runs
+# the README's command with bridge networking and a published port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -54,10 +56,12 @@ podman build --network=host --pull=never --format docker -t "$image" . >target/c
 echo "image built in $((SECONDS - build_start)) s"
 
 work=$(mktemp -d)
+# podman stop and rm also complain that there is no systemd to remove the
+# health check's timer from: their stderr goes to $work/stop.err.
 volume=ivs-ci-keys-$$
 container=ivs-ci-$$
 cleanup() {
-  podman rm -f -t 0 "$container" "$container-noca" >/dev/null 2>&1 || true
+  podman rm -f -t 0 "$container" "$container-noca" "$container-bridge" >/dev/null 2>&1 || true
   podman volume rm -f "$volume" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
@@ -83,17 +87,25 @@ wait_ready() {
   return 1
 }
 
-run() { # the image as a user runs it, on the CI's host network
-  podman run -d --name "$container" --network=host -v "$volume:/keys" \
-    -e IVS_AUTH__SERVER__LISTEN="0.0.0.0:$port" -e IVS_AUTH__SERVER__PUBLIC_URL="$api" \
-    "$image" >/dev/null
-  wait_ready "$api/readyz" "$container"
+# Starts a container (podman run's arguments) named $1, waits for /readyz at
+# $api, and keeps its banner. podman's complaint that it cannot set a
+# systemd timer for the health check (there is no systemd here) is kept in a
+# file, shown if the start fails.
+start() {
+  local name=$1; shift
+  podman run -d --name "$name" "$@" >/dev/null 2>"$work/run.err" || { cat "$work/run.err" >&2; return 1; }
+  wait_ready "$api/readyz" "$name" || { cat "$work/run.err" >&2; return 1; }
   # The banner is printed once the service is up: wait for its last line.
   for _ in $(seq 50); do
-    podman logs "$container" 2>/dev/null | grep -q '^watch it' && break
+    podman logs "$name" 2>/dev/null | grep -q '^watch it' && break
     sleep 0.1
   done
-  podman logs "$container" 2>/dev/null >"$work/banner"
+  podman logs "$name" 2>/dev/null >"$work/banner"
+}
+
+run() { # the image as a user runs it, on the CI's host network
+  start "$container" --network=host -v "$volume:/keys" \
+    -e IVS_AUTH__SERVER__LISTEN="0.0.0.0:$port" -e IVS_AUTH__SERVER__PUBLIC_URL="$api" "$image"
 }
 
 fingerprint() { sed -n 's/^signing key: .*fingerprint //p' "$work/banner"; }
@@ -138,12 +150,12 @@ echo "health: $health"
 
 step "podman stop: SIGTERM, exit 0 within 10 s"
 stop_start=$(date +%s%N)
-podman stop -t 10 "$container" >/dev/null
+podman stop -t 10 "$container" >/dev/null 2>"$work/stop.err"
 stop_ms=$((($(date +%s%N) - stop_start) / 1000000))
 code=$(podman inspect --format '{{.State.ExitCode}}' "$container")
 echo "stopped in $stop_ms ms, exit code $code"
 [ "$code" = 0 ] && [ "$stop_ms" -lt 10000 ]
-podman rm "$container" >/dev/null
+podman rm "$container" >/dev/null 2>&1
 
 step "restart with the same keys volume: the same key"
 run
@@ -152,12 +164,33 @@ echo "fingerprint before $first, after $again"
 [ "$first" = "$again" ] && ! grep -q '(generated now)' "$work/banner"
 curl -s "$api/readyz" | grep -q "\"active_key\":\"$first\""
 play_as_printed
-podman stop -t 10 "$container" >/dev/null
+podman stop -t 10 "$container" >/dev/null 2>"$work/stop.err"
 [ "$(podman inspect --format '{{.State.ExitCode}}' "$container")" = 0 ]
+
+step "the README's command, with bridge networking: run -p 8080:8080 -v ivs-keys:/keys IMAGE"
+# Exactly as written when the host's port 8080 is free; else another port,
+# and the public URL that goes with it (as the README says).
+host_port=$port
+if python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0", 8080))' 2>/dev/null; then
+  port=8080
+  extra=()
+else
+  echo "the host's port 8080 is taken: publishing $port, with IVS_AUTH__SERVER__PUBLIC_URL"
+  extra=(-e "IVS_AUTH__SERVER__PUBLIC_URL=http://127.0.0.1:$port")
+fi
+api=http://127.0.0.1:$port
+start "$container-bridge" -p "$port:8080" -v "$volume:/keys" "${extra[@]}" "$image"
+[ "$(fingerprint)" = "$first" ]
+play_as_printed
+podman stop -t 10 "$container-bridge" >/dev/null 2>"$work/stop.err"
+[ "$(podman inspect --format '{{.State.ExitCode}}' "$container-bridge")" = 0 ]
+podman rm "$container-bridge" >/dev/null 2>&1
+port=$host_port
+api=http://127.0.0.1:$port
 
 step "the binary in debian:bookworm-slim without ca-certificates"
 podman cp "$container:/usr/local/bin/ivs-playback-auth" "$work/ivs-playback-auth"
-podman rm "$container" >/dev/null
+podman rm "$container" >/dev/null 2>&1
 slim=docker.io/library/debian:bookworm-slim
 if podman run --rm --network=host --pull=never "$slim" test -e /etc/ssl/certs/ca-certificates.crt; then
   echo "$slim has CA certificates: this check needs an image without" >&2
@@ -165,11 +198,11 @@ if podman run --rm --network=host --pull=never "$slim" test -e /etc/ssl/certs/ca
 fi
 podman run -d --name "$container-noca" --network=host -v "$work/ivs-playback-auth:/usr/local/bin/ivs-playback-auth:ro" \
   -e IVS_AUTH__SERVER__LISTEN="127.0.0.1:$port" -e IVS_AUTH__KEYS__DIR=/tmp/keys \
-  --pull=never "$slim" ivs-playback-auth serve >/dev/null
+  --pull=never "$slim" ivs-playback-auth serve >/dev/null 2>"$work/run.err"
 wait_ready "$api/readyz" "$container-noca"
 echo "local mode: ready"
-podman stop -t 10 "$container-noca" >/dev/null
-podman rm "$container-noca" >/dev/null
+podman stop -t 10 "$container-noca" >/dev/null 2>"$work/stop.err"
+podman rm "$container-noca" >/dev/null 2>&1
 set +e
 aws_error=$(podman run --rm --network=host -v "$work/ivs-playback-auth:/usr/local/bin/ivs-playback-auth:ro" \
   -e IVS_AUTH__IVS__MODE=aws -e IVS_AUTH__IVS__REGION=us-west-2 -e IVS_AUTH__KEYS__DIR=/tmp/keys \
