@@ -1748,3 +1748,118 @@ async fn restriction_policies_can_be_turned_off() {
     );
     assert_eq!(ivs.calls_of("GetPlaybackRestrictionPolicy").await, 0);
 }
+
+/// A port nothing listens on now (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// No system CA certificates for the child: rustls-native-certs reads these
+/// instead of /etc/ssl/certs, as in a slim image without ca-certificates.
+const NO_CA_CERTIFICATES: [(&str, &str); 2] = [
+    ("SSL_CERT_FILE", "/nonexistent/ca.pem"),
+    ("SSL_CERT_DIR", "/nonexistent/certs"),
+];
+
+#[tokio::test]
+async fn one_port_serves_tokens_and_playback_at_the_public_url_without_ca_certificates() {
+    // What the container image does: one published port, whose URL the host
+    // knows (`localhost` here, where the listener says 127.0.0.1).
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let public = format!("http://localhost:{port}");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    let keys = dir.path().join("keys");
+    std::fs::write(&config, format!("[keys]\ndir = \"{}\"\n", keys.display())).unwrap();
+    let mut env = vec![
+        ("IVS_AUTH__SERVER__LISTEN", listen.as_str()),
+        ("IVS_AUTH__SERVER__PUBLIC_URL", public.as_str()),
+    ];
+    env.extend(NO_CA_CERTIFICATES);
+    let s = TestService::start_with_env(dir, &config, &env).await;
+    assert_eq!(s.api, public, "the banner names the public URL");
+    assert_ne!(
+        s.ivs, public,
+        "the local IVS's control plane stays on its own listener"
+    );
+    let (status, answer) = s.token(None, json!({"channel": "demo"})).await;
+    assert_eq!(status, 200, "{answer}");
+    let url = answer["playback_url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{public}/api/video/v1/")), "{url}");
+    let (status, playlist) = s.play(url, None).await;
+    assert_eq!(status, 200, "{playlist}");
+    // The session's variant playlists are on the public URL too, and play.
+    let variant = playlist
+        .lines()
+        .find(|l| l.starts_with("http"))
+        .unwrap_or_else(|| panic!("no variant in {playlist}"));
+    assert!(variant.starts_with(&public), "{variant}");
+    let (status, media) = s.play(variant, None).await;
+    assert_eq!(status, 200, "{media}");
+    assert!(media.contains("#EXTINF"), "{media}");
+    let (status, _) = s.play(&format!("{public}/api/video/v1/nope"), None).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn aws_mode_without_ca_certificates_says_what_to_install() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("aws.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[ivs]\nmode = \"aws\"\nregion = \"us-west-2\"\n[keys]\ndir = \"{}\"\n",
+            dir.path().join("keys").display()
+        ),
+    )
+    .unwrap();
+    let out = TestService::serve_until_exit(&file, &NO_CA_CERTIFICATES).await;
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8(out.stderr).unwrap();
+    let last = err.trim_end().lines().last().unwrap_or_default();
+    assert!(last.starts_with("error: ivs.mode"), "{err}");
+    assert!(last.contains("CA certificates"), "{err}");
+    assert!(last.contains("apt-get install ca-certificates"), "{err}");
+    assert!(!last.contains("check failed"), "{err}");
+}
+
+#[tokio::test]
+async fn healthcheck_exits_0_when_ready_and_1_with_the_reason_otherwise() {
+    let run = |args: Vec<String>| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_ivs-playback-auth"))
+            .arg("healthcheck")
+            .args(args)
+            .envs(NO_CA_CERTIFICATES)
+            .output()
+            .await
+            .unwrap()
+    };
+    let s = service().await;
+    let out = run(vec!["--url".into(), format!("{}/readyz", s.api)]).await;
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ready: "));
+    // From the configuration, as the image's HEALTHCHECK runs it: nothing
+    // listens there.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("c.toml");
+    let port = free_port();
+    std::fs::write(&file, format!("[server]\nlisten = \"0.0.0.0:{port}\"\n")).unwrap();
+    let out = run(vec!["--config".into(), file.display().to_string()]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!("not ready: GET http://127.0.0.1:{port}/readyz: ")),
+        "{err}"
+    );
+    assert!(err.contains("Connection refused"), "{err}");
+    // A bad configuration is unhealthy too (1), never the reserved 2.
+    std::fs::write(&file, "[server]\nlisten = 5\n").unwrap();
+    let out = run(vec!["--config".into(), file.display().to_string()]).await;
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
+}

@@ -1,5 +1,5 @@
 //! The command line: `keys generate|fingerprint|rotate|import`, `token`, `verify`,
-//! `local-ivs`, `serve`.
+//! `local-ivs`, `serve`, `healthcheck`.
 //!
 //! Every failure is one line on stderr that names the argument at fault, and
 //! a non-zero exit: 1 for a token that does not verify, 2 for bad input.
@@ -39,6 +39,20 @@ enum Command {
     LocalIvs(LocalIvsArgs),
     /// Run the token service (with no config: local IVS, dev key, demo channel).
     Serve(ServeArgs),
+    /// Exit 0 if the service on this host is ready (GET /readyz answers 200),
+    /// else 1: a container's HEALTHCHECK, for images without curl.
+    Healthcheck(HealthcheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct HealthcheckArgs {
+    /// The service's configuration, as given to `serve` (with the same
+    /// IVS_AUTH__SECTION__KEY overrides): it finds the port in server.listen.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Ask this URL instead (e.g. http://127.0.0.1:8080/readyz).
+    #[arg(long, value_name = "URL", conflicts_with = "config")]
+    url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -205,6 +219,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify(args),
         Command::LocalIvs(args) => local_ivs(args),
         Command::Serve(args) => serve(args),
+        Command::Healthcheck(args) => Ok(healthcheck(args)),
     };
     match result {
         Ok(code) => code,
@@ -500,144 +515,6 @@ fn parse_credential(s: &str) -> Result<(String, String, Option<String>), String>
     }
 }
 
-/// JSON logs on stderr (stdout carries what scripts read). `RUST_LOG`
-/// filters; the default keeps warnings and the audit trail.
-fn init_logging() {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,audit=info"));
-    // Whatever RUST_LOG asks, these never log below debug: at trace the
-    // SigV4 signer prints the canonical request and the SDK the headers it
-    // sends, with the session token (X-Amz-Security-Token) in both.
-    for directive in [
-        "aws_sigv4=debug",
-        "aws_smithy_runtime=debug",
-        "aws_smithy_runtime_api=debug",
-        "aws_smithy_http_client=debug",
-        "hyper_util=debug",
-    ] {
-        if let Ok(d) = directive.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .try_init();
-}
-
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
-}
-
-fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
-    use crate::service::local_ivs::{LocalIvs, LocalIvsConfig, LocalIvsError};
-    init_logging();
-    let config = LocalIvsConfig {
-        listen: args.listen,
-        state_file: args.state_file,
-        account_id: args.account_id,
-        credentials: args.credentials,
-        test_controls: args.test_controls,
-        public_url: args.public_url,
-        missing_buckets: args.missing_buckets,
-        live_on_create: !args.offline_channels,
-        trusted_country_header: args.trusted_country_header,
-        ..LocalIvsConfig::default()
-    };
-    runtime()?.block_on(async {
-        let ivs = LocalIvs::start(config).await.map_err(|e| match e {
-            LocalIvsError::Bind { .. } => format!("--listen: {e}"),
-            LocalIvsError::StateFile(_) => format!("--state-file: {e}"),
-            other => other.to_string(),
-        })?;
-        println!("{}", ivs.endpoint_url());
-        let _ = io::stdout().flush();
-        shutdown_signal().await;
-        ivs.stop().await;
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-fn keys_rotate(config: Option<&Path>) -> Result<ExitCode, String> {
-    use crate::service::control::rotation::Rotator;
-    use crate::service::{config::Config, key_control};
-    init_logging();
-    let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
-    runtime()?.block_on(async {
-        let (ivs, store, options) = key_control(&config).await.map_err(|e| e.to_string())?;
-        let started = Rotator::start(ivs, store, options, Default::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let rotated = started.rotator.rotate().await.map_err(|e| e.to_string())?;
-        println!(
-            "{}",
-            serde_json::to_string(&rotated).map_err(|e| e.to_string())?
-        );
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-fn keys_import(private_key: &Path, config: Option<&Path>) -> Result<ExitCode, String> {
-    use crate::service::control::rotation::import_key;
-    use crate::service::{config::Config, key_control};
-    init_logging();
-    let key = PrivateKey::read_file(private_key).map_err(|e| format!("--private-key: {e}"))?;
-    let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
-    runtime()?.block_on(async {
-        let (ivs, store, _) = key_control(&config).await.map_err(|e| e.to_string())?;
-        let imported = import_key(&ivs, &store, &key)
-            .await
-            .map_err(|e| e.to_string())?;
-        println!(
-            "{}",
-            serde_json::to_string(&imported).map_err(|e| e.to_string())?
-        );
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
-fn serve(args: ServeArgs) -> Result<ExitCode, String> {
-    use crate::service::{Application, config::Config};
-    init_logging();
-    let config = Config::load(args.config.as_deref()).map_err(|e| format!("--config: {e}"))?;
-    runtime()?.block_on(async {
-        let app = Application::build(config)
-            .await
-            .map_err(|e| e.to_string())?;
-        print_banner(app.info());
-        app.run(shutdown_signal())
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(ExitCode::SUCCESS)
-    })
-}
-
 fn parse_session_version(s: &str) -> Result<ViewerSessionVersion, ClaimError> {
     s.parse()
 }
@@ -671,7 +548,8 @@ fn parse_name(s: &str) -> Result<String, String> {
 }
 
 mod banner;
-use self::banner::print_banner;
+mod run;
+use self::run::{healthcheck, keys_import, keys_rotate, local_ivs, serve};
 
 #[cfg(test)]
 mod tests {

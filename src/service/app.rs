@@ -32,6 +32,7 @@ use super::mint::network::NetworkRules;
 use super::mint::policy::Policy;
 use super::mint::revocation::Revocations;
 use super::mint::viewer::ViewerAuth;
+use super::outbound::{self, Trust};
 use super::server::{self, ConnectionLimits, Tls};
 use crate::{ChannelArn, TokenSigner, ViewerIdHasher};
 
@@ -59,6 +60,10 @@ pub(crate) enum ServiceError {
     /// The embedded local IVS could not start.
     #[error("local IVS: {0}")]
     LocalIvs(#[from] LocalIvsError),
+    /// A system component the service needs is missing (the CA
+    /// certificates for HTTPS).
+    #[error("{0}")]
+    System(String),
     /// The listener could not be bound or served.
     #[error("listener {addr}: {source}")]
     Listen {
@@ -141,13 +146,27 @@ pub(crate) async fn key_control(
             "ivs.mode: the embedded local IVS lives inside `serve`; rotate it with POST /admin/v1/keys/rotate, or set ivs.mode = \"aws\" (with ivs.endpoint_url for a separately started `local-ivs`)".into(),
         )));
     }
+    let http = canary_client(config)?;
     let ivs = aws_ivs(config).await;
     let store = DirStore::open(&config.keys.dir).map_err(|e| ServiceError::Key(e.to_string()))?;
     let canary = match &config.rotation.canary_channel {
-        Some(name) => Some(canary_channel(&ivs, name).await?),
+        Some(name) => Some(canary_channel(&ivs, name, None).await?),
         None => None,
     };
-    Ok((ivs, store, rotator_options(config, canary, None)))
+    Ok((ivs, store, rotator_options(config, canary, None, http)))
+}
+
+/// The client that plays canary tokens. Local mode talks only to loopback
+/// over plain HTTP and needs no certificate authority; aws mode talks to IVS
+/// over HTTPS, so it checks here, before the first IVS call, that the system
+/// has its CA certificates (the SDK's own client would only fail later with
+/// an opaque TLS error).
+fn canary_client(config: &Config) -> Result<reqwest::Client, ServiceError> {
+    let (trust, purpose) = match config.ivs.mode {
+        IvsMode::Local => (Trust::PlainHttp, "the local IVS"),
+        IvsMode::Aws => (Trust::System, "ivs.mode = \"aws\" (IVS over HTTPS)"),
+    };
+    outbound::client(trust, Duration::from_secs(10), purpose).map_err(ServiceError::System)
 }
 
 async fn aws_ivs(config: &Config) -> Ivs {
@@ -163,6 +182,7 @@ fn rotator_options(
     config: &Config,
     canary: Option<(ChannelArn, String)>,
     first_key: Option<FirstKey>,
+    http: reqwest::Client,
 ) -> RotatorOptions {
     RotatorOptions {
         longest_ttl: config.longest_ttl(),
@@ -170,10 +190,18 @@ fn rotator_options(
         reconcile_every: Duration::from_secs(config.rotation.reconcile_seconds),
         canary,
         first_key,
+        http,
     }
 }
 
-async fn canary_channel(ivs: &Ivs, name: &str) -> Result<(ChannelArn, String), ServiceError> {
+/// A channel's ARN and the playback URL the canary plays. With a local IVS,
+/// at its own listener: the public URL (`server.public_url`) may be one that
+/// only clients outside reach, such as a container's published port.
+async fn canary_channel(
+    ivs: &Ivs,
+    name: &str,
+    local: Option<&LocalIvs>,
+) -> Result<(ChannelArn, String), ServiceError> {
     let found = if name.starts_with("arn:") {
         ivs.channel(name).await?
     } else {
@@ -184,7 +212,19 @@ async fn canary_channel(ivs: &Ivs, name: &str) -> Result<(ChannelArn, String), S
             "rotation.canary_channel: IVS has no channel `{name}`"
         )))
     })?;
-    Ok((c.arn, c.playback_url))
+    let url = match local {
+        Some(local) => inside(local, &c.playback_url),
+        None => c.playback_url,
+    };
+    Ok((c.arn, url))
+}
+
+/// A URL of the local IVS, at its own listener rather than its public URL.
+fn inside(local: &LocalIvs, url: &str) -> String {
+    url.strip_prefix(local.endpoint_url()).map_or_else(
+        || url.to_owned(),
+        |path| format!("{}{path}", local.local_url()),
+    )
 }
 
 /// Connections the admin API may hold: a few operators and their scripts.
@@ -276,16 +316,19 @@ impl Application {
             _ => None,
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
+        // Before the IVS client: in aws mode, the check for CA certificates.
+        let canary_http = canary_client(&config)?;
         let (ivs, local_ivs) = match config.ivs.mode {
             IvsMode::Local => {
                 let local = LocalIvs::start(LocalIvsConfig {
                     listen: config.ivs.local_listen,
                     max_connections: budget.local_ivs,
+                    public_url: config.server.public_url.clone(),
                     ..LocalIvsConfig::default()
                 })
                 .await?;
                 let region = config.ivs.region.as_deref().unwrap_or(LOCAL_REGION);
-                let ivs = Ivs::local(local.endpoint_url(), region, &IvsOptions::default());
+                let ivs = Ivs::local(&local.local_url(), region, &IvsOptions::default());
                 (ivs, Some(local))
             }
             IvsMode::Aws => (aws_ivs(&config).await, None),
@@ -297,7 +340,15 @@ impl Application {
         };
 
         let ledger = Arc::new(TokenLedger::default());
-        let started = Self::start_keys(&config, &ivs, demo_channel.as_ref(), &ledger).await?;
+        let started = Self::start_keys(
+            &config,
+            &ivs,
+            local_ivs.as_ref(),
+            demo_channel.as_ref(),
+            &ledger,
+            canary_http,
+        )
+        .await?;
         let rotator = started.rotator.clone();
         let anonymous_extra: Vec<String> = demo_channel
             .iter()
@@ -325,12 +376,22 @@ impl Application {
             timeout: config.request_timeout(),
             active_since: rotator.active_since(),
         });
-        let router = http::router(
+        let mut router = http::router(
             state.clone(),
             &config.server.cors_origins,
             &config.server.viewer_dir,
         );
+        if let Some(local) = &local_ivs {
+            // The playback edge on the token API's listener too: the playback
+            // URLs can then name `server.public_url`, and a container needs
+            // one published port (the local IVS's own is on loopback).
+            router = router.merge(local.playback_router());
+        }
         let (listener, addr) = bind(config.server.listen).await?;
+        let api_url = match &config.server.public_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("{scheme}://{}", server::reachable(addr)),
+        };
         let admin = match &config.admin {
             Some(section) => {
                 let token_hash = section
@@ -354,14 +415,16 @@ impl Application {
             None => None,
         };
         let info = StartupInfo {
-            api_url: format!("{scheme}://{addr}"),
-            admin_url: admin.as_ref().map(|(_, _, a)| format!("{scheme}://{a}")),
-            local_ivs_url: local_ivs.as_ref().map(|l| l.endpoint_url().to_owned()),
+            admin_url: admin
+                .as_ref()
+                .map(|(_, _, a)| format!("{scheme}://{}", server::reachable(*a))),
+            local_ivs_url: local_ivs.as_ref().map(LocalIvs::local_url),
             viewer_url: config
                 .server
                 .viewer_dir
                 .is_dir()
-                .then(|| format!("{scheme}://{addr}/viewer/")),
+                .then(|| format!("{api_url}/viewer/")),
+            api_url,
             demo_channel,
             fingerprint: started.fingerprint,
             key_file: started.key_file,
@@ -387,21 +450,25 @@ impl Application {
     async fn start_keys(
         config: &Config,
         ivs: &Ivs,
+        local: Option<&LocalIvs>,
         demo: Option<&ChannelInfo>,
         ledger: &Arc<TokenLedger>,
+        http: reqwest::Client,
     ) -> Result<Started, ServiceError> {
         let store =
             DirStore::open(&config.keys.dir).map_err(|e| ServiceError::Key(e.to_string()))?;
-        let canary = match (&config.rotation.canary_channel, demo) {
-            (Some(name), _) => Some(canary_channel(ivs, name).await?),
-            (None, Some(demo)) => Some((demo.arn.clone(), demo.playback_url.clone())),
-            (None, None) => None,
+        let canary = match (&config.rotation.canary_channel, demo, local) {
+            (Some(name), _, _) => Some(canary_channel(ivs, name, local).await?),
+            (None, Some(demo), Some(local)) => {
+                Some((demo.arn.clone(), inside(local, &demo.playback_url)))
+            }
+            (None, _, _) => None,
         };
         let first_key = FirstKey {
             path: config.keys.dir.join(KEY_FILE),
             generate: config.generate_keys(),
         };
-        let options = rotator_options(config, canary, Some(first_key));
+        let options = rotator_options(config, canary, Some(first_key), http);
         Ok(Rotator::start(ivs.clone(), store, options, Arc::clone(ledger)).await?)
     }
 

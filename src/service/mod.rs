@@ -7,7 +7,7 @@
 //!                         └──▶ control/   (IVS client, key store, rotation)
 //! app.rs makes control's IVS client the mint's ChannelSource. mint/ and
 //! control/ never import each other: they share channel.rs, ledger.rs,
-//! origins.rs and config.rs. tools/rooms.py checks this.
+//! origins.rs, outbound.rs and config.rs. tools/rooms.py checks this.
 //! ```
 //!
 //! - [`http`](self::http): routes, authentication (headers → caller), the
@@ -24,6 +24,8 @@
 //! - `ledger`: the count of signed tokens per key (written by the mint,
 //!   read by rotation);
 //! - `origins`: origin lists as configuration and requests write them;
+//! - `outbound`: the HTTP clients of the calls the service makes (canary,
+//!   JWKS), with the certificate authorities each needs;
 //! - `server`: the HTTP/1.1 server under every listener (header and write
 //!   deadlines, connection limits overall and per client address, TLS);
 //! - `app`: `Application::build(config)` → bound listeners; `run(shutdown)`;
@@ -38,6 +40,7 @@ pub(crate) mod ledger;
 pub mod local_ivs;
 pub mod mint;
 pub(crate) mod origins;
+pub(crate) mod outbound;
 pub(crate) mod server;
 
 pub(crate) use self::app::{Application, StartupInfo, key_control};

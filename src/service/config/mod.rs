@@ -57,6 +57,11 @@ pub(crate) struct Config {
 pub(crate) struct ServerConfig {
     /// Address of the token API.
     pub listen: SocketAddr,
+    /// The URL clients reach the token API at, when it is not `listen`
+    /// (a container's published port, a proxy): printed at start-up, and in
+    /// local mode the base of playback URLs (the token API's listener serves
+    /// the local IVS's playback edge too).
+    pub public_url: Option<String>,
     /// Requests taking longer are answered 503.
     pub request_timeout_ms: u64,
     /// Larger request bodies are refused with 413.
@@ -95,6 +100,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
             request_timeout_ms: 5_000,
             max_body_bytes: 64 * 1024,
             header_read_timeout_ms: 30_000,
@@ -652,6 +658,25 @@ mod tests {
         .unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("api_keys[0].sha256"), "{e}");
+        for (url, rule) in [
+            ("127.0.0.1:8080", "must start with http://"),
+            ("http://", "has no host"),
+            ("http://127.0.0.1:8080/api", "without `/`"),
+            ("https://auth.example.com?x=1", "without `?`"),
+        ] {
+            std::fs::write(&file, format!("[server]\npublic_url = '{url}'\n")).unwrap();
+            let e = Config::load(Some(&file)).unwrap_err().to_string();
+            assert!(e.contains("server.public_url") && e.contains(rule), "{e}");
+            assert!(e.contains("http://HOST:PORT"), "the fix is named: {e}");
+        }
+        for url in [
+            "http://127.0.0.1:8080",
+            "https://auth.example.com/",
+            "http://[::1]:80",
+        ] {
+            std::fs::write(&file, format!("[server]\npublic_url = '{url}'\n")).unwrap();
+            Config::load(Some(&file)).unwrap();
+        }
         std::fs::write(&file, "[serverx]\n").unwrap();
         let e = Config::load(Some(&file)).unwrap_err().to_string();
         assert!(e.contains("serverx"), "{e}");

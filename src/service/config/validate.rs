@@ -16,6 +16,29 @@ const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495
 /// stay exact well past this).
 const MAX_RATE: u64 = 100_000_000;
 
+/// `server.public_url`: a scheme and an authority, nothing after (it is the
+/// base that paths are appended to).
+fn check_public_url(url: &str) -> Result<(), String> {
+    let fix = "write it as http://HOST:PORT or https://HOST, e.g. http://127.0.0.1:8080";
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("must start with http:// or https:// ({fix}), got `{url}`"))?;
+    let authority = rest.strip_suffix('/').unwrap_or(rest);
+    if authority.is_empty() {
+        return Err(format!("has no host ({fix}), got `{url}`"));
+    }
+    if let Some(c) = authority
+        .chars()
+        .find(|c| matches!(c, '/' | '?' | '#' | '@') || c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "must be a scheme and host[:port] only, without `{c}` (a path, query, fragment or user: {fix}), got `{url}`"
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Every number within bounds from the IVS rules and common sense; the
     /// error names the key, the bounds and the unit.
@@ -207,6 +230,10 @@ impl Config {
                     self.rotation.interval_seconds
                 ),
             );
+        }
+        if let Some(url) = &self.server.public_url {
+            check_public_url(url)
+                .map_err(|why| ConfigError(format!("server.public_url: {why}")))?;
         }
         if self.server.tls_cert_file.is_some() != self.server.tls_key_file.is_some() {
             return err(

@@ -20,6 +20,7 @@ use aws_sdk_ivs::config::retry::RetryConfig;
 use aws_sdk_ivs::config::timeout::TimeoutConfig;
 use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_ivs::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_smithy_http_client::{Builder as HttpClientBuilder, tls};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::service::channel::{ChannelInfo, RestrictionPolicy};
@@ -177,9 +178,25 @@ impl Ivs {
     }
 
     /// A client for the embedded local IVS (or any IVS at `endpoint_url`
-    /// that accepts these fixed credentials).
+    /// that accepts these fixed credentials), over plain HTTP.
     pub fn local(endpoint_url: &str, region: &str, options: &IvsOptions) -> Self {
-        let builder = aws_sdk_ivs::Config::builder()
+        // The SDK's default client loads the system's CA roots, warns when
+        // there are none, and in debug builds asserts that there are some:
+        // a local IVS on loopback needs none, so this client trusts no root
+        // and runs where the system has none (a slim container image).
+        let trust = tls::TrustStore::empty().with_native_roots(false);
+        let http = tls::TlsContext::builder()
+            .with_trust_store(trust)
+            .build()
+            .map(|context| {
+                HttpClientBuilder::new()
+                    .tls_provider(tls::Provider::Rustls(
+                        tls::rustls_provider::CryptoMode::AwsLc,
+                    ))
+                    .tls_context(context)
+                    .build_https()
+            });
+        let mut builder = aws_sdk_ivs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(region.to_owned()))
             .endpoint_url(endpoint_url)
@@ -190,6 +207,11 @@ impl Ivs {
                 None,
                 "embedded local IVS",
             ));
+        // `build` cannot fail today (its Result is for later options); if it
+        // ever does, the SDK's default client is the fallback.
+        if let Ok(http) = http {
+            builder = builder.http_client(http);
+        }
         Self::with_config(Self::patience(builder, options).build(), options)
     }
 

@@ -143,6 +143,8 @@ pub enum LocalIvsError {
 pub struct LocalIvs {
     addr: SocketAddr,
     base_url: String,
+    /// The playback path alone, for a listener of the embedding service.
+    playback: Router,
     shutdown: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
@@ -227,6 +229,7 @@ impl LocalIvs {
                 country_header,
             }),
         };
+        let playback = playback_router().with_state(app.clone());
         let router = router(app, config.test_controls);
         let (tx, rx) = oneshot::channel();
         // The same connection limits and header deadline as the service's
@@ -243,6 +246,7 @@ impl LocalIvs {
         Ok(Self {
             addr,
             base_url,
+            playback,
             shutdown: Some(tx),
             task,
         })
@@ -253,9 +257,24 @@ impl LocalIvs {
         self.addr
     }
 
-    /// The endpoint URL to give an IVS client (`http://127.0.0.1:PORT`).
+    /// The endpoint URL to give an IVS client (`http://127.0.0.1:PORT`), or
+    /// the configured public URL.
     pub fn endpoint_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The bound address as a URL (an unspecified address as loopback):
+    /// where a client in this process or on this host reaches the control
+    /// plane and the playback edge, whatever the public URL says.
+    pub fn local_url(&self) -> String {
+        format!("http://{}", crate::service::server::reachable(self.addr))
+    }
+
+    /// The playback edge alone (`/api/video/v1/`), for the embedding
+    /// service to serve on its own listener: then the public URL can be the
+    /// service's, and one published port serves tokens and playback.
+    pub(crate) fn playback_router(&self) -> Router {
+        self.playback.clone()
     }
 
     /// Stops serving and waits for open requests to finish.
@@ -331,11 +350,15 @@ impl App {
     }
 }
 
+/// One route for the whole playback path, parsed by hand: every answer
+/// there, even to a malformed request, is the edge's JSON, never an
+/// extractor's text/plain rejection.
+fn playback_router() -> Router<App> {
+    Router::new().route("/api/video/v1/{*rest}", any(playback))
+}
+
 fn router(app: App, test_controls: bool) -> Router {
-    // One route for the whole playback path, parsed by hand: every answer
-    // there, even to a malformed request, is the edge's JSON, never an
-    // extractor's text/plain rejection.
-    let mut router = Router::new().route("/api/video/v1/{*rest}", any(playback));
+    let mut router = playback_router();
     if test_controls {
         router = router
             .route("/_local/reset", post(controls::reset))

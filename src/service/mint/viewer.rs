@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 
 use super::refusal::Refusal;
 use crate::service::config::ViewerJwtConfig;
+use crate::service::outbound::{self, Trust};
 
 /// A verified viewer.
 #[derive(Debug, Clone)]
@@ -43,10 +44,15 @@ impl ViewerAuth {
     /// Loads the key set; fails if it cannot be had at start-up.
     pub(crate) async fn new(config: ViewerJwtConfig) -> Result<Self, String> {
         let algorithms = config.validate()?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("viewer_jwt: HTTP client: {e}"))?;
+        let trust = config
+            .jwks_url
+            .as_deref()
+            .map_or(Trust::PlainHttp, Trust::for_url);
+        let http = outbound::client(
+            trust,
+            Duration::from_secs(10),
+            "viewer_jwt.jwks_url (HTTPS)",
+        )?;
         let auth = Self {
             config,
             algorithms,

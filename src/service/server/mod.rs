@@ -410,6 +410,18 @@ pub(crate) fn raise_fd_limit() -> Option<u64> {
     }
 }
 
+/// A listening address as a client on this host writes it: an unspecified
+/// address (`0.0.0.0`, `::`) becomes loopback.
+pub(crate) fn reachable(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    addr
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,6 +113,10 @@ pub(crate) struct RotatorOptions {
     /// A key to adopt when the store has none (the dev key), and whether it
     /// may be generated.
     pub(crate) first_key: Option<FirstKey>,
+    /// The client that plays the canary: built by the caller, which knows
+    /// whether it must trust the system's certificate authorities (aws
+    /// mode) or none (the local IVS on loopback).
+    pub(crate) http: reqwest::Client,
 }
 
 /// The key a fresh store starts with.
@@ -151,7 +155,6 @@ struct Inner {
     active_since: Arc<AtomicU64>,
     /// When the sweep last reconciled with IVS.
     last_reconcile: std::sync::Mutex<Instant>,
-    http: reqwest::Client,
 }
 
 /// What start-up found.
@@ -207,10 +210,6 @@ impl Rotator {
             applied: AtomicU64::new(version),
             active_since: Arc::new(AtomicU64::new(active_since)),
             last_reconcile: std::sync::Mutex::new(Instant::now()),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| RotationError::Check(e.to_string()))?,
         };
         Ok(Started {
             rotator: Rotator {
@@ -517,6 +516,7 @@ impl Rotator {
         if let Some((_, url)) = &self.inner.options.canary {
             let answer = self
                 .inner
+                .options
                 .http
                 .get(format!("{url}?token={}", token.as_str()))
                 .send()
