@@ -1863,3 +1863,94 @@ async fn healthcheck_exits_0_when_ready_and_1_with_the_reason_otherwise() {
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("server.listen"));
 }
+
+/// One playback restriction policy IVS will not let the service read takes
+/// only the private channels that name it out of service (503, until a read
+/// succeeds), never the whole listing: every other channel still mints, and
+/// the service is ready.
+#[tokio::test]
+async fn an_unreadable_restriction_policy_refuses_only_its_channels() {
+    let ivs = TestIvs::start().await;
+    let client = ivs.client("us-west-2");
+    let policy = client
+        .create_playback_restriction_policy()
+        .name("locked-policy")
+        .allowed_countries("DE")
+        .send()
+        .await
+        .unwrap();
+    let policy_arn = policy
+        .playback_restriction_policy()
+        .unwrap()
+        .arn()
+        .to_owned();
+    for (name, policy) in [("team-locked", Some(&policy_arn)), ("team-open", None)] {
+        client
+            .create_channel()
+            .name(name)
+            .authorized(true)
+            .set_playback_restriction_policy_arn(policy.cloned())
+            .send()
+            .await
+            .unwrap();
+    }
+    ivs.fault(
+        r#"{"operation": "GetPlaybackRestrictionPolicy", "count": 1000, "error": "AccessDeniedException"}"#,
+    )
+    .await;
+    let s = aws_service(
+        &ivs,
+        "[policy]\ncountry_header = \"CloudFront-Viewer-Country\"\n",
+    )
+    .await;
+    assert_eq!(s.readyz().await.status, 200);
+    let ask = async |channel: &str| {
+        s.token_call()
+            .api_key(BACKEND_KEY)
+            .header("cloudfront-viewer-country", "DE")
+            .json(&json!({"channel": channel}))
+            .send()
+            .await
+            .status_json()
+    };
+    let (status, body) = ask("team-open").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.play_minted(&body, None).await.0, 200);
+    let (status, body) = ask("team-locked").await;
+    assert_error(status, &body, 503, "ivs_unavailable");
+    assert!(message(&body).contains("restriction policy"), "{body}");
+}
+
+/// A proxy that appends the trusted country header instead of replacing it
+/// would let a client choose its country: two of them are refused.
+#[tokio::test]
+async fn a_trusted_country_header_twice_is_refused() {
+    let s = TestService::start(&format!(
+        "{}\n[policy]\ncountry_header = \"CloudFront-Viewer-Country\"\nallow_countries = [\"DE\"]\n",
+        config()
+    ))
+    .await;
+    let (status, body) = s
+        .token_call()
+        .api_key(BACKEND_KEY)
+        .header("cloudfront-viewer-country", "DE")
+        .header("cloudfront-viewer-country", "US")
+        .json(&json!({"channel": "demo"}))
+        .send()
+        .await
+        .status_json();
+    assert_error(status, &body, 400, "invalid_field");
+    assert_eq!(
+        body["error"]["field"], "CloudFront-Viewer-Country",
+        "{body}"
+    );
+    let (status, body) = s
+        .token_call()
+        .api_key(BACKEND_KEY)
+        .header("cloudfront-viewer-country", "DE")
+        .json(&json!({"channel": "demo"}))
+        .send()
+        .await
+        .status_json();
+    assert_eq!(status, 200, "{body}");
+}

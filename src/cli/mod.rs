@@ -85,7 +85,7 @@ struct LocalIvsArgs {
     test_controls: bool,
     /// Channels are offline until a stream starts (POST /_local/streams/start), as IVS's are until
     /// someone broadcasts. Default: a channel's stream starts when the channel is created.
-    #[arg(long)]
+    #[arg(long, requires = "test_controls")]
     offline_channels: bool,
     /// Take the viewer's country (ISO 3166-1 alpha-2) for playback restriction policies from this
     /// request header, set by a proxy in front or a test (e.g. X-Country). Without it the country is

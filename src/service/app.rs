@@ -169,6 +169,10 @@ fn canary_client(config: &Config) -> Result<reqwest::Client, ServiceError> {
     outbound::client(trust, Duration::from_secs(10), purpose).map_err(ServiceError::System)
 }
 
+/// Every reader of channels (the mint's cache, the canary lookup, key
+/// control) follows `channels.enforce_restriction_policies`: off, none of
+/// them reads a policy, so the IAM policy may leave
+/// `GetPlaybackRestrictionPolicy` out.
 async fn aws_ivs(config: &Config) -> Ivs {
     Ivs::from_env(
         config.ivs.region.as_deref(),
@@ -176,6 +180,7 @@ async fn aws_ivs(config: &Config) -> Ivs {
         &IvsOptions::default(),
     )
     .await
+    .reading_restriction_policies(config.channels.enforce_restriction_policies)
 }
 
 fn rotator_options(
@@ -328,7 +333,8 @@ impl Application {
                 })
                 .await?;
                 let region = config.ivs.region.as_deref().unwrap_or(LOCAL_REGION);
-                let ivs = Ivs::local(&local.local_url(), region, &IvsOptions::default());
+                let ivs = Ivs::local(&local.local_url(), region, &IvsOptions::default())
+                    .reading_restriction_policies(config.channels.enforce_restriction_policies);
                 (ivs, Some(local))
             }
             IvsMode::Aws => (aws_ivs(&config).await, None),
@@ -355,15 +361,7 @@ impl Application {
             .map(|d| d.arn.as_str().to_owned())
             .collect();
         let mint = Arc::new(
-            Self::build_mint(
-                &config,
-                ivs.clone()
-                    .reading_restriction_policies(config.channels.enforce_restriction_policies),
-                &rotator,
-                ledger,
-                &anonymous_extra,
-            )
-            .await?,
+            Self::build_mint(&config, ivs.clone(), &rotator, ledger, &anonymous_extra).await?,
         );
         mint.warn_unverifiable();
 

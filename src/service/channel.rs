@@ -22,6 +22,12 @@ pub struct ChannelInfo {
     /// to read policies). IVS ignores it on a private channel; the mint
     /// applies it.
     pub restriction: Option<RestrictionPolicy>,
+    /// Why the policy a private channel names could not be read (IVS
+    /// refused or failed the read). The mint refuses this channel's tokens
+    /// until a later read succeeds: a policy it cannot see is one it cannot
+    /// apply, and one unreadable policy must not take every other channel
+    /// down with it.
+    pub restriction_unreadable: Option<String>,
 }
 
 /// A playback restriction policy as IVS describes it. IVS's empty lists

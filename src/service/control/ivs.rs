@@ -255,6 +255,13 @@ impl Ivs {
         self
     }
 
+    /// Only a private channel's policy is ours to apply: IVS enforces a
+    /// public channel's itself, so reading it would cost calls (and IAM
+    /// permissions) for nothing.
+    fn reads_policy_of(&self, channel: &ChannelInfo) -> bool {
+        self.restriction_policies && channel.authorized
+    }
+
     async fn channel_quota(&self) {
         self.quotas.channels.until_ready().await;
     }
@@ -305,15 +312,27 @@ impl Ivs {
                     .filter_map(|c| Some((info(c)?, policy_arn(c)))),
             );
         }
-        let mut policies: HashMap<String, RestrictionPolicy> = HashMap::new();
+        // Each policy read once per listing; a failed read marks only the
+        // channels that name it.
+        let mut policies: HashMap<String, Result<RestrictionPolicy, String>> = HashMap::new();
         let mut out = Vec::with_capacity(read.len());
         for (mut channel, policy) in read {
-            if let Some(arn) = policy.filter(|_| self.restriction_policies) {
+            if let Some(arn) = policy.filter(|_| self.reads_policy_of(&channel)) {
                 if !policies.contains_key(&arn) {
-                    let fetched = self.restriction_policy(&channel, &arn).await?;
+                    let fetched = self
+                        .restriction_policy(&channel, &arn)
+                        .await
+                        .map_err(|e| e.to_string());
+                    if let Err(e) = &fetched {
+                        tracing::warn!(policy = %arn, error = %e, "a playback restriction policy could not be read: the private channels that name it get no token until it can");
+                    }
                     policies.insert(arn.clone(), fetched);
                 }
-                channel.restriction = policies.get(&arn).cloned();
+                match policies.get(&arn) {
+                    Some(Ok(policy)) => channel.restriction = Some(policy.clone()),
+                    Some(Err(e)) => channel.restriction_unreadable = Some(e.clone()),
+                    None => {}
+                }
             }
             out.push(channel);
         }
@@ -321,8 +340,9 @@ impl Ivs {
     }
 
     /// The policy a channel names. One IVS does not hold (it refuses to
-    /// delete a policy in use, so only a race gets here) fails the read:
-    /// the channel is not cached without the restriction it names.
+    /// delete a policy in use, so only a race gets here) fails the read, and
+    /// the caller marks the channel unreadable: it is never cached as if
+    /// it had no restriction.
     async fn restriction_policy(
         &self,
         channel: &ChannelInfo,
@@ -379,8 +399,11 @@ impl Ivs {
                 let Some(mut channel) = info(c) else {
                     return Ok(None);
                 };
-                if let Some(policy) = policy_arn(c).filter(|_| self.restriction_policies) {
-                    channel.restriction = Some(self.restriction_policy(&channel, &policy).await?);
+                if let Some(policy) = policy_arn(c).filter(|_| self.reads_policy_of(&channel)) {
+                    match self.restriction_policy(&channel, &policy).await {
+                        Ok(policy) => channel.restriction = Some(policy),
+                        Err(e) => channel.restriction_unreadable = Some(e.to_string()),
+                    }
                 }
                 Ok(Some(channel))
             }
@@ -617,6 +640,7 @@ fn info(c: &aws_sdk_ivs::types::Channel) -> Option<ChannelInfo> {
         authorized: c.authorized(),
         playback_url: c.playback_url()?.to_owned(),
         restriction: None,
+        restriction_unreadable: None,
     })
 }
 

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, header};
 use super::error::AppError;
 use crate::service::mint::Mint;
 use crate::service::mint::policy::Caller;
+use crate::service::mint::refusal::Refusal;
 
 /// The header trusted backends send their API key in.
 pub(crate) const API_KEY_HEADER: &str = "x-api-key";
@@ -37,6 +38,17 @@ pub(crate) async fn admit(
     ip: IpAddr,
     headers: &HeaderMap,
 ) -> Result<Caller, AppError> {
+    // A proxy that appends the trusted header, rather than replacing it,
+    // passes the client's own value along first: refuse rather than pick.
+    if let Some(name) = mint.network.country_header()
+        && headers.get_all(name).iter().nth(1).is_some()
+    {
+        return Err(Refusal::invalid(
+            name,
+            "the trusted country header appears more than once: the proxy in front must replace it, not append to what the client sent",
+        )
+        .into());
+    }
     mint.check_network(ip, country(mint, headers))?;
     if let (Some(token), Some(viewers)) = (bearer(headers), &mint.viewers)
         && !headers.contains_key(API_KEY_HEADER)

@@ -167,6 +167,19 @@ impl Mint {
         }
         // A public channel's policy is IVS's to enforce; the cache holds a
         // policy only when enforcement is configured on.
+        if let Some(why) = channel
+            .restriction_unreadable
+            .as_ref()
+            .filter(|_| channel.authorized)
+        {
+            return Err(Refusal::Unavailable {
+                code: "ivs_unavailable",
+                message: format!(
+                    "the playback restriction policy of {} could not be read from IVS ({why}); try again later",
+                    channel.arn
+                ),
+            });
+        }
         match &channel.restriction {
             Some(policy) if channel.authorized => restriction::apply(
                 policy,

@@ -40,7 +40,16 @@ impl NetworkRules {
         if rules.country_header.is_none() {
             return Ok(());
         }
-        let country = country.map(|c| c.trim().to_ascii_uppercase());
+        // What the header says goes into messages and the audit log: at most
+        // a few printable characters of it.
+        let country = country.map(|c| {
+            c.trim()
+                .chars()
+                .take(8)
+                .flat_map(char::to_uppercase)
+                .flat_map(char::escape_debug)
+                .collect::<String>()
+        });
         if let Some(c) = &country
             && rules.deny_countries.contains(c)
         {

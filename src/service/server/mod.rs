@@ -208,8 +208,30 @@ fn refuse(stream: TcpStream, full: Full, peer: SocketAddr) {
     tokio::spawn(answer_and_close(stream, refusal(full)));
 }
 
+/// Refused connections closing lingeringly at once, at most. Each holds a
+/// descriptor outside the connection limits for up to
+/// [`REFUSAL_WRITE_TIMEOUT`]: unbounded, a client refused over and over
+/// could spend the descriptors the limits keep in reserve (64, for the
+/// listeners, key files and calls to IVS).
+static LINGERING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
+
 /// Writes a complete answer and closes, within [`REFUSAL_WRITE_TIMEOUT`].
 async fn answer_and_close(mut stream: TcpStream, answer: Vec<u8>) {
+    let Ok(_lingering) = LINGERING.try_acquire() else {
+        // Past the bound: no waiting. Drop what the client has sent so far
+        // (so that the close is a FIN, not a reset that could erase the
+        // answer), write the answer if the socket takes it at once, close.
+        metrics::counter!("connections_refused_unlingering_total").increment(1);
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match stream.try_read(&mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        let _ = stream.try_write(&answer);
+        return;
+    };
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
         stream.write_all(&answer).await?;
         stream.shutdown().await?;

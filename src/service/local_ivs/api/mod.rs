@@ -357,7 +357,11 @@ fn page<T>(
             .and_then(|s| s.strip_prefix("seq:").and_then(|n| n.parse::<u64>().ok()))
             .ok_or_else(|| ApiError::validation("The nextToken is invalid"))?,
     };
-    let max = usize::try_from(input["maxResults"].as_u64().unwrap_or(default_max)).unwrap_or(100);
+    // At least 1: the model's minimum, kept here too so that `max - 1`
+    // below can never underflow.
+    let max = usize::try_from(input["maxResults"].as_u64().unwrap_or(default_max))
+        .unwrap_or(100)
+        .max(1);
     let mut items: Vec<(u64, T)> = items.into_iter().filter(|(seq, _)| *seq > after).collect();
     items.sort_by_key(|(seq, _)| *seq);
     let next = if items.len() > max {
