@@ -42,8 +42,13 @@ bin=target/debug/ivs-playback-auth
 
 work=$(mktemp -d)
 backend_pid=
+# Never fails: under `set -e` a failing command here (the killed backend's
+# status from `wait`) would become the script's exit status.
 cleanup() {
-  [ -n "$backend_pid" ] && kill "$backend_pid" 2>/dev/null && wait "$backend_pid" 2>/dev/null
+  if [ -n "$backend_pid" ]; then
+    kill "$backend_pid" 2>/dev/null || true
+    wait "$backend_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
