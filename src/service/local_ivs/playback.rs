@@ -459,9 +459,12 @@ pub(crate) fn check_policy(
     Ok(strict.then(|| (policy.arn.clone(), policy.allowed_origins.clone())))
 }
 
-/// One request's `Origin` against a policy's allowed origins. Origins are
-/// compared whole, without wildcards (the policy's values are `Origin`
-/// header values), and case-insensitively, as hosts are.
+/// One request's `Origin` against a policy's allowed origins, matched as
+/// the token service matches a token's origins ([`Origin::matches`](crate::Origin::matches):
+/// normalised, `*.` for one host label), so that a wildcard CreatePlayback-
+/// RestrictionPolicy accepts is one the edge can match. IVS documents no
+/// matching rules for policies \[OPEN\]; a value that is not an origin
+/// (`null`) matches only itself.
 pub(crate) fn check_policy_origin(
     allowed: &[String],
     strict: bool,
@@ -469,7 +472,12 @@ pub(crate) fn check_policy_origin(
     policy_arn: &str,
 ) -> Result<(), Refusal> {
     match origin {
-        Some(origin) if !allowed.iter().any(|a| a.eq_ignore_ascii_case(origin)) => {
+        Some(origin)
+            if !allowed.iter().any(|a| {
+                a.eq_ignore_ascii_case(origin)
+                    || crate::Origin::parse(a).is_ok_and(|allowed| allowed.matches(origin))
+            }) =>
+        {
             Err(Refusal::restricted(format!(
                 "origin {origin} is not allowed by playback restriction policy {policy_arn} (allowed: {})",
                 allowed.join(", ")
@@ -570,6 +578,21 @@ pub(crate) fn media_playlist(session_id: &str, rendition: &str, now: SystemTime)
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_origins_match_as_token_origins_do() {
+        let allowed = vec![
+            "https://*.example.com".to_owned(),
+            "https://app.example.net:443".to_owned(),
+        ];
+        let check = |origin| check_policy_origin(&allowed, true, Some(origin), "arn:p").is_ok();
+        assert!(check("https://a.example.com"));
+        assert!(!check("https://a.b.example.com"), "one label only");
+        assert!(!check("https://example.com"));
+        assert!(check("https://APP.example.net"), "default port and case");
+        assert!(!check("null"));
+        assert!(check_policy_origin(&allowed, true, None, "arn:p").is_err());
+    }
 
     #[test]
     fn parses_playback_file_names() {
