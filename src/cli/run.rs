@@ -14,27 +14,31 @@ use crate::PrivateKey;
 /// JSON logs on stderr (stdout carries what scripts read). `RUST_LOG`
 /// filters; the default keeps warnings and the audit trail.
 fn init_logging() {
-    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    use tracing::Level;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::filter::{FilterExt as _, Targets};
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    let wanted = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,audit=info"));
     // Whatever RUST_LOG asks, these never log below debug: at trace the
     // SigV4 signer prints the canonical request and the SDK the headers it
-    // sends, with the session token (X-Amz-Security-Token) in both.
-    for directive in [
-        "aws_sigv4=debug",
-        "aws_smithy_runtime=debug",
-        "aws_smithy_runtime_api=debug",
-        "aws_smithy_http_client=debug",
-        "hyper_util=debug",
-    ] {
-        if let Ok(d) = directive.parse() {
-            filter = filter.add_directive(d);
-        }
-    }
-    let _ = tracing_subscriber::fmt()
+    // sends, with the session token (X-Amz-Security-Token) in both. A cap,
+    // and'ed with what was asked: added to the EnvFilter as directives they
+    // would turn their debug lines on by default.
+    let cap = Targets::new()
+        .with_default(Level::TRACE)
+        .with_target("aws_sigv4", Level::DEBUG)
+        .with_target("aws_smithy_runtime", Level::DEBUG)
+        .with_target("aws_smithy_runtime_api", Level::DEBUG)
+        .with_target("aws_smithy_http_client", Level::DEBUG)
+        .with_target("hyper_util", Level::DEBUG);
+    let output = tracing_subscriber::fmt::layer()
         .json()
-        .with_env_filter(filter)
         .with_writer(io::stderr)
-        .try_init();
+        .with_filter(wanted.and(cap));
+    let _ = tracing_subscriber::registry().with(output).try_init();
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
