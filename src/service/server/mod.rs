@@ -299,15 +299,20 @@ fn per_connection(
     tower::service_fn(move |request: Request<Incoming>| {
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(ConnectInfo(peer));
-        let read = Arc::new(AtomicBool::new(body.is_end_stream()));
-        let body = axum::body::Body::new(Tracked {
-            inner: body,
-            read: Arc::clone(&read),
-        });
+        // A request with no body (most GETs) has nothing left unread: no
+        // tracking, no allocation for it.
+        let read = (!body.is_end_stream()).then(|| Arc::new(AtomicBool::new(false)));
+        let body = match &read {
+            Some(read) => axum::body::Body::new(Tracked {
+                inner: body,
+                read: Arc::clone(read),
+            }),
+            None => axum::body::Body::new(body),
+        };
         let call = router.clone().oneshot(Request::from_parts(parts, body));
         async move {
             let mut response = call.await?;
-            if !read.load(Ordering::Relaxed) {
+            if read.is_some_and(|read| !read.load(Ordering::Relaxed)) {
                 response
                     .headers_mut()
                     .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -184,28 +184,6 @@ pub(super) fn update(
     Ok(json!({ "channel": channel_doc(channel, base_url) }))
 }
 
-pub(super) fn batch_get(input: &Value, region: &RegionState, base_url: &str) -> Value {
-    let mut channels = Vec::new();
-    let mut errors = Vec::new();
-    let mut seen = Vec::new();
-    for arn in input["arns"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        if seen.contains(&arn) {
-            continue;
-        }
-        seen.push(arn);
-        match find(&region.channels, arn) {
-            Ok(c) => channels.push(channel_doc(c, base_url)),
-            Err(e) => errors.push(json!({ "arn": arn, "code": e.code, "message": e.message })),
-        }
-    }
-    json!({ "channels": channels, "errors": errors })
-}
-
 pub(super) fn list(input: &Value, region: &RegionState) -> Result<Value, ApiError> {
     const FILTERS: &[(&str, &str)] = &[
         ("filterByName", "name"),

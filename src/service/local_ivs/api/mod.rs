@@ -81,7 +81,12 @@ pub(crate) fn execute(
             Ok(out)
         }
         "GetChannel" => channels::get(input, region(state, ctx), ctx.base_url),
-        "BatchGetChannel" => Ok(channels::batch_get(input, region(state, ctx), ctx.base_url)),
+        "BatchGetChannel" => {
+            let region = region(state, ctx);
+            Ok(batch_get(input, "channels", |arn| {
+                find(&region.channels, arn).map(|c| channels::channel_doc(c, ctx.base_url))
+            }))
+        }
         "ListChannels" => channels::list(input, region(state, ctx)),
         "UpdateChannel" => channels::update(input, state.region_mut(ctx.scope), ctx.base_url),
         "DeleteChannel" => channels::delete(input, state.region_mut(ctx.scope)),
@@ -90,7 +95,12 @@ pub(crate) fn execute(
             let key = find(&region(state, ctx).stream_keys, str_of(input, "arn"))?;
             Ok(json!({ "streamKey": stream_keys::doc(key, true) }))
         }
-        "BatchGetStreamKey" => Ok(stream_keys::batch_get(input, region(state, ctx))),
+        "BatchGetStreamKey" => {
+            let region = region(state, ctx);
+            Ok(batch_get(input, "streamKeys", |arn| {
+                find(&region.stream_keys, arn).map(|k| stream_keys::doc(k, true))
+            }))
+        }
         "ListStreamKeys" => stream_keys::list(input, region(state, ctx)),
         "DeleteStreamKey" => {
             remove(
@@ -297,6 +307,31 @@ impl Resource for PlaybackRestrictionPolicy {
 
 fn id_of(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or_default()
+}
+
+/// A BatchGet operation: `get` for each of `input.arns`, once each (a
+/// repeated ARN is answered once), the documents found under `key` and an
+/// error per ARN that is not.
+fn batch_get(input: &Value, key: &str, get: impl Fn(&str) -> Result<Value, ApiError>) -> Value {
+    let mut found = Vec::new();
+    let mut errors = Vec::new();
+    let mut seen = Vec::new();
+    for arn in input["arns"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if seen.contains(&arn) {
+            continue;
+        }
+        seen.push(arn);
+        match get(arn) {
+            Ok(doc) => found.push(doc),
+            Err(e) => errors.push(json!({ "arn": arn, "code": e.code, "message": e.message })),
+        }
+    }
+    json!({ key: found, "errors": errors })
 }
 
 fn find<'m, T: Resource>(map: &'m BTreeMap<String, T>, arn: &str) -> Result<&'m T, ApiError> {

@@ -62,27 +62,3 @@ pub(super) fn list(input: &Value, region: &RegionState) -> Result<Value, ApiErro
     let (keys, next) = page(items, input, 1)?;
     Ok(with_token(json!({ "streamKeys": keys }), next))
 }
-
-/// GetStreamKey for each ARN, once each (a repeated ARN is answered once):
-/// the keys found, and an error per ARN that is not.
-pub(super) fn batch_get(input: &Value, region: &RegionState) -> Value {
-    let mut keys = Vec::new();
-    let mut errors = Vec::new();
-    let mut seen = Vec::new();
-    for arn in input["arns"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-    {
-        if seen.contains(&arn) {
-            continue;
-        }
-        seen.push(arn);
-        match find(&region.stream_keys, arn) {
-            Ok(k) => keys.push(doc(k, true)),
-            Err(e) => errors.push(json!({ "arn": arn, "code": e.code, "message": e.message })),
-        }
-    }
-    json!({ "streamKeys": keys, "errors": errors })
-}
