@@ -118,6 +118,7 @@ EOF
   PEAK=$(echo "$out" | awk '/^Requests\/sec:/ {printf "%d", $2}')
 fi
 
+[ -n "${PEAK:-}" ] && [ -z "${out:-}" ] && export PEAK_SOURCE="given as PEAK"
 python3 - "$serve_pid" "$api" "$admin" "$api_key" "$admin_token" "$PEAK" "$warmup" "$duration" \
   "$rotate_every" "$work" <<'EOF' | tee target/soak-report.txt
 import http.client, json, os, subprocess, sys, threading, time, urllib.parse
@@ -236,7 +237,7 @@ def fds():
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-print(f"soak: peak {peak}/s measured, load {half}/s for {warmup} s warm-up + {duration} s "
+print(f"soak: peak {peak}/s ({os.environ.get('PEAK_SOURCE', 'measured')}), load {half}/s for {warmup} s warm-up + {duration} s "
       f"(viewer {oha_rate}/s + shareable {oha_rate}/s by oha, player {play_rate:.1f}/s), "
       f"rotation every {rotate_every} s", flush=True)
 procs = [oha("viewer", '{"channel":"demo","viewer_id":"soak-viewer"}', [f"x-api-key: {api_key}"]),
