@@ -278,9 +278,11 @@ mod tests {
         let (old_fp, next_fp) = (*old_public.fingerprint(), *next_public.fingerprint());
         let verifier = Verifier::new([&old_public, &next_public]);
         const THREADS: usize = 4;
+        const AFTER_SWITCH: usize = 20;
         // Every thread signs with the old key before the rotation (the
         // barrier), and goes on until it has signed with the new one, so
-        // both keys are certainly in play, whatever the scheduling.
+        // both keys are certainly in play, whatever the scheduling; then
+        // signs some more, which must all be the new key's.
         let start = Barrier::new(THREADS + 1);
         let per_thread: Vec<Vec<Token>> = thread::scope(|s| {
             let workers: Vec<_> = (0..THREADS)
@@ -291,6 +293,9 @@ mod tests {
                         let deadline = Instant::now() + Duration::from_secs(60);
                         while tokens.last().unwrap().fingerprint() != &next_fp {
                             assert!(Instant::now() < deadline, "the new key never signed");
+                            tokens.push(signer.sign_at(&claims, SystemTime::now()).unwrap());
+                        }
+                        for _ in 0..AFTER_SWITCH {
                             tokens.push(signer.sign_at(&claims, SystemTime::now()).unwrap());
                         }
                         tokens
@@ -309,10 +314,12 @@ mod tests {
                 .iter()
                 .position(|t| t.fingerprint() == &next_fp)
                 .unwrap();
+            assert_eq!(tokens.len() - switched, 1 + AFTER_SWITCH);
             assert!(
                 tokens[switched..]
                     .iter()
-                    .all(|t| t.fingerprint() == &next_fp)
+                    .all(|t| t.fingerprint() == &next_fp),
+                "a token signed by the old key after the new one had signed"
             );
             for token in tokens {
                 let verified = verifier

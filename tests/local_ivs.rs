@@ -1275,14 +1275,7 @@ async fn tag_rules_hold_on_every_taggable_resource_and_a_refusal_stores_nothing(
     };
     let recording = c
         .create_recording_configuration()
-        .destination_configuration(
-            aws_sdk_ivs::types::DestinationConfiguration::builder()
-                .s3(aws_sdk_ivs::types::S3DestinationConfiguration::builder()
-                    .bucket_name("tagged-recordings")
-                    .build()
-                    .unwrap())
-                .build(),
-        )
+        .destination_configuration(resources::s3("tagged-recordings"))
         .send()
         .await
         .unwrap()
@@ -1421,6 +1414,27 @@ async fn tag_rules_hold_on_every_taggable_resource_and_a_refusal_stores_nothing(
         .await
         .unwrap();
     assert!(keys.stream_keys().is_empty());
+    // The two resources made with tags too: recording configurations and
+    // playback restriction policies.
+    let err = c
+        .create_recording_configuration()
+        .destination_configuration(resources::s3("tagged-recordings"))
+        .tags("AWS:team", "1")
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "reserved");
+    let recordings = c.list_recording_configurations().send().await.unwrap();
+    assert_eq!(recordings.recording_configurations().len(), 1);
+    let err = c
+        .create_playback_restriction_policy()
+        .tags("aws:team", "1")
+        .send()
+        .await
+        .unwrap_err();
+    refused(err, "reserved");
+    let policies = c.list_playback_restriction_policies().send().await.unwrap();
+    assert_eq!(policies.playback_restriction_policies().len(), 1);
 }
 
 #[tokio::test]

@@ -1418,6 +1418,41 @@ async fn origins_star_gets_http_words_from_every_kind_of_caller() {
     }
 }
 
+#[tokio::test]
+async fn viewer_ids_on_the_token_path_are_counted_in_characters() {
+    // Issue 12's unit, on the token path too: 256 `é` are 512 bytes and
+    // 256 characters, within the limit; one more is over it, and the
+    // message names the unit.
+    let s = service().await;
+    let (status, body) = s
+        .token(
+            Some(BACKEND_KEY),
+            json!({"channel": "demo", "viewer_id": "é".repeat(256)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        claims_of(body["token"].as_str().unwrap())["aws:viewer-id"]
+            .as_str()
+            .map(str::len),
+        Some(40),
+        "{body}"
+    );
+    let (status, body) = s
+        .token(
+            Some(BACKEND_KEY),
+            json!({"channel": "demo", "viewer_id": "é".repeat(257)}),
+        )
+        .await;
+    assert_error(status, &body, 400, "invalid_field");
+    assert_eq!(body["error"]["field"], "viewer_id", "{body}");
+    assert!(
+        message(&body).contains("256 characters"),
+        "{}",
+        message(&body)
+    );
+}
+
 /// A playback restriction policy in the service's IVS, and a private
 /// channel named `name` that uses it; the listing is refreshed.
 async fn restricted_channel(

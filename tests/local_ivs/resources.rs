@@ -10,7 +10,8 @@ use aws_sdk_ivs::types::{
 
 use super::*;
 
-fn s3(bucket: &str) -> DestinationConfiguration {
+/// An S3 destination for a recording configuration.
+pub(super) fn s3(bucket: &str) -> DestinationConfiguration {
     DestinationConfiguration::builder()
         .s3(S3DestinationConfiguration::builder()
             .bucket_name(bucket)
