@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the fuzz targets, each for SECONDS, one after the other; fails on the
-# first crash (libFuzzer leaves the input in fuzz/artifacts/TARGET/).
+# Runs the fuzz targets, each for SECONDS, one per core at a time; fails
+# when any crashes (libFuzzer leaves the input in fuzz/artifacts/TARGET/).
 #
 #   fuzz/run.sh SECONDS [TARGET...]     # every target when none is named
 #
@@ -35,25 +35,52 @@ fi
 # whole time instead of building.
 cargo +nightly fuzz build
 
-status=0
-for target in "${targets[@]}"; do
+# Targets run side by side, one per core (FUZZ_JOBS, default nproc): each
+# libFuzzer process uses one core, so on 2 cores 7 targets take 4 rounds of
+# SECONDS instead of 7.
+jobs=${FUZZ_JOBS:-$(nproc)}
+fuzz_one() { # target: exit status 0, or 1 on a crash
+  local target=$1 log="corpus/$1.log" seeds=()
   mkdir -p "corpus/$target" "artifacts/$target"
-  seeds=()
   [ -d "seeds/$target" ] && seeds+=("seeds/$target")
   [ "$target" = key_read ] && seeds+=(../tests/data/keys)
-  log="corpus/$target.log"
-  echo "== $target: ${seconds}s"
   if cargo +nightly fuzz run "$target" "corpus/$target" "${seeds[@]}" -- \
     -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
     >"$log" 2>&1; then
+    return 0
+  fi
+  return 1
+}
+report() { # target status
+  local target=$1 log="corpus/$1.log"
+  if [ "$2" = 0 ]; then
+    echo "== $target: ${seconds}s"
     grep -E '^#[0-9]+' "$log" | tail -1 || true
     grep -E '^stat::(number_of_executed_units|peak_rss_mb)' "$log" | tr '\n' ' '
     echo
   else
-    status=1
     echo "== $target FAILED (a crash leaves its input in fuzz/artifacts/$target/; log: fuzz/$log):" >&2
     ls -t "artifacts/$target" | head -3 >&2
     grep -E 'panicked|ERROR: libFuzzer|SUMMARY|No such file' "$log" | head -5 >&2
   fi
+}
+
+status=0
+declare -A running=() # pid -> target
+for target in "${targets[@]}"; do
+  while [ "${#running[@]}" -ge "$jobs" ]; do
+    finished=
+    wait -n -p finished "${!running[@]}" && rc=0 || rc=$?
+    report "${running[$finished]}" "$rc"
+    [ "$rc" = 0 ] || status=1
+    unset "running[$finished]"
+  done
+  fuzz_one "$target" &
+  running[$!]=$target
+done
+for pid in "${!running[@]}"; do
+  wait "$pid" && rc=0 || rc=$?
+  report "${running[$pid]}" "$rc"
+  [ "$rc" = 0 ] || status=1
 done
 exit $status
