@@ -15,12 +15,16 @@ use serde_json::{Value, json};
 
 use crate::service::config::ViewerJwtConfig;
 use crate::service::http::request::{batch_items, parse_request};
+use crate::service::local_ivs::api::metadata::TimedMetadata;
 use crate::service::local_ivs::api::{self, Context};
 use crate::service::local_ivs::sigv4::{Authenticator, Credential};
 use crate::service::local_ivs::state::{Scope, State};
 use crate::service::local_ivs::{control_input, operation_of, playback};
 use crate::service::mint::viewer::ViewerAuth;
 use crate::{ChannelArn, Verifier};
+
+/// The local IVS's clock in the fuzz targets, in Unix milliseconds.
+const FUZZ_NOW_MS: u64 = 1_700_000_000_000;
 
 /// A time `seconds` after the Unix epoch.
 pub fn unix_time(seconds: u64) -> SystemTime {
@@ -128,8 +132,9 @@ impl LocalIvs {
             scope: &scope,
             base_url,
             missing_buckets: &Default::default(),
-            now_ms: 1_700_000_000_000,
+            now_ms: FUZZ_NOW_MS,
             live_on_create: true,
+            metadata: &TimedMetadata::default(),
         };
         let created = api::execute(
             "CreateChannel",
@@ -218,6 +223,7 @@ impl LocalIvs {
             .map_err(err)?;
         let (input, _) = control_input(&operation, resource_arn, &uri, body).map_err(err)?;
         let mut state = self.state.clone();
+        let metadata = TimedMetadata::default();
         let out = api::execute(
             &operation,
             &input,
@@ -226,11 +232,19 @@ impl LocalIvs {
                 scope: &scope,
                 base_url: "http://127.0.0.1:1",
                 missing_buckets: &Default::default(),
-                now_ms: 1_700_000_000_000,
+                now_ms: FUZZ_NOW_MS,
                 live_on_create: true,
+                metadata: &metadata,
             },
         )
         .map_err(err)?;
+        // A payload PutMetadata took goes into the segments of every
+        // rendition: the TS and ID3 writers run on it too.
+        let sequence = FUZZ_NOW_MS / 1000 / playback::SEGMENT_SECONDS;
+        let cues = metadata.cues.lock().map_err(|e| e.to_string())?;
+        for rendition in playback::RENDITIONS {
+            cues.segment(&self.channel_arn, rendition.name, sequence);
+        }
         Ok(out.to_string())
     }
 

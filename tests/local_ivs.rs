@@ -6,6 +6,9 @@
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 mod common;
+/// PutMetadata: the payload in the segments, IVS's errors and rate quotas.
+#[path = "local_ivs/metadata.rs"]
+mod metadata;
 /// Recording configurations, playback restriction policies, BatchGetStreamKey.
 #[path = "local_ivs/resources.rs"]
 mod resources;

@@ -79,8 +79,9 @@ struct LocalIvsArgs {
     /// (repeat for several). Without any, every well-formed signature passes.
     #[arg(long = "credential", value_name = "KEY:SECRET[:ACCOUNT]", value_parser = parse_credential)]
     credentials: Vec<(String, String, Option<String>)>,
-    /// Serve POST /_local/reset, POST /_local/faults, GET /_local/calls (calls served, faults pending)
-    /// and POST /_local/streams/start {"streamKey": "..."} (a broadcaster connects).
+    /// Serve POST /_local/reset, POST /_local/faults, GET /_local/calls (calls served, faults pending),
+    /// POST /_local/streams/start {"streamKey": "..."} (a broadcaster connects) and
+    /// POST /_local/quota-clock {"pause": true} / {"advanceMs": N} (PutMetadata's rate-quota clock).
     #[arg(long)]
     test_controls: bool,
     /// Channels are offline until a stream starts (POST /_local/streams/start), as IVS's are until

@@ -390,9 +390,43 @@ def references(ivs, recording_arn, policy_arn):
     ivs.delete_channel(arn=channel["arn"])
 
 
+def put_metadata(ivs, arn, url, missing):
+    """PutMetadata on a live channel: 204, and the payload in the segment being made, in each rendition, as
+    IVS carries it (an ID3 PRIV frame owned by metadata.live-video.net); IVS's refusals."""
+    payload = json.dumps({"from": "boto3", "text": "é"})
+    before = time.time()
+    out = ivs.put_metadata(channelArn=arn, metadata=payload)
+    after = time.time()
+    check(out["ResponseMetadata"]["HTTPStatusCode"] == 204, out)
+    shape_check(ivs, "PutMetadata", out)
+    # The frame: "PRIV", its size (syncsafe; one byte suffices below 128), no flags, owner, NUL, payload.
+    frame = b"PRIV" + bytes([0, 0, 0, 24 + len(payload.encode())]) + b"\0\0metadata.live-video.net\0" + payload.encode()
+    # The payload goes into the segment being made (2 s each) when the call arrives.
+    candidates = range(int(before // 2), int(after // 2) + 1)
+    variants = [line for line in get(url)[1].splitlines() if line.startswith("http")]
+    check(len(variants) == 2, variants)
+    for variant in variants:
+        deadline = time.time() + 20
+        while True:
+            listed = [int(line.rsplit("/", 1)[1][:-3]) for line in get(variant)[1].splitlines() if line.endswith(".ts")]
+            if max(listed) >= candidates[-1]:
+                break
+            check(time.time() < deadline, f"segment {candidates[-1]} never listed in {variant}")
+            time.sleep(0.1)
+        carrying = []
+        for n in candidates:
+            with urllib.request.urlopen(variant.replace("playlist.m3u8", f"{n}.ts"), timeout=10) as r:
+                if frame in r.read():
+                    carrying.append(n)
+        check(len(carrying) == 1, f"{variant}: the payload is in segments {carrying} of {list(candidates)}")
+    e = expect_error("ValidationException", 400, ivs.put_metadata, channelArn=arn, metadata="é" * 513)
+    check("1026 bytes" in e.response.get("exceptionMessage", ""), e.response)
+    expect_error("ResourceNotFoundException", 404, ivs.put_metadata, channelArn=missing, metadata="{}")
+
+
 def streams(ivs, endpoint):
-    """GetStream, ListStreams, StopStream, GetStreamSession, ListStreamSessions, the test control that
-    starts a stream, and the edge's answer for an offline channel."""
+    """GetStream, ListStreams, StopStream, GetStreamSession, ListStreamSessions, PutMetadata, the test
+    control that starts a stream, and the edge's answer for an offline channel."""
     created = ivs.create_channel(name="boto3-streams")
     arn, url = created["channel"]["arn"], created["channel"]["playbackUrl"]
     stream_key = created["streamKey"]["value"]
@@ -409,12 +443,14 @@ def streams(ivs, endpoint):
     check(arn in [s["channelArn"] for s in out["streams"]], out["streams"])
     check(ivs.list_streams(filterBy={"health": "STARVING"})["streams"] == [], "no starving stream")
     check(get(url)[0] == 200, "a live public channel plays")
+    put_metadata(ivs, arn, url, missing)
 
     # Stopped: ChannelNotBroadcasting, and the edge answers 404 as for an offline channel.
     out = ivs.stop_stream(channelArn=arn)
     shape_check(ivs, "StopStream", out)
     expect_error("ChannelNotBroadcasting", 404, ivs.get_stream, channelArn=arn)
     expect_error("ChannelNotBroadcasting", 404, ivs.stop_stream, channelArn=arn)
+    expect_error("ChannelNotBroadcasting", 404, ivs.put_metadata, channelArn=arn, metadata="{}")
     status, body = get(url)
     check(status == 404 and json.loads(body)[0]["error_code"] == "not_found", f"offline: {status} {body}")
 

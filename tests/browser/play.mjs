@@ -9,9 +9,13 @@
 // says the reason of that kind; two rotations while the page reloads fail no load. Against a second,
 // stand-alone local IVS (channels offline until started, test controls on): a stopped stream fails as
 // IVS's player reports an offline channel (ErrorNotAvailable, 404, from MasterPlaylist), and a public
-// channel plays when its playback restriction policy allows the page's origin and is refused when not.
+// channel plays when its playback restriction policy allows the page's origin and is refused when not;
+// PutMetadata sent with boto3 (tests/browser/put_metadata.py; Python from BOTO3_PYTHON, default the CI
+// venv target/ci-venv) reaches the player as TEXT_METADATA_CUE on both renditions, and is refused as
+// IVS refuses it on an offline channel and when sent too fast.
 // Waits are for events (the player's state, the video's time), each with a generous deadline, never
 // for a fixed window of wall-clock time: a loaded host is slower, not wrong.
+// PLAY_ONLY=REGEX runs only the checks whose names match.
 import { spawn, execFileSync } from 'node:child_process';
 import { createHash, createHmac } from 'node:crypto';
 import { mkdtempSync, writeFileSync, mkdirSync, rmSync } from 'node:fs';
@@ -33,6 +37,7 @@ const sha256 = (s) => createHash('sha256').update(s).digest('hex');
 let failures = 0;
 const results = [];
 async function check(name, fn) {
+  if (process.env.PLAY_ONLY && !new RegExp(process.env.PLAY_ONLY).test(name)) return;
   const started = Date.now();
   try {
     await fn();
@@ -162,6 +167,14 @@ async function liveChannel(policy) {
   });
   assert(r.ok, `streams/start: ${r.status} ${await r.text()}`);
   return created.channel;
+}
+
+/** `count` PutMetadata calls back to back through boto3: per call {sent_ms, answered_ms, status, code}. */
+function boto3PutMetadata(channelArn, text, count = 1) {
+  const python = process.env.BOTO3_PYTHON ?? join(root, 'target', 'ci-venv', 'bin', 'python');
+  const out = execFileSync(python, [join(root, 'tests', 'browser', 'put_metadata.py'), ivsUrl,
+    `${IVS_KEY}:${IVS_SECRET}`, channelArn, text, String(count)]);
+  return out.toString().trim().split('\n').map((l) => JSON.parse(l));
 }
 
 // --- the browser ---------------------------------------------------------------------------------
@@ -371,6 +384,88 @@ try {
     const body = await r.json();
     assert(r.status === 403 && body[0].error === `origin ${pageOrigin} is not allowed by playback restriction policy ${policy.arn} (allowed: https://elsewhere.example.com)`,
       `edge: ${r.status} ${JSON.stringify(body)}`);
+  });
+
+  // The clip's segments are 2 s long (assets/clip, the local IVS's SEGMENT_SECONDS).
+  const SEGMENT_MS = 2000;
+  await check('PutMetadata through boto3 arrives as TEXT_METADATA_CUE with its text on both renditions', async () => {
+    const channel = await liveChannel();
+    // The player's name for each rendition, and the edge's.
+    const renditions = { '720p': '720p30', '360p': '360p30' };
+    const pages = [];
+    for (const [quality, rendition] of Object.entries(renditions)) {
+      const page = await open(`?src=${encodeURIComponent(channel.playbackUrl)}&quality=${quality}`);
+      // Every segment the player fetches: [sequence, rendition, when].
+      const fetched = [];
+      page.on('request', (r) => {
+        const m = r.url().match(/\/([^/]+)\/(\d+)\.ts$/);
+        if (m) fetched.push([Number(m[2]), m[1], Date.now()]);
+      });
+      await playsFor(page, 2);
+      // Pinned: the player plays that rendition and no other.
+      await page.waitForFunction((q) => window.viewer.player.getQuality()?.name === q, quality, { timeout: 30_000 })
+        .catch(async (e) => {
+          const now = await page.evaluate(() => [window.viewer.player.getQuality()?.name, window.viewer.errors]);
+          throw new Error(`pinned ${quality}, playing ${JSON.stringify(now)}: ${e.message}`);
+        });
+      pages.push({ quality, rendition, page, fetched });
+    }
+    const samples = [];
+    for (let i = 0; i < 3; i += 1) {
+      // Markup and non-ASCII in the payload: the page must show it as text.
+      const text = JSON.stringify({ question: `${i}: <b>bold</b> & <img src=x onerror=alert(1)>?`, answers: ['é', '😀'] });
+      const [sent] = boto3PutMetadata(channel.arn, text);
+      assert(sent.status === 204 && sent.code === null, `PutMetadata: ${JSON.stringify(sent)}`);
+      // The payload goes into the segment being made when the call arrives.
+      const carrying = [Math.floor(sent.sent_ms / SEGMENT_MS), Math.floor(sent.answered_ms / SEGMENT_MS)];
+      for (const { quality, rendition, page, fetched } of pages) {
+        const cue = await page.waitForFunction((t) => window.viewer.cues.find((c) => c.text === t), text,
+          { timeout: 30_000 }).then((h) => h.jsonValue());
+        // The cue IVS's own PutMetadata gives (a PRIV frame owned by metadata.live-video.net).
+        assert(cue.owner === 'metadata.live-video.net' && cue.description === '', `cue ${JSON.stringify(cue)}`);
+        assert(cue.quality === quality, `${quality} page played ${cue.quality}`);
+        const segment = fetched.find(([n, r]) => carrying.includes(n) && r === rendition);
+        assert(segment, `${quality}: no fetch of segment ${carrying[0]} of ${rendition}: ${JSON.stringify(fetched.slice(-5))}`);
+        const [, , fetchedAt] = segment;
+        assert(fetchedAt <= cue.receivedAt, `${quality}: the cue fired before its segment was fetched`);
+        // Within two segment durations the player holds the payload: at most one for the segment being
+        // made to be whole and listed, and one for the player to see the new playlist and fetch it.
+        const toPlayer = fetchedAt - sent.sent_ms;
+        assert(toPlayer <= 2 * SEGMENT_MS,
+          `${quality}: the segment carrying the payload reached the player ${toPlayer.toFixed(0)} ms after PutMetadata`);
+        samples.push({ quality, toPlayer, toCue: cue.receivedAt - sent.sent_ms });
+        const shown = await page.evaluate((t) => [...document.querySelectorAll('#cues code')].some((c) => c.textContent === t)
+          && document.querySelectorAll('#cues b, #cues img').length === 0, text);
+        assert(shown, `${quality}: the cue is not shown as text`);
+      }
+      // Not aligned to segment boundaries: the next call lands elsewhere in its segment.
+      await new Promise((r) => setTimeout(r, 700));
+    }
+    for (const { quality, page } of pages) {
+      const cues = await page.evaluate(() => window.viewer.cues.length);
+      assert(cues === 3, `${quality}: ${cues} cues for 3 calls`);
+      await page.close();
+    }
+    // The cue fires when the playhead reaches the moment of the call, so PutMetadata to cue is the
+    // player's live latency (here as at IVS: "all viewers receive the metadata at the same time in
+    // the video stream, regardless of stream latency").
+    const line = samples.map((s) => `${s.quality} ${s.toPlayer.toFixed(0)}/${s.toCue.toFixed(0)}`);
+    console.log(`  PutMetadata to segment fetched / to TEXT_METADATA_CUE, ms: ${line.join(', ')}`);
+  });
+
+  await check('PutMetadata to an offline channel is ChannelNotBroadcasting; too fast is ThrottlingException', async () => {
+    const { channel } = await ivs('CreateChannel', {});
+    const [offline] = boto3PutMetadata(channel.arn, 'nobody is watching');
+    assert(offline.status === 404 && offline.code === 'ChannelNotBroadcasting', `offline: ${JSON.stringify(offline)}`);
+    const live = await liveChannel();
+    const calls = boto3PutMetadata(live.arn, 'fast', 8);
+    const window = calls.at(-1).answered_ms - calls[0].sent_ms;
+    const ok = calls.filter((c) => c.status === 204).length;
+    const throttled = calls.filter((c) => c.status === 429 && c.code === 'ThrottlingException').length;
+    // IVS takes 5 a second on a channel: of 8 calls within one second, 3 are throttled. (Slower than
+    // that, fewer are; the check says so rather than passing.)
+    assert(window < 1000, `8 calls took ${window.toFixed(0)} ms, not within one second: the host is too slow to tell`);
+    assert(ok === 5 && throttled === 3, `8 calls in ${window.toFixed(0)} ms: ${JSON.stringify(calls)}`);
   });
 
   await check('two rotations while the page reloads fail no load', async () => {

@@ -87,14 +87,26 @@ impl TestIvs {
     }
 
     pub async fn fault(&self, json: &str) {
+        self.control("/_local/faults", json).await;
+    }
+
+    /// A test-control POST that must succeed.
+    async fn control(&self, path: &str, json: &str) {
         let r = self
             .http
-            .post(format!("{}/_local/faults", self.url()))
+            .post(format!("{}{path}", self.url()))
             .body(json.to_owned())
             .send()
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    /// `POST /_local/quota-clock`: pauses (`{"pause": true}`), or moves on
+    /// (`{"advanceMs": N}`), the clock that PutMetadata's rate quotas read,
+    /// so that "within one second" is the test's to say.
+    pub async fn quota_clock(&self, json: &str) {
+        self.control("/_local/quota-clock", json).await;
     }
 
     /// `GET /_local/calls`: `{"calls": {operation: n}, "pending_faults": n}`.

@@ -27,7 +27,9 @@ pub(super) async fn reset(AxumState(app): AxumState<App>) -> Response {
     app.inner.faults.clear();
     lock(&app.inner.calls).clear();
     *lock(&app.inner.sessions) = Sessions::default();
-    *lock(&app.inner.cues) = super::cue_queue::CueQueue::default();
+    *lock(&app.inner.metadata.cues) = super::cue_queue::CueQueue::default();
+    *lock(&app.inner.metadata.quota) = super::api::metadata::Quota::default();
+    *lock(&app.inner.metadata.paused_at) = None;
     match result {
         Ok(()) => (StatusCode::OK, "{}").into_response(),
         Err(e) => e.into_response(),
@@ -54,6 +56,51 @@ pub(super) async fn add_fault(AxumState(app): AxumState<App>, body: Bytes) -> Re
         Ok(()) => (StatusCode::OK, "{}").into_response(),
         Err(e) => ApiError::validation(format!("fault: {e}")).into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct QuotaClock {
+    #[serde(default)]
+    pause: Option<bool>,
+    #[serde(default)]
+    advance_ms: Option<u64>,
+}
+
+/// `POST /_local/quota-clock {"pause": true}` stops the clock that
+/// PutMetadata's rate quotas read, `{"advanceMs": 1000}` moves the paused
+/// clock on, `{"pause": false}` goes back to real time (as does a reset):
+/// a test decides what "within one second" means, however slow its host.
+/// Answers `{"paused": bool}`.
+pub(super) async fn quota_clock(AxumState(app): AxumState<App>, body: Bytes) -> Response {
+    let request: QuotaClock = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return ApiError::validation(format!(
+                "quota-clock: {e}; send {{\"pause\": true}}, {{\"advanceMs\": 1000}} or {{\"pause\": false}}"
+            ))
+            .into_response();
+        }
+    };
+    let mut paused = lock(&app.inner.metadata.paused_at);
+    match request.pause {
+        Some(true) => *paused = Some(paused.unwrap_or_else(std::time::Instant::now)),
+        Some(false) => *paused = None,
+        None => {}
+    }
+    if let Some(ms) = request.advance_ms {
+        let Some(at) = paused.as_mut() else {
+            return ApiError::validation(
+                "quota-clock: advanceMs moves a paused clock; pause it first ({\"pause\": true})",
+            )
+            .into_response();
+        };
+        *at += std::time::Duration::from_millis(ms);
+    }
+    json_response(
+        StatusCode::OK,
+        serde_json::json!({ "paused": paused.is_some() }).to_string(),
+    )
 }
 
 #[derive(Deserialize)]

@@ -41,10 +41,6 @@ fn position(now: SystemTime) -> (u64, u64) {
 
 impl CueQueue {
     /// Queues `text` (a PutMetadata payload) for `channel_arn` at `now`.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "PutMetadata, the API half of the issue, calls it")
-    )]
     pub(crate) fn put(&mut self, channel_arn: &str, text: String, now: SystemTime) {
         let (sequence, offset_ticks) = position(now);
         let segments = self.by_channel.entry(channel_arn.to_owned()).or_default();

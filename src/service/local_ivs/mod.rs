@@ -14,10 +14,14 @@
 //!   ([`LocalIvsConfig::live_on_create`]) or by test control, and end with
 //!   StopStream, after which the playback URL answers as for an offline
 //!   channel.
+//! - Timed metadata: PutMetadata puts a payload into the next segment of
+//!   every rendition, as IVS's ID3 `PRIV` frame (`api::metadata`,
+//!   `cue_queue`, `timed_metadata`).
 //! - Test controls (off unless enabled): `POST /_local/reset`,
 //!   `POST /_local/faults`, `GET /_local/calls` (the control-plane calls
 //!   served per operation, and the faults still pending), so that a test can
-//!   prove a client did, or did not, call, and `POST /_local/streams/start`.
+//!   prove a client did, or did not, call, `POST /_local/streams/start`
+//!   and `POST /_local/quota-clock`.
 //! - Every listener has a header deadline and connection limits
 //!   (`service::server`).
 //!
@@ -77,7 +81,8 @@ pub struct LocalIvsConfig {
     /// Access keys whose signatures are verified: `(access key id, secret,
     /// account)`. Empty: any well-formed SigV4 signature is accepted.
     pub credentials: Vec<(String, String, Option<String>)>,
-    /// Serve `/_local/reset`, `/_local/faults` and `/_local/calls`.
+    /// Serve the test controls under `/_local/` (reset, faults, calls,
+    /// streams/start, quota-clock).
     pub test_controls: bool,
     /// Base URL written into playback URLs (default: `http://` + the bound
     /// address).
@@ -222,7 +227,7 @@ impl LocalIvs {
                 faults: Faults::default(),
                 calls: Mutex::default(),
                 sessions: Mutex::new(Sessions::default()),
-                cues: Mutex::default(),
+                metadata: api::metadata::TimedMetadata::default(),
                 base_url: base_url.clone(),
                 missing_buckets: config.missing_buckets.iter().cloned().collect(),
                 live_on_create: config.live_on_create,
@@ -308,8 +313,8 @@ struct Inner {
     /// prove a client does not call (`GET /_local/calls`).
     calls: Mutex<std::collections::BTreeMap<String, u64>>,
     sessions: Mutex<Sessions>,
-    /// Timed metadata waiting for the segments it goes into.
-    cues: Mutex<cue_queue::CueQueue>,
+    /// PutMetadata's quotas, and the cues waiting for their segments.
+    metadata: api::metadata::TimedMetadata,
     base_url: String,
     missing_buckets: std::collections::BTreeSet<String>,
     live_on_create: bool,
@@ -364,7 +369,8 @@ fn router(app: App, test_controls: bool) -> Router {
             .route("/_local/reset", post(controls::reset))
             .route("/_local/faults", post(controls::add_fault))
             .route("/_local/calls", get(controls::calls))
-            .route("/_local/streams/start", post(controls::start_stream));
+            .route("/_local/streams/start", post(controls::start_stream))
+            .route("/_local/quota-clock", post(controls::quota_clock));
     }
     router.fallback(any(control)).with_state(app)
 }
@@ -421,6 +427,7 @@ async fn control_inner(
                     missing_buckets: &app.inner.missing_buckets,
                     now_ms: unix_ms(SystemTime::now()),
                     live_on_create: app.inner.live_on_create,
+                    metadata: &app.inner.metadata,
                 },
             )
         })
@@ -665,7 +672,9 @@ fn playback_session(
     if let Some(segment) = file
         .strip_suffix(".ts")
         .and_then(|n| n.parse::<u64>().ok())
-        .and_then(|seq| lock(&app.inner.cues).segment(&session.channel_arn, rendition, seq))
+        .and_then(|seq| {
+            lock(&app.inner.metadata.cues).segment(&session.channel_arn, rendition, seq)
+        })
     {
         let body = match segment {
             std::borrow::Cow::Borrowed(clip) => axum::body::Bytes::from_static(clip),

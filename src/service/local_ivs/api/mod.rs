@@ -7,6 +7,7 @@
 mod channels;
 mod countries;
 mod key_pairs;
+pub(crate) mod metadata;
 mod policies;
 mod recording;
 mod stream_keys;
@@ -28,7 +29,8 @@ const MAX_TAGS: usize = 50;
 
 /// Where a request runs: its account and region, the base URL that playback
 /// URLs point at, the S3 buckets this local IVS is told do not exist, the
-/// time, and whether a new channel starts live.
+/// time, whether a new channel starts live, and PutMetadata's quotas and
+/// cue queue.
 pub(crate) struct Context<'a> {
     pub(crate) scope: &'a Scope,
     pub(crate) base_url: &'a str,
@@ -37,6 +39,7 @@ pub(crate) struct Context<'a> {
     pub(crate) now_ms: u64,
     /// A new channel's stream starts at once (`LocalIvsConfig::live_on_create`).
     pub(crate) live_on_create: bool,
+    pub(crate) metadata: &'a metadata::TimedMetadata,
 }
 
 /// Whether an operation changes state (and so must be saved).
@@ -143,6 +146,7 @@ pub(crate) fn execute(
         "StopStream" => streams::stop(input, state.region_mut(ctx.scope), ctx.now_ms),
         "GetStreamSession" => streams::get_session(input, region(state, ctx)),
         "ListStreamSessions" => streams::list_sessions(input, region(state, ctx)),
+        "PutMetadata" => metadata::put(input, region(state, ctx), ctx),
         "TagResource" => {
             let tags = tags_of(input)?;
             let existing =
@@ -218,6 +222,7 @@ pub(crate) const OPERATIONS: &[&str] = &[
     "StopStream",
     "GetStreamSession",
     "ListStreamSessions",
+    "PutMetadata",
     "TagResource",
     "UntagResource",
     "ListTagsForResource",

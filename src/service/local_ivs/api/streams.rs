@@ -130,7 +130,11 @@ pub(crate) fn start(
     Ok(json!({ "channelArn": channel_arn, "streamId": stream_id }))
 }
 
-fn live<'r>(region: &'r RegionState, channel_arn: &str) -> Result<&'r StreamSession, ApiError> {
+/// The live stream session of a channel that exists.
+pub(super) fn live<'r>(
+    region: &'r RegionState,
+    channel_arn: &str,
+) -> Result<&'r StreamSession, ApiError> {
     find(&region.channels, channel_arn)?;
     region.live_session(channel_arn).ok_or_else(|| {
         ApiError::channel_not_broadcasting(format!(
