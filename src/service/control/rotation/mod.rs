@@ -73,6 +73,11 @@ pub(crate) const STORE_TAG: &str = "ivs-playback-auth:store";
 /// (`generated`, `imported`, `activated`, `deleting`) and the process aborts
 /// right after that step is recorded, as `kill -9` would stop it.
 pub const CRASH_HOOK_ENV: &str = "IVS_PLAYBACK_AUTH_TEST_CRASH_AFTER";
+/// The environment variable of the hold test hook: set it to a step name
+/// and the key operation stops for good right after that step is recorded,
+/// holding the rotation lease, so that a test can `kill -9` the replica
+/// there.
+pub const HOLD_HOOK_ENV: &str = "IVS_PLAYBACK_AUTH_TEST_HOLD_AFTER";
 
 /// Why a key operation failed.
 #[derive(Debug, thiserror::Error)]

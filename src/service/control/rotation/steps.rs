@@ -70,11 +70,20 @@ impl<'s> Record<'s> {
     }
 }
 
-/// Aborts the process after `step` when the crash test hook asks for it.
+/// Aborts the process after `step` when the crash test hook asks for it,
+/// or stops it there for good when the hold hook does (a test then kills it
+/// with SIGKILL, as an orchestrator would a replica that hangs).
 pub(super) fn crash_point(step: &str) {
     if std::env::var(super::CRASH_HOOK_ENV).is_ok_and(|v| v == step) {
         eprintln!("{}={step}: aborting as asked", super::CRASH_HOOK_ENV);
         std::process::abort();
+    }
+    if std::env::var(super::HOLD_HOOK_ENV).is_ok_and(|v| v == step) {
+        eprintln!("{}={step}: holding as asked", super::HOLD_HOOK_ENV);
+        // This worker thread only: the listeners and the heartbeat go on.
+        loop {
+            std::thread::park();
+        }
     }
 }
 
