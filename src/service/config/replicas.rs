@@ -160,3 +160,87 @@ impl Config {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn load(toml: &str) -> Result<Config, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, toml).unwrap();
+        Config::load(Some(Path::new(&file))).map_err(|e| e.to_string())
+    }
+
+    const AWS: &str = "[ivs]\nmode = \"aws\"\n";
+
+    #[test]
+    fn replicas_need_secrets_manager_and_a_table_together_in_aws_mode() {
+        let ok = load(&format!(
+            "{AWS}[keys]\nstore = \"secrets-manager\"\n[coordination]\ntable = \"ivs-auth\"\n"
+        ))
+        .unwrap();
+        assert!(ok.shared_store() && ok.generate_keys());
+        let e = load(&format!("{AWS}[keys]\nstore = \"secrets-manager\"\n")).unwrap_err();
+        assert!(
+            e.contains("coordination.table") && e.contains("create-table"),
+            "{e}"
+        );
+        let e = load(&format!("{AWS}[coordination]\ntable = \"ivs-auth\"\n")).unwrap_err();
+        assert!(
+            e.contains("keys.store") && e.contains("secrets-manager"),
+            "{e}"
+        );
+        let e = load("[keys]\nstore = \"secrets-manager\"\n[coordination]\ntable = \"ivs-auth\"\n")
+            .unwrap_err();
+        assert!(e.contains("ivs.mode") && e.contains("local-ivs"), "{e}");
+        let e = load("[keys]\nstore = \"s3\"\n").unwrap_err();
+        assert!(e.contains("keys.store"), "{e}");
+        // A key directory in aws mode still generates nothing by default.
+        assert!(!load(AWS).unwrap().generate_keys());
+    }
+
+    #[test]
+    fn names_endpoints_and_intervals_are_checked_with_the_rule() {
+        let shared = |extra: &str| {
+            load(&format!(
+                "{AWS}[keys]\nstore = \"secrets-manager\"\n{extra}\n[coordination]\ntable = \"ivs-auth\"\n"
+            ))
+        };
+        let e = shared("secret_prefix = \"has:colon/\"").unwrap_err();
+        assert!(
+            e.contains("keys.secret_prefix") && e.contains("/_+=.@-"),
+            "{e}"
+        );
+        let e = shared("secrets_endpoint_url = \"127.0.0.1:5000\"").unwrap_err();
+        assert!(
+            e.contains("keys.secrets_endpoint_url") && e.contains("http://"),
+            "{e}"
+        );
+        let with = |coordination: &str| {
+            load(&format!(
+                "{AWS}[keys]\nstore = \"secrets-manager\"\n[coordination]\n{coordination}\n"
+            ))
+        };
+        let e = with("table = \"a b\"").unwrap_err();
+        assert!(
+            e.contains("coordination.table") && e.contains("DynamoDB"),
+            "{e}"
+        );
+        let with = |more: &str| with(&format!("table = \"ivs-auth\"\n{more}"));
+        let e = with("poll_seconds = 0").unwrap_err();
+        assert!(
+            e.contains("coordination.poll_seconds") && e.contains("1 to 300"),
+            "{e}"
+        );
+        let e = with("poll_seconds = 40").unwrap_err();
+        assert!(
+            e.contains("coordination.stale_after_seconds") && e.contains("80"),
+            "{e}"
+        );
+        with("poll_seconds = 1\nheartbeat_seconds = 1\nstale_after_seconds = 2\nlease_seconds = 2")
+            .unwrap();
+    }
+}

@@ -150,13 +150,19 @@ impl Coordination {
 
     fn unavailable<E, R>(&self, call: &'static str, e: &SdkError<E, R>) -> CoordinationError
     where
-        E: std::error::Error + Send + Sync + 'static,
+        E: std::error::Error + ProvideErrorMetadata + Send + Sync + 'static,
         R: std::fmt::Debug,
     {
+        let mut message = DisplayErrorContext(e).to_string();
+        if e.code() == Some("ResourceNotFoundException") {
+            message.push_str(
+                " (create the table with `ivs-playback-auth coordination create-table --config FILE`)",
+            );
+        }
         CoordinationError::Unavailable {
             table: self.inner.table.clone(),
             call,
-            message: DisplayErrorContext(e).to_string(),
+            message,
         }
     }
 

@@ -128,6 +128,8 @@ async fn follow(
 /// key only when every replica's heartbeat says it is done with it.
 pub(super) async fn sweep(rotator: &Rotator, table: &Coordination) -> Result<usize, RotationError> {
     let Lease::Acquired { took_over } = table.try_lease().await.map_err(StoreError::from)? else {
+        // The holder sweeps; this replica only forgets its expired tokens.
+        rotator.inner.ledger.prune(now());
         return Ok(0);
     };
     let out = async {
