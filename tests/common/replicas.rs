@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::{Value, json};
 
-use super::local_ivs::{ACCESS_KEY, SECRET, TestIvs};
+use super::local_ivs::{TestIvs, aws_env};
 use super::moto::{Moto, moto};
 use super::service::{TestService, sha256_hex};
 
@@ -202,19 +202,7 @@ canary_channel = "stage"
 
     /// Fingerprints of the key pairs IVS holds.
     pub async fn ivs_fingerprints(&self) -> Vec<String> {
-        let client = self.ivs.client("us-west-2");
-        let list = client.list_playback_key_pairs().send().await.unwrap();
-        let mut out = Vec::new();
-        for k in list.key_pairs() {
-            let got = client
-                .get_playback_key_pair()
-                .arn(k.arn().unwrap())
-                .send()
-                .await
-                .unwrap();
-            out.push(got.key_pair().unwrap().fingerprint().unwrap().to_owned());
-        }
-        out
+        self.ivs.fingerprints().await
     }
 
     /// The secrets under the replicas' prefix.
@@ -226,19 +214,6 @@ canary_channel = "stage"
             .filter(|n| n.starts_with("ivs-playback-auth/test/"))
             .collect()
     }
-}
-
-/// The environment of a replica: AWS credentials for the local IVS and
-/// moto, and nothing from the machine's AWS configuration.
-pub fn aws_env() -> Vec<(&'static str, &'static str)> {
-    vec![
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", SECRET),
-        ("AWS_REGION", "us-west-2"),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ]
 }
 
 /// A replica's active key, as its `/readyz` says (`None` when it does not

@@ -2,7 +2,8 @@
 //! default credential chain and region (or `ivs.region`), an optional
 //! endpoint override each, and a short patience: these calls run in the
 //! background (polls, heartbeats) or under the rotation lease, and a store
-//! that does not answer must fail fast so that readiness can say so.
+//! that does not answer must fail fast so that readiness can say so, and a
+//! request lost on the way is tried again after 2 s rather than waited for.
 
 use std::time::Duration;
 
@@ -21,9 +22,9 @@ pub(crate) async fn sdk_config(region: Option<&str>) -> SdkConfig {
         )
         .timeout_config(
             TimeoutConfig::builder()
-                .connect_timeout(Duration::from_secs(2))
-                .operation_attempt_timeout(Duration::from_secs(3))
-                .operation_timeout(Duration::from_secs(8))
+                .connect_timeout(Duration::from_secs(1))
+                .operation_attempt_timeout(Duration::from_secs(2))
+                .operation_timeout(Duration::from_secs(6))
                 .build(),
         );
     if let Some(region) = region {

@@ -199,21 +199,13 @@ impl Coordination {
 
     /// Gives the lease up (if this replica still holds it).
     pub(crate) async fn release_lease(&self) {
-        let sent = self
-            .client()
-            .delete_item()
-            .table_name(self.table())
-            .set_key(Some(key(ROTATION, LEASE)))
-            .condition_expression("#h = :me")
-            .expression_attribute_names("#h", "holder")
-            .expression_attribute_values(":me", s(self.replica()))
-            .send()
-            .await;
-        if let Err(e) = sent
-            && e.code() != Some("ConditionalCheckFailedException")
-        {
-            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "could not release the rotation lease; it expires by itself");
-        }
+        self.delete_own(
+            key(ROTATION, LEASE),
+            "#h = :me",
+            &[("#h", "holder")],
+            "the rotation lease",
+        )
+        .await;
     }
 
     /// The state's version, the lease and the deny-list's version, in one

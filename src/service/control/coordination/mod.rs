@@ -303,6 +303,29 @@ impl Coordination {
     }
 }
 
+impl Coordination {
+    /// Deletes an item of this replica's (`:me` in `condition`) if the
+    /// condition still holds. A failure is only logged: `what` expires by
+    /// itself.
+    async fn delete_own(&self, item: Item, condition: &str, names: &[(&str, &str)], what: &str) {
+        let mut delete = self
+            .client()
+            .delete_item()
+            .table_name(self.table())
+            .set_key(Some(item))
+            .condition_expression(condition)
+            .expression_attribute_values(":me", s(self.replica()));
+        for (name, attribute) in names {
+            delete = delete.expression_attribute_names(*name, *attribute);
+        }
+        if let Err(e) = delete.send().await
+            && e.code() != Some("ConditionalCheckFailedException")
+        {
+            tracing::warn!(error = %DisplayErrorContext(&e), "could not delete {what}; it expires by itself");
+        }
+    }
+}
+
 /// A replica's id: the host name (a Kubernetes pod's name) and a random
 /// suffix, so that a replica restarted on the same host is a new one.
 pub(crate) fn replica_id() -> String {

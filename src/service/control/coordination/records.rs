@@ -261,22 +261,13 @@ impl Coordination {
     /// Gives up a claim that did not complete (a failed request is not
     /// remembered: a retry runs it again).
     pub(crate) async fn abandon(&self, request_key: &str) {
-        let sent = self
-            .client()
-            .delete_item()
-            .table_name(self.table())
-            .set_key(Some(key(IDEMPOTENCY, request_key)))
-            .condition_expression("#o = :me AND attribute_not_exists(#s)")
-            .expression_attribute_names("#o", "owner")
-            .expression_attribute_names("#s", "status")
-            .expression_attribute_values(":me", s(self.replica()))
-            .send()
-            .await;
-        if let Err(e) = sent
-            && e.code() != Some("ConditionalCheckFailedException")
-        {
-            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "could not give up an idempotency claim; it expires by itself");
-        }
+        self.delete_own(
+            key(IDEMPOTENCY, request_key),
+            "#o = :me AND attribute_not_exists(#s)",
+            &[("#o", "owner"), ("#s", "status")],
+            "an idempotency claim",
+        )
+        .await;
     }
 
     /// Every item of a partition (consistent reads, all pages).
