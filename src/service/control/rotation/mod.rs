@@ -488,9 +488,11 @@ impl Rotator {
     /// changes another process made to the store. Returns how many keys it
     /// deleted.
     pub(crate) async fn sweep(&self) -> Result<usize, RotationError> {
-        let _guard = self.inner.lock.lock().await;
         match self.inner.store.coordination().cloned() {
-            None => self.sweep_locked(&[], false).await,
+            None => {
+                let _guard = self.inner.lock.lock().await;
+                self.sweep_locked(&[], false).await
+            }
             Some(table) => shared::sweep(self, &table).await,
         }
     }

@@ -22,6 +22,9 @@ use crate::service::control::store::{
 
 /// How often a replica waiting for the lease looks again.
 const LEASE_WAIT: Duration = Duration::from_millis(100);
+/// How long a poll waits for this process's lock before it leaves the new
+/// state to whoever holds it.
+const LOCK_WAIT: Duration = Duration::from_millis(500);
 
 /// How long a replica waits for a lease held by another: long enough for
 /// the holder to finish, or for its lease to expire if it died.
@@ -127,6 +130,11 @@ async fn follow(
 /// which first finishes a rotation whose runner died, and deletes a retired
 /// key only when every replica's heartbeat says it is done with it.
 pub(super) async fn sweep(rotator: &Rotator, table: &Coordination) -> Result<usize, RotationError> {
+    // A key operation of this process holds the lock (and the lease, which
+    // is this replica's, not this task's): it does the work.
+    let Ok(_guard) = rotator.inner.lock.try_lock() else {
+        return Ok(0);
+    };
     let Lease::Acquired { took_over } = table.try_lease().await.map_err(StoreError::from)? else {
         // The holder sweeps; this replica only forgets its expired tokens.
         rotator.inner.ledger.prune(now());
@@ -183,8 +191,9 @@ impl Rotator {
         };
         let head = table.head().await.map_err(StoreError::from)?;
         if head.state_version > self.inner.applied.load(Ordering::SeqCst)
-            // A key operation of this process applies what it records.
-            && let Ok(_guard) = self.inner.lock.try_lock()
+            // A sweep holds the lock briefly; a key operation of this
+            // process that holds it longer applies what it records itself.
+            && let Ok(_guard) = tokio::time::timeout(LOCK_WAIT, self.inner.lock.lock()).await
         {
             let state = self.inner.store.load_state().await?;
             if state.version > self.inner.applied.load(Ordering::SeqCst) {
