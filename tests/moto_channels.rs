@@ -7,7 +7,8 @@
 // the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::process::Stdio;
+mod common;
+
 use std::time::Duration;
 
 use aws_sdk_ivs::config::{BehaviorVersion, Credentials, Region};
@@ -15,44 +16,8 @@ use ivs_playback_auth::ChannelArn;
 use ivs_playback_auth::service::channel::ChannelRef;
 use ivs_playback_auth::service::control::ivs::{Ivs, IvsOptions};
 use ivs_playback_auth::service::mint::channels::{ChannelCache, Lookup};
-use tokio::io::{AsyncBufReadExt as _, BufReader};
 
-struct Moto {
-    child: tokio::process::Child,
-    url: String,
-}
-
-async fn moto() -> Option<Moto> {
-    let Ok(bin) = std::env::var("MOTO_SERVER") else {
-        assert!(
-            std::env::var_os("CI_REQUIRE_MOTO").is_none(),
-            "CI_REQUIRE_MOTO is set but MOTO_SERVER is not"
-        );
-        eprintln!("MOTO_SERVER is not set: skipping the moto_server run (.ci/run sets it)");
-        return None;
-    };
-    let mut child = tokio::process::Command::new(bin)
-        .args(["-H", "127.0.0.1", "-p", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    // Werkzeug prints "Running on http://127.0.0.1:PORT" on stderr.
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(at) = line.find("http://127.0.0.1:") {
-                return line[at..].trim().to_owned();
-            }
-        }
-        panic!("moto_server exited before listening");
-    })
-    .await
-    .expect("moto_server did not start within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Some(Moto { child, url })
-}
+use common::moto::moto;
 
 #[tokio::test]
 async fn the_channel_cache_works_against_moto_server() {

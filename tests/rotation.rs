@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use common::local_ivs::{ACCESS_KEY, SECRET, TestIvs};
+use common::local_ivs::{TestIvs, aws_env};
 use common::service::{TestService, sha256_hex};
 use ivs_playback_auth::service::control::rotation::CRASH_HOOK_ENV;
 use ivs_playback_auth::{PrivateKey, Verifier};
@@ -90,14 +90,7 @@ canary_channel = "stage"
     }
 
     fn env(extra: &[(&'static str, &'static str)]) -> Vec<(&'static str, &'static str)> {
-        let mut env = vec![
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-            ("AWS_SECRET_ACCESS_KEY", SECRET),
-            ("AWS_REGION", "us-west-2"),
-            ("AWS_CONFIG_FILE", "/dev/null"),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-            ("AWS_EC2_METADATA_DISABLED", "true"),
-        ];
+        let mut env = aws_env();
         env.extend_from_slice(extra);
         env
     }
@@ -127,19 +120,7 @@ canary_channel = "stage"
 
     /// Fingerprints of the key pairs IVS holds.
     async fn ivs_fingerprints(&self) -> Vec<String> {
-        let client = self.ivs.client("us-west-2");
-        let list = client.list_playback_key_pairs().send().await.unwrap();
-        let mut out = Vec::new();
-        for k in list.key_pairs() {
-            let got = client
-                .get_playback_key_pair()
-                .arn(k.arn().unwrap())
-                .send()
-                .await
-                .unwrap();
-            out.push(got.key_pair().unwrap().fingerprint().unwrap().to_owned());
-        }
-        out
+        self.ivs.fingerprints().await
     }
 
     /// The invariants after any run: at most 3 keys in IVS, the active key

@@ -21,8 +21,7 @@ pub(super) fn print_banner(info: &crate::service::StartupInfo) {
     let _ = writeln!(
         out,
         "signing key: {}{generated}, fingerprint {}",
-        info.key_file.display(),
-        info.fingerprint
+        info.key_location, info.fingerprint
     );
     if let Some(demo) = &info.demo_channel {
         let _ = writeln!(

@@ -1,5 +1,5 @@
 //! The command line: `keys generate|fingerprint|rotate|import`, `token`, `verify`,
-//! `local-ivs`, `serve`, `healthcheck`.
+//! `local-ivs`, `serve`, `healthcheck`, `coordination create-table`.
 //!
 //! Every failure is one line on stderr that names the argument at fault, and
 //! a non-zero exit: 1 for a token that does not verify, 2 for bad input.
@@ -42,6 +42,22 @@ enum Command {
     /// Exit 0 if the service on this host is ready (GET /readyz answers 200),
     /// else 1: a container's HEALTHCHECK, for images without curl.
     Healthcheck(HealthcheckArgs),
+    /// The DynamoDB table replicas coordinate through.
+    #[command(subcommand)]
+    Coordination(CoordinationCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CoordinationCommand {
+    /// Create coordination.table (string keys `pk` and `sk`, billed per
+    /// request, DynamoDB's TTL on `purge_at`) and wait until it is active;
+    /// a table that exists is checked and gets its TTL turned on.
+    CreateTable {
+        /// The service's configuration (coordination.table, its endpoint,
+        /// ivs.region).
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +237,9 @@ pub fn main() -> ExitCode {
         Command::LocalIvs(args) => local_ivs(args),
         Command::Serve(args) => serve(args),
         Command::Healthcheck(args) => Ok(healthcheck(args)),
+        Command::Coordination(CoordinationCommand::CreateTable { config }) => {
+            create_table(config.as_deref())
+        }
     };
     match result {
         Ok(code) => code,
@@ -550,7 +569,7 @@ fn parse_name(s: &str) -> Result<String, String> {
 
 mod banner;
 mod run;
-use self::run::{healthcheck, keys_import, keys_rotate, local_ivs, serve};
+use self::run::{create_table, healthcheck, keys_import, keys_rotate, local_ivs, serve};
 
 #[cfg(test)]
 mod tests {

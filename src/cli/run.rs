@@ -148,6 +148,23 @@ pub(super) fn keys_import(private_key: &Path, config: Option<&Path>) -> Result<E
     })
 }
 
+pub(super) fn create_table(config: Option<&Path>) -> Result<ExitCode, String> {
+    use crate::service::{config::Config, coordination_table};
+    init_logging();
+    let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
+    runtime()?.block_on(async {
+        let table = coordination_table(&config)
+            .await
+            .map_err(|e| format!("--config: {e}"))?;
+        let report = table.create_table().await.map_err(|e| e.to_string())?;
+        println!(
+            "{}",
+            serde_json::to_string(&report).map_err(|e| e.to_string())?
+        );
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 pub(super) fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     use crate::service::{Application, config::Config};
     init_logging();

@@ -43,4 +43,4 @@ pub(crate) mod origins;
 pub(crate) mod outbound;
 pub(crate) mod server;
 
-pub(crate) use self::app::{Application, StartupInfo, key_control};
+pub(crate) use self::app::{Application, StartupInfo, coordination_table, key_control};

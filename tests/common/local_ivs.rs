@@ -8,6 +8,19 @@ use ivs_playback_auth::service::local_ivs::{LocalIvs, LocalIvsConfig};
 pub const ACCESS_KEY: &str = "AKIDLOCALTEST";
 pub const SECRET: &str = "local-test-secret";
 
+/// The environment of a `serve` in aws mode against this IVS: its
+/// credentials and region, and nothing from the machine's AWS configuration.
+pub fn aws_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET),
+        ("AWS_REGION", "us-west-2"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ]
+}
+
 pub struct TestIvs {
     pub ivs: LocalIvs,
     pub http: reqwest::Client,
@@ -119,6 +132,28 @@ impl TestIvs {
             .unwrap();
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
+    }
+
+    /// Fingerprints of the key pairs held in us-west-2 (one deleted between
+    /// the listing and its read is not held).
+    pub async fn fingerprints(&self) -> Vec<String> {
+        use aws_sdk_ivs::error::ProvideErrorMetadata as _;
+        let client = self.client("us-west-2");
+        let list = client.list_playback_key_pairs().send().await.unwrap();
+        let mut out = Vec::new();
+        for k in list.key_pairs() {
+            match client
+                .get_playback_key_pair()
+                .arn(k.arn().unwrap())
+                .send()
+                .await
+            {
+                Ok(got) => out.push(got.key_pair().unwrap().fingerprint().unwrap().to_owned()),
+                Err(e) if e.code() == Some("ResourceNotFoundException") => {}
+                Err(e) => panic!("GetPlaybackKeyPair: {e:?}"),
+            }
+        }
+        out
     }
 
     /// How many injected faults no call has met yet.

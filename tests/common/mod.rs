@@ -4,10 +4,14 @@
 // means "shared with the test crates".
 #![allow(dead_code, unreachable_pub)]
 // A set-up failure should stop the test loudly (unwrap, panic).
-#![allow(clippy::unwrap_used, clippy::panic)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 #[cfg(feature = "service")]
 pub mod local_ivs;
+#[cfg(feature = "service")]
+pub mod moto;
+#[cfg(feature = "service")]
+pub mod replicas;
 #[cfg(feature = "service")]
 pub mod service;
 

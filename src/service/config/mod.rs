@@ -14,8 +14,10 @@ use jsonwebtoken::Algorithm;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+mod replicas;
 mod validate;
 
+pub(crate) use self::replicas::{CoordinationConfig, KeyStoreKind};
 use self::validate::figment_message;
 use super::origins::OriginList;
 use super::server::ConnectionLimits;
@@ -49,6 +51,8 @@ pub(crate) struct Config {
     pub admin: Option<AdminConfig>,
     /// Key rotation.
     pub rotation: RotationConfig,
+    /// Many replicas: the DynamoDB table they coordinate through.
+    pub coordination: CoordinationConfig,
 }
 
 /// `[server]`
@@ -161,17 +165,26 @@ pub(crate) enum IvsMode {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(crate) struct KeysConfig {
+    /// Where the private keys are kept: `dir` or `secrets-manager`.
+    pub store: KeyStoreKind,
     /// The directory key store.
     pub dir: PathBuf,
-    /// Generate a key in `dir` when there is none (dev convenience; on by
-    /// default only in local mode).
+    /// Secrets Manager: each key is the secret `<prefix><fingerprint>`.
+    pub secret_prefix: String,
+    /// Secrets Manager endpoint override (tests, moto).
+    pub secrets_endpoint_url: Option<String>,
+    /// Generate the first key when the store has none (on by default in
+    /// local mode and with Secrets Manager, where it never touches a disk).
     pub generate_if_missing: Option<bool>,
 }
 
 impl Default for KeysConfig {
     fn default() -> Self {
         Self {
+            store: KeyStoreKind::Dir,
             dir: PathBuf::from("keys"),
+            secret_prefix: "ivs-playback-auth/".into(),
+            secrets_endpoint_url: None,
             generate_if_missing: None,
         }
     }
@@ -578,11 +591,14 @@ impl Config {
         Ok(config)
     }
 
-    /// Whether a missing key is generated.
+    /// Whether a missing key is generated: by default in local mode, and
+    /// in Secrets Manager, where a fresh deployment's first key is made in
+    /// memory and shared at once. A key directory in aws mode is not: a
+    /// volume forgotten would otherwise make a new key at every start.
     pub(crate) fn generate_keys(&self) -> bool {
         self.keys
             .generate_if_missing
-            .unwrap_or(self.ivs.mode == IvsMode::Local)
+            .unwrap_or(self.ivs.mode == IvsMode::Local || self.shared_store())
     }
 
     /// The longest TTL any caller can be granted: a retired key's tokens

@@ -217,6 +217,7 @@ impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         let err = |key: &str, why: String| Err(ConfigError(format!("{key}: {why}")));
         self.check_numbers()?;
+        self.validate_replicas()?;
         // IVS holds 3 key pairs; a retired key keeps its slot for the longest
         // TTL plus the skew. Rotating faster than every half of that would
         // fill the slots and every later scheduled rotation would fail.

@@ -30,6 +30,7 @@ use super::error::AppError;
 use super::request::{BodyLimits, read_body};
 use crate::claims::unix_seconds;
 use crate::service::channel::ChannelRef;
+use crate::service::control::coordination::{Claim, Coordination};
 use crate::service::control::ivs::{Ivs, ViewerSession};
 use crate::service::control::rotation::{RotationError, Rotator};
 use crate::service::mint::Mint;
@@ -45,6 +46,9 @@ pub(crate) struct AdminParts {
     pub(crate) rotator: Rotator,
     /// IVS, for viewer-session revocation.
     pub(crate) ivs: Ivs,
+    /// With replicas: the table that shares idempotency records and the
+    /// deny-list among them.
+    pub(crate) coordination: Option<Coordination>,
 }
 
 #[derive(Clone)]
@@ -239,6 +243,10 @@ fn rotation_error(e: &RotationError) -> AppError {
             code: "no_active_key",
             message,
         },
+        RotationError::Busy(_) => AppError::Unavailable {
+            code: "rotation_busy",
+            message,
+        },
     }
 }
 
@@ -263,33 +271,15 @@ async fn rotate_keys(State(state): State<AdminState>, headers: axum::http::Heade
         }
     };
     let _one_at_a_time = state.rotating.lock().await;
+    if let (Some(key), Some(table)) = (&key, &state.inner.coordination) {
+        return rotate_once_across_replicas(&state, table, key).await;
+    }
     if let Some(key) = &key
         && let Some((status, body)) = state.rotations.get(key).await
     {
-        return (
-            status,
-            [
-                (header::CONTENT_TYPE, "application/json"),
-                (header::HeaderName::from_static("idempotent-replay"), "true"),
-            ],
-            body,
-        )
-            .into_response();
+        return answer(status, body, true);
     }
-    let (status, body) = match state.inner.rotator.rotate().await {
-        Ok(done) => match serde_json::to_string(&done) {
-            Ok(body) => (StatusCode::OK, body),
-            Err(e) => {
-                tracing::error!(error = %e, "serialising a rotation's answer");
-                return AppError::Internal.into_response();
-            }
-        },
-        Err(e) => {
-            tracing::warn!(target: "audit", admin = true, action = "rotate", decision = "failed", error = %e);
-            let e = rotation_error(&e);
-            (e.status(), e.body().to_string())
-        }
-    };
+    let (status, body) = rotate_now(&state).await;
     // A refusal or failure is not remembered: retrying with the same key
     // tries again once the cause is gone.
     if let Some(key) = key
@@ -297,7 +287,90 @@ async fn rotate_keys(State(state): State<AdminState>, headers: axum::http::Heade
     {
         state.rotations.insert(key, (status, body.clone())).await;
     }
-    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    answer(status, body, false)
+}
+
+/// How long a rotation's answer is replayed for its `Idempotency-Key`.
+const IDEMPOTENCY_KEPT: Duration = Duration::from_secs(24 * 3600);
+
+/// An idempotent rotation with replicas: the first replica to claim the
+/// key in the table rotates and records the answer; one that finds the key
+/// claimed waits for that answer and replays it.
+async fn rotate_once_across_replicas(
+    state: &AdminState,
+    table: &Coordination,
+    key: &str,
+) -> Response {
+    let deadline = std::time::Instant::now() + table.lease_duration() * 3 + Duration::from_secs(10);
+    loop {
+        match table.claim(key, table.lease_duration()).await {
+            Ok(Claim::Mine) => {
+                let (status, body) = rotate_now(state).await;
+                if status.is_success() {
+                    if let Err(e) = table
+                        .complete(key, status.as_u16(), &body, IDEMPOTENCY_KEPT)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "a rotation's answer could not be recorded for its Idempotency-Key");
+                    }
+                } else {
+                    table.abandon(key).await;
+                }
+                return answer(status, body, false);
+            }
+            Ok(Claim::Done { status, body }) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                return answer(status, body, true);
+            }
+            Ok(Claim::Pending { owner }) if std::time::Instant::now() >= deadline => {
+                return AppError::Unavailable {
+                    code: "rotation_busy",
+                    message: format!("replica {owner} is still running the request with this Idempotency-Key; retry it later"),
+                }
+                .into_response();
+            }
+            Ok(Claim::Pending { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "the idempotency record could not be read");
+                return AppError::Unavailable {
+                    code: "coordination_unavailable",
+                    message: "the coordination table could not be reached to check the Idempotency-Key; retry later".into(),
+                }
+                .into_response();
+            }
+        }
+    }
+}
+
+/// Rotates: the answer's status and body.
+async fn rotate_now(state: &AdminState) -> (StatusCode, String) {
+    match state.inner.rotator.rotate().await {
+        Ok(done) => match serde_json::to_string(&done) {
+            Ok(body) => (StatusCode::OK, body),
+            Err(e) => {
+                tracing::error!(error = %e, "serialising a rotation's answer");
+                let e = AppError::Internal;
+                (e.status(), e.body().to_string())
+            }
+        },
+        Err(e) => {
+            tracing::warn!(target: "audit", admin = true, action = "rotate", decision = "failed", error = %e);
+            let e = rotation_error(&e);
+            (e.status(), e.body().to_string())
+        }
+    }
+}
+
+/// A JSON answer; `replay` marks one replayed for its `Idempotency-Key`.
+fn answer(status: StatusCode, body: String, replay: bool) -> Response {
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+    if replay {
+        response.headers_mut().insert(
+            header::HeaderName::from_static("idempotent-replay"),
+            header::HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
 
 async fn revoke_key(State(state): State<AdminState>, Path(fingerprint): Path<String>) -> Response {
@@ -396,11 +469,22 @@ async fn revoke_viewers(
                     .mint
                     .revocations
                     .deny(&session.channel_arn, &session.viewer_id, until);
-                results.push(serde_json::json!({
+                let mut result = serde_json::json!({
                     "index": i,
                     "channel_arn": session.channel_arn.as_str(),
                     "viewer_id": session.viewer_id,
-                }));
+                });
+                // The other replicas refuse the viewer from their next poll.
+                if let Some(table) = &state.inner.coordination {
+                    let shared = table
+                        .deny(session.channel_arn.as_str(), &session.viewer_id, until)
+                        .await;
+                    if let Err(e) = &shared {
+                        tracing::warn!(error = %e, "a viewer denial could not be shared with the other replicas");
+                    }
+                    result["shared_with_replicas"] = shared.is_ok().into();
+                }
+                results.push(result);
                 to_revoke.push((results.len() - 1, session));
             }
             Err((code, field, message)) => results.push(item_error(i, code, field, &message)),

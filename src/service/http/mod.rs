@@ -27,6 +27,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::trace::TraceLayer;
 
 use self::error::AppError;
+use crate::service::control::coordination::Freshness;
 use crate::service::mint::Mint;
 use crate::service::origins::OriginList;
 
@@ -47,6 +48,9 @@ pub(crate) struct AppParts {
     /// When the active key started signing (Unix seconds), for the key-age
     /// metric; the control room keeps it current.
     pub(crate) active_since: Arc<AtomicU64>,
+    /// With replicas: how fresh this replica's view of the shared stores
+    /// is, and how stale it may get before the replica is not ready.
+    pub(crate) freshness: Option<(Arc<Freshness>, u64)>,
 }
 
 impl AppState {
@@ -190,13 +194,26 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let set = mint.minter.signer().key_set().snapshot();
     let active = set.active();
     let warm = mint.channels.is_warm();
-    let body = json!({
+    let mut body = json!({
         "ready": warm,
         "active_key": active.fingerprint().to_string(),
         "channel_cache_warm": warm,
         "channels": mint.channels.snapshot().len(),
     });
-    let status = if warm {
+    let mut ready = warm;
+    // With replicas: signing goes on with the keys held while the shared
+    // stores are out of reach, but a replica that has not heard from them
+    // for too long may miss a rotation or a revocation, so it asks for no
+    // more traffic until it has.
+    if let Some((freshness, limit)) = &state.inner.freshness {
+        let age = freshness.age(crate::claims::unix_seconds(SystemTime::now()));
+        let fresh = age <= *limit;
+        ready &= fresh;
+        body["ready"] = ready.into();
+        body["stores_fresh"] = fresh.into();
+        body["stores_synced_seconds_ago"] = age.into();
+    }
+    let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE

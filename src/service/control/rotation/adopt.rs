@@ -3,11 +3,10 @@
 
 use super::report::ImportedKey;
 use super::steps::{self, Record, now, put_once};
-use super::transitions;
-use super::{FirstKey, RotationError};
+use super::{FirstKey, RotationError, shared, transitions};
 use crate::PrivateKey;
 use crate::service::control::ivs::Ivs;
-use crate::service::control::store::{DirStore, KeyState, check_private};
+use crate::service::control::store::{KeyState, Store, check_private};
 
 /// Gives a store without an active key one: a key imported but not
 /// activated (an interrupted first start, or `keys import`), else the first
@@ -44,33 +43,38 @@ pub(super) async fn first_active_key(
     Ok(generated)
 }
 
-/// The first key of a fresh store: the file if it exists, else generated
-/// there when allowed.
+/// The first key of a fresh store: the file if there is one and it
+/// exists, else generated (and written to the file, if there is one) when
+/// allowed. With Secrets Manager there is no file: the key is made in
+/// memory and goes straight to the secret.
 fn first_key(first: &FirstKey) -> Result<(PrivateKey, bool), RotationError> {
-    if std::fs::symlink_metadata(&first.path).is_ok() {
-        check_private(&first.path, false)?;
-        let key =
-            PrivateKey::read_file(&first.path).map_err(|e| RotationError::NoKey(e.to_string()))?;
+    if let Some(path) = &first.path
+        && std::fs::symlink_metadata(path).is_ok()
+    {
+        check_private(path, false)?;
+        let key = PrivateKey::read_file(path).map_err(|e| RotationError::NoKey(e.to_string()))?;
         return Ok((key, false));
     }
     if !first.generate {
-        return Err(RotationError::NoKey(format!(
-            "{} does not exist and the key store is empty; make one with `ivs-playback-auth keys generate --out {}` or adopt one with `keys import --private-key FILE` (or set keys.generate_if_missing)",
-            first.path.display(),
-            first
-                .path
-                .parent()
-                .map_or(".".into(), |p| p.display().to_string())
-        )));
+        return Err(RotationError::NoKey(match &first.path {
+            Some(path) => format!(
+                "{} does not exist and the key store is empty; make one with `ivs-playback-auth keys generate --out {}` or adopt one with `keys import --private-key FILE` (or set keys.generate_if_missing)",
+                path.display(),
+                path.parent().map_or(".".into(), |p| p.display().to_string())
+            ),
+            None => "the key store is empty; adopt a key with `ivs-playback-auth keys import --private-key FILE --config FILE`, or set keys.generate_if_missing = true".into(),
+        }));
     }
     let key = PrivateKey::generate().map_err(|e| RotationError::NoKey(e.to_string()))?;
-    key.write_pem_file(&first.path)
-        .map_err(|e| RotationError::NoKey(e.to_string()))?;
-    let public = first.path.with_file_name("playback-key.pub.pem");
-    if !public.exists() {
-        key.public_key()
-            .write_pem_file(&public)
+    if let Some(path) = &first.path {
+        key.write_pem_file(path)
             .map_err(|e| RotationError::NoKey(e.to_string()))?;
+        let public = path.with_file_name("playback-key.pub.pem");
+        if !public.exists() {
+            key.public_key()
+                .write_pem_file(&public)
+                .map_err(|e| RotationError::NoKey(e.to_string()))?;
+        }
     }
     Ok((key, true))
 }
@@ -80,7 +84,22 @@ fn first_key(first: &FirstKey) -> Result<(PrivateKey, bool), RotationError> {
 /// has no active key, else the next rotation activates it.
 pub(crate) async fn import_key(
     ivs: &Ivs,
-    store: &DirStore,
+    store: &Store,
+    key: &PrivateKey,
+) -> Result<ImportedKey, RotationError> {
+    // Replicas change the state only under the rotation lease.
+    let Some(table) = store.coordination() else {
+        return import_key_held(ivs, store, key).await;
+    };
+    shared::wait_for_lease(table).await?;
+    let out = import_key_held(ivs, store, key).await;
+    table.release_lease().await;
+    out
+}
+
+async fn import_key_held(
+    ivs: &Ivs,
+    store: &Store,
     key: &PrivateKey,
 ) -> Result<ImportedKey, RotationError> {
     let mut record = Record::load(store).await?;

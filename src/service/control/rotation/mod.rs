@@ -27,14 +27,25 @@
 //! key IVS does not hold: a key becomes active only after IVS reported its
 //! fingerprint, and an active key IVS lost is imported again before signing.
 //!
+//! With many replicas (the store in Secrets Manager and the coordination
+//! table), every change to the state or to IVS's key pairs is made by the
+//! holder of the rotation lease, whose saves are refused once it lost the
+//! lease; a request to rotate that finds another replica rotating joins
+//! that rotation, and a rotation whose runner died is finished by the next
+//! replica that takes the lease (`shared`). A retired key is deleted only
+//! when every replica's heartbeat says it is done with it.
+//!
 //! The rooms of this module: [`transitions`] (the state machine as pure
 //! functions of the recorded state and the time), `steps` (the record and
 //! the IVS and store actions), `adopt` (keys from outside: a fresh store's
-//! first key, `keys import`), [`report`] (what the operations answer), and
-//! here the [`Rotator`] that runs them one at a time.
+//! first key, `keys import`), `shared` (the lease, polling, heartbeats),
+//! [`report`] (what the operations answer), and here the [`Rotator`] that
+//! runs them one at a time.
 
 mod adopt;
+mod checks;
 pub(crate) mod report;
+mod shared;
 mod steps;
 pub(crate) mod transitions;
 
@@ -44,13 +55,13 @@ use std::time::{Duration, Instant};
 
 use self::report::{IvsKey, KeysView, LocalKey, Revoked, Rotated};
 use self::steps::{Record, crash_point, now, parse_fp, put_once};
+use crate::service::control::coordination::{Freshness, Heartbeat, now_ms};
 use crate::service::control::ivs::{Ivs, IvsError, KeyPairInfo};
-use crate::service::control::store::{DirStore, KeyState, KeyStore as _, StoreError};
-use crate::service::ledger::TokenLedger;
-use crate::{
-    ChannelArn, ExpiresAt, PlaybackClaims, PrivateKey, SharedKeySet, SigningKey, TokenSigner,
-    Verifier,
+use crate::service::control::store::{
+    InProgress, KeyState, KeyStore as _, LastRotation, RotationState, Store, StoreError,
 };
+use crate::service::ledger::TokenLedger;
+use crate::{ChannelArn, ExpiresAt, PrivateKey, SharedKeySet};
 
 pub(crate) use self::adopt::import_key;
 
@@ -62,6 +73,11 @@ pub(crate) const STORE_TAG: &str = "ivs-playback-auth:store";
 /// (`generated`, `imported`, `activated`, `deleting`) and the process aborts
 /// right after that step is recorded, as `kill -9` would stop it.
 pub const CRASH_HOOK_ENV: &str = "IVS_PLAYBACK_AUTH_TEST_CRASH_AFTER";
+/// The environment variable of the hold test hook: set it to a step name
+/// and the key operation stops for good right after that step is recorded,
+/// holding the rotation lease, so that a test can `kill -9` the replica
+/// there.
+pub const HOLD_HOOK_ENV: &str = "IVS_PLAYBACK_AUTH_TEST_HOLD_AFTER";
 
 /// Why a key operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +112,9 @@ pub(crate) enum RotationError {
     /// No key to sign with, and none may be generated.
     #[error("{0}")]
     NoKey(String),
+    /// Another replica holds the rotation lease and did not finish in time.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// How a [`Rotator`] is set up.
@@ -117,14 +136,18 @@ pub(crate) struct RotatorOptions {
     /// whether it must trust the system's certificate authorities (aws
     /// mode) or none (the local IVS on loopback).
     pub(crate) http: reqwest::Client,
+    /// With replicas: how long a heartbeat says this replica is alive
+    /// (`coordination.stale_after_seconds`: a replica that could not write
+    /// one for that long is not ready, and gets no more traffic).
+    pub(crate) live_for: Duration,
 }
 
 /// The key a fresh store starts with.
 #[derive(Debug, Clone)]
 pub(crate) struct FirstKey {
-    /// Its file.
-    pub(crate) path: std::path::PathBuf,
-    /// Generate it there when missing.
+    /// Its file (none with Secrets Manager: the key never touches a disk).
+    pub(crate) path: Option<std::path::PathBuf>,
+    /// Generate it when missing.
     pub(crate) generate: bool,
 }
 
@@ -142,7 +165,7 @@ impl std::fmt::Debug for Rotator {
 
 struct Inner {
     ivs: Ivs,
-    store: DirStore,
+    store: Store,
     keys: SharedKeySet,
     ledger: Arc<TokenLedger>,
     options: RotatorOptions,
@@ -155,6 +178,8 @@ struct Inner {
     active_since: Arc<AtomicU64>,
     /// When the sweep last reconciled with IVS.
     last_reconcile: std::sync::Mutex<Instant>,
+    /// With replicas: when this one last polled and beat.
+    freshness: Arc<Freshness>,
 }
 
 /// What start-up found.
@@ -164,8 +189,8 @@ pub(crate) struct Started {
     pub(crate) rotator: Rotator,
     /// The active key's fingerprint.
     pub(crate) fingerprint: String,
-    /// Its file in the store.
-    pub(crate) key_file: std::path::PathBuf,
+    /// Where the store keeps it (a file, a secret).
+    pub(crate) key_location: String,
     /// The first key was generated now.
     pub(crate) generated: bool,
 }
@@ -175,31 +200,19 @@ impl Rotator {
     /// the store has none, and builds the key set the signer will use.
     pub(crate) async fn start(
         ivs: Ivs,
-        store: DirStore,
+        store: Store,
         options: RotatorOptions,
         ledger: Arc<TokenLedger>,
     ) -> Result<Started, RotationError> {
-        let mut record = Record::load(&store).await?;
-        if record.state.store_id.is_empty() {
-            record.state.store_id = uuid::Uuid::new_v4().to_string();
-        }
-        let pairs = steps::reconcile(&ivs, &mut record).await?;
-        // A key file written by a rotation whose state save then failed (a
-        // full disk) is named by no record: moved aside, never signed with.
-        // A recorded `generated` key is kept: the rotation resumes with it.
-        store.quarantine_unrecorded(&record.state);
-        let generated = if record.state.active().is_none() {
-            adopt::first_active_key(&ivs, &mut record, options.first_key.as_ref(), pairs.len())
-                .await?
-        } else {
-            record.save().await?;
-            false
+        let (state, generated) = match store.coordination().cloned() {
+            None => Self::prepare(&ivs, &store, &options).await?,
+            Some(table) => shared::prepare(&ivs, &store, &options, &table).await?,
         };
-        let set = steps::key_set(&store, &record.state, None).await?;
+        let set = steps::key_set(&store, &state, None).await?;
         let fingerprint = set.active().fingerprint().to_string();
-        let key_file = store.key_path(set.active().fingerprint());
-        let version = record.state.version;
-        let active_since = record.state.active().map_or(0, |k| k.updated_at);
+        let key_location = store.location(set.active().fingerprint());
+        let version = state.version;
+        let active_since = state.active().map_or(0, |k| k.updated_at);
         let inner = Inner {
             ivs,
             store,
@@ -210,15 +223,45 @@ impl Rotator {
             applied: AtomicU64::new(version),
             active_since: Arc::new(AtomicU64::new(active_since)),
             last_reconcile: std::sync::Mutex::new(Instant::now()),
+            freshness: Arc::new(Freshness::default()),
         };
         Ok(Started {
             rotator: Rotator {
                 inner: Arc::new(inner),
             },
             fingerprint,
-            key_file,
+            key_location,
             generated,
         })
+    }
+
+    /// Brings the store in line with IVS and gives it an active key (the
+    /// caller holds the lease, if there is one). Returns the state and
+    /// whether a key was generated.
+    async fn prepare(
+        ivs: &Ivs,
+        store: &Store,
+        options: &RotatorOptions,
+    ) -> Result<(RotationState, bool), RotationError> {
+        let mut record = Record::load(store).await?;
+        if record.state.store_id.is_empty() {
+            record.state.store_id = uuid::Uuid::new_v4().to_string();
+        }
+        let pairs = steps::reconcile(ivs, &mut record).await?;
+        // A key file written by a rotation whose state save then failed (a
+        // full disk) is named by no record: moved aside, never signed with.
+        // A recorded `generated` key is kept: the rotation resumes with it.
+        if let Store::Dir(dir) = store {
+            dir.quarantine_unrecorded(&record.state);
+        }
+        let generated = if record.state.active().is_none() {
+            adopt::first_active_key(ivs, &mut record, options.first_key.as_ref(), pairs.len())
+                .await?
+        } else {
+            record.save().await?;
+            false
+        };
+        Ok((record.state, generated))
     }
 
     /// The key set the signer uses.
@@ -236,13 +279,38 @@ impl Rotator {
     /// active; the old one retires. Resumes an interrupted rotation instead
     /// of starting another.
     pub(crate) async fn rotate(&self) -> Result<Rotated, RotationError> {
-        let started = Instant::now();
+        let requested_at = now_ms();
         let _guard = self.inner.lock.lock().await;
+        match self.inner.store.coordination().cloned() {
+            None => self.rotate_locked(None).await,
+            Some(table) => shared::rotate(self, &table, requested_at).await,
+        }
+    }
+
+    /// The rotation itself, run by the one holding the lock (and the lease).
+    /// With `join_after` (Unix ms: when the request arrived), a rotation
+    /// that finished since is the answer instead of a new one.
+    async fn rotate_locked(&self, join_after: Option<u64>) -> Result<Rotated, RotationError> {
+        let started = Instant::now();
+        let started_ms = now_ms();
         let inner = &self.inner;
         let mut record = Record::load(&inner.store).await?;
+        if let Some(at) = join_after
+            && record.state.in_progress.is_none()
+            && let Some(last) = record
+                .state
+                .last_rotation
+                .as_ref()
+                .filter(|l| l.finished_at_ms >= at)
+        {
+            return Ok(Rotated::joined(last));
+        }
         let pairs = steps::reconcile(&inner.ivs, &mut record).await?;
         record.save().await?;
         self.apply(&record.state).await?;
+        if let Some(done) = self.finish_activated(&mut record).await? {
+            return Ok(done);
+        }
         let previous = record.state.active().map(|k| k.fingerprint.clone());
 
         let resumable = transitions::resumable(&record.state);
@@ -250,8 +318,22 @@ impl Rotator {
         if transitions::needs_slot(&record.state, resumable.as_deref()) && held >= KEY_PAIR_LIMIT {
             held -= self.free_a_slot(&mut record, &pairs).await?;
         }
+        let me = self.replica();
         let fingerprint = match resumable {
-            Some(fp) => fp,
+            Some(fp) => {
+                if record.state.in_progress.is_none() {
+                    record
+                        .step(|s| {
+                            s.in_progress = Some(InProgress {
+                                fingerprint: fp.clone(),
+                                started_at_ms: started_ms,
+                                by: me.clone(),
+                            });
+                        })
+                        .await?;
+                }
+                fp
+            }
             None => {
                 let key =
                     PrivateKey::generate().map_err(|e| RotationError::Check(e.to_string()))?;
@@ -260,7 +342,12 @@ impl Rotator {
                 record
                     .step(|s| {
                         s.keys
-                            .push(transitions::new_record(&fp, KeyState::Generated, now()))
+                            .push(transitions::new_record(&fp, KeyState::Generated, now()));
+                        s.in_progress = Some(InProgress {
+                            fingerprint: fp.clone(),
+                            started_at_ms: started_ms,
+                            by: me.clone(),
+                        });
                     })
                     .await?;
                 crash_point("generated");
@@ -283,77 +370,151 @@ impl Rotator {
         inner.active_since.store(switched_at, Ordering::Relaxed);
         let took = started.elapsed();
         metrics::counter!("key_rotations_total").increment(1);
+        if let Some(table) = inner.store.coordination() {
+            // The others read from the heartbeat which key this one signs
+            // with: say it now rather than at the next beat.
+            shared::beat(self, table).await;
+        }
 
         // The old key's tokens: none outlives the longest TTL from now (it
         // stopped signing just now), nor the largest exp it signed.
-        let deleted_after = match &previous {
-            Some(old) if *old != fingerprint => {
-                let signed = parse_fp(old)
-                    .ok()
-                    .and_then(|fp| inner.keys.load().find(&fp).and_then(|k| k.max_exp_signed()))
-                    .map_or(0, ExpiresAt::unix_seconds);
-                let (ttl, skew) = (inner.options.longest_ttl, inner.options.skew);
-                let after = record
-                    .step(|s| {
-                        transitions::schedule_deletion(s, old, signed, switched_at, ttl, skew)
-                    })
-                    .await?;
-                Some(after)
-            }
-            _ => None,
-        };
-        crash_point("activated");
-        tracing::info!(target: "audit", action = "key_rotated", active = %fingerprint, retired = ?previous, took_ms = took.as_millis() as u64);
         let retired = previous.filter(|p| *p != fingerprint);
+        let signed = retired
+            .as_deref()
+            .and_then(|old| parse_fp(old).ok())
+            .and_then(|fp| inner.keys.load().find(&fp).and_then(|k| k.max_exp_signed()))
+            .map_or(0, ExpiresAt::unix_seconds);
+        let (ttl, skew) = (inner.options.longest_ttl, inner.options.skew);
+        let last = LastRotation {
+            active: fingerprint.clone(),
+            retired: retired.clone(),
+            retired_key_deleted_after: None,
+            ivs_arn: arn.clone(),
+            started_at_ms: record
+                .state
+                .in_progress
+                .as_ref()
+                .map_or(started_ms, |p| p.started_at_ms),
+            finished_at_ms: now_ms(),
+            by: me,
+        };
+        let deleted_after = record
+            .step(|s| {
+                let after = retired.as_deref().map(|old| {
+                    transitions::schedule_deletion(s, old, signed, switched_at, ttl, skew)
+                });
+                s.in_progress = None;
+                s.last_rotation = Some(LastRotation {
+                    retired_key_deleted_after: after,
+                    ..last
+                });
+                after
+            })
+            .await?;
+        crash_point("activated");
+        tracing::info!(target: "audit", action = "key_rotated", active = %fingerprint, retired = ?retired, took_ms = took.as_millis() as u64);
         Ok(Rotated {
             active: fingerprint,
             retired,
             retired_key_deleted_after: deleted_after,
             ivs_arn: arn,
             took_ms: took.as_millis() as u64,
+            joined: false,
         })
     }
 
-    /// The checks before a key may sign: IVS holds it under this ARN with
-    /// its fingerprint, and a canary token of it verifies (and plays, when a
-    /// canary channel is set). Returns the key ready to sign.
-    async fn checked_signing_key(
+    /// A rotation whose runner stopped after its key became active and
+    /// before it recorded the end: the end is recorded now (the retired
+    /// key's deletion dated a full TTL from now). `None` when there is none.
+    async fn finish_activated(
         &self,
-        fingerprint: &str,
-        arn: &str,
-    ) -> Result<SigningKey, RotationError> {
-        let inner = &self.inner;
-        let pair = inner.ivs.key_pair(arn).await?.ok_or_else(|| {
-            RotationError::Check(format!("IVS does not hold {arn} right after importing it"))
-        })?;
-        if pair.fingerprint != fingerprint {
-            return Err(RotationError::Check(format!(
-                "IVS holds fingerprint {} under {arn}, the key's is {fingerprint}",
-                pair.fingerprint
-            )));
-        }
-        let key = inner.store.get_key(&parse_fp(fingerprint)?).await?;
-        let next = SigningKey::new(&key)
-            .map_err(|e| RotationError::Check(e.to_string()))?
-            .with_ivs_key_pair_arn(arn.to_owned());
-        self.canary(&key).await?;
-        Ok(next)
+        record: &mut Record<'_>,
+    ) -> Result<Option<Rotated>, RotationError> {
+        let Some(p) = record.state.in_progress.clone() else {
+            return Ok(None);
+        };
+        let Some(active) = record
+            .state
+            .active()
+            .filter(|k| k.fingerprint == p.fingerprint)
+            .cloned()
+        else {
+            return Ok(None);
+        };
+        let retired = record
+            .state
+            .keys
+            .iter()
+            .find(|k| k.state == KeyState::Retiring && k.retired_at == Some(active.updated_at))
+            .map(|k| k.fingerprint.clone());
+        let (ttl, skew) = (self.inner.options.longest_ttl, self.inner.options.skew);
+        let now = now();
+        let last = record
+            .step(|s| {
+                transitions::date_undated(s, now, ttl, skew);
+                let last = LastRotation {
+                    retired_key_deleted_after: retired
+                        .as_deref()
+                        .and_then(|r| s.find(r))
+                        .and_then(|k| k.delete_after),
+                    active: active.fingerprint.clone(),
+                    retired: retired.clone(),
+                    ivs_arn: active.ivs_arn.clone().unwrap_or_default(),
+                    started_at_ms: p.started_at_ms,
+                    finished_at_ms: now_ms(),
+                    by: self.replica(),
+                };
+                s.in_progress = None;
+                s.last_rotation = Some(last.clone());
+                last
+            })
+            .await?;
+        tracing::info!(target: "audit", action = "key_rotated", active = %last.active, retired = ?last.retired, resumed_from = %p.by);
+        Ok(Some(Rotated {
+            joined: false,
+            ..Rotated::joined(&last)
+        }))
+    }
+
+    /// This replica's id in the coordination table ("local" alone).
+    fn replica(&self) -> String {
+        self.inner
+            .store
+            .coordination()
+            .map_or_else(|| "local".to_owned(), |c| c.replica().to_owned())
     }
 
     /// Deletes retired keys whose tokens have all expired, and picks up
     /// changes another process made to the store. Returns how many keys it
     /// deleted.
     pub(crate) async fn sweep(&self) -> Result<usize, RotationError> {
-        let _guard = self.inner.lock.lock().await;
+        match self.inner.store.coordination().cloned() {
+            None => {
+                let _guard = self.inner.lock.lock().await;
+                self.sweep_locked(&[], false).await
+            }
+            Some(table) => shared::sweep(self, &table).await,
+        }
+    }
+
+    /// The sweep, run by the one holding the lock (and the lease): `beats`
+    /// are the replicas' heartbeats, `reconcile_now` asks for a
+    /// reconciliation with IVS whether or not one is due.
+    async fn sweep_locked(
+        &self,
+        beats: &[Heartbeat],
+        reconcile_now: bool,
+    ) -> Result<usize, RotationError> {
         let inner = &self.inner;
         let mut record = Record::load(&inner.store).await?;
         // Now and then, what IVS holds: a key deleted behind our back (in the
         // console, say) is imported again before it signs much longer.
-        let reconcile_due = inner
-            .last_reconcile
-            .lock()
-            .map(|t| t.elapsed() >= inner.options.reconcile_every)
-            .unwrap_or(true);
+        let reconcile_due = reconcile_now
+            || inner
+                .last_reconcile
+                .lock()
+                .map(|t| t.elapsed() >= inner.options.reconcile_every)
+                .unwrap_or(true);
         if reconcile_due {
             steps::reconcile(&inner.ivs, &mut record).await?;
             record.save().await?;
@@ -370,7 +531,7 @@ impl Rotator {
             .step(|s| transitions::date_undated(s, now, ttl, skew))
             .await?;
         let mut deleted = 0;
-        for fingerprint in transitions::due_for_deletion(&record.state, now) {
+        for fingerprint in transitions::deletable(&record.state, beats, now, ttl, skew) {
             self.delete(&mut record, &fingerprint, "retired key's tokens expired")
                 .await?;
             deleted += 1;
@@ -382,6 +543,16 @@ impl Rotator {
     /// Emergency: deletes a non-active key from IVS now, killing its tokens.
     pub(crate) async fn revoke(&self, fingerprint: &str) -> Result<Revoked, RotationError> {
         let _guard = self.inner.lock.lock().await;
+        let Some(table) = self.inner.store.coordination().cloned() else {
+            return self.revoke_locked(fingerprint).await;
+        };
+        shared::wait_for_lease(&table).await?;
+        let out = self.revoke_locked(fingerprint).await;
+        table.release_lease().await;
+        out
+    }
+
+    async fn revoke_locked(&self, fingerprint: &str) -> Result<Revoked, RotationError> {
         let inner = &self.inner;
         let mut record = Record::load(&inner.store).await?;
         let Some(rec) = record.state.find(fingerprint).cloned() else {
@@ -480,7 +651,12 @@ impl Rotator {
         pairs: &[KeyPairInfo],
     ) -> Result<usize, RotationError> {
         let now = now();
-        if let Some(fp) = transitions::due_for_deletion(&record.state, now).first() {
+        let beats = match self.inner.store.coordination() {
+            Some(table) => table.heartbeats().await.map_err(StoreError::from)?,
+            None => Vec::new(),
+        };
+        let (ttl, skew) = (self.inner.options.longest_ttl, self.inner.options.skew);
+        if let Some(fp) = transitions::deletable(&record.state, &beats, now, ttl, skew).first() {
             self.delete(record, fp, "slot needed for a rotation")
                 .await?;
             return Ok(1);
@@ -491,52 +667,8 @@ impl Rotator {
         })
     }
 
-    /// Signs a canary with `key`, verifies it, and plays it on the canary
-    /// channel when one is configured.
-    async fn canary(&self, key: &PrivateKey) -> Result<(), RotationError> {
-        let signer = TokenSigner::new(
-            SigningKey::new(key).map_err(|e| RotationError::Check(e.to_string()))?,
-        );
-        let channel = match &self.inner.options.canary {
-            Some((arn, _)) => arn.clone(),
-            None => ChannelArn::parse("arn:aws:ivs:us-west-2:000000000000:channel/canary")
-                .map_err(|e| RotationError::Check(e.to_string()))?,
-        };
-        let claims = PlaybackClaims::builder(channel.clone())
-            .expires_in(Duration::from_secs(60))
-            .build()
-            .map_err(|e| RotationError::Check(e.to_string()))?;
-        let token = signer
-            .sign(&claims)
-            .map_err(|e| RotationError::Check(format!("canary signing: {e}")))?;
-        Verifier::new([key.public_key()])
-            .expect_channel(channel)
-            .verify(token.as_str())
-            .map_err(|e| RotationError::Check(format!("canary token: {e}")))?;
-        if let Some((_, url)) = &self.inner.options.canary {
-            let answer = self
-                .inner
-                .options
-                .http
-                .get(format!("{url}?token={}", token.as_str()))
-                .send()
-                .await
-                .map_err(|e| RotationError::Check(format!("canary playback {url}: {e}")))?;
-            if !answer.status().is_success() {
-                return Err(RotationError::Check(format!(
-                    "canary playback {url} answered {}",
-                    answer.status()
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Makes the key set match a state saved (maybe by another process).
-    async fn apply(
-        &self,
-        state: &crate::service::control::store::RotationState,
-    ) -> Result<(), RotationError> {
+    async fn apply(&self, state: &RotationState) -> Result<(), RotationError> {
         let current = self.inner.keys.snapshot();
         let set = steps::key_set(&self.inner.store, state, Some(&current)).await?;
         self.inner.keys.store(set);

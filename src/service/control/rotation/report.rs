@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::service::control::ivs::KeyPairInfo;
-use crate::service::control::store::{KeyRecord, KeyState};
+use crate::service::control::store::{KeyRecord, KeyState, LastRotation};
 
 /// A completed rotation.
 #[derive(Debug, Clone, Serialize)]
@@ -19,6 +19,24 @@ pub(crate) struct Rotated {
     pub(crate) ivs_arn: String,
     /// From the call to the new key signing.
     pub(crate) took_ms: u64,
+    /// This request found a rotation under way on another replica (or just
+    /// finished there, after the request arrived) and answers with it
+    /// instead of rotating again.
+    pub(crate) joined: bool,
+}
+
+impl Rotated {
+    /// The answer of a request that joined `last`.
+    pub(crate) fn joined(last: &LastRotation) -> Self {
+        Self {
+            active: last.active.clone(),
+            retired: last.retired.clone(),
+            retired_key_deleted_after: last.retired_key_deleted_after,
+            ivs_arn: last.ivs_arn.clone(),
+            took_ms: last.finished_at_ms.saturating_sub(last.started_at_ms),
+            joined: true,
+        }
+    }
 }
 
 /// A revoked key.

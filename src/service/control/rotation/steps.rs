@@ -14,7 +14,7 @@ use super::{KEY_PAIR_LIMIT, RotationError, STORE_TAG};
 use crate::claims::unix_seconds;
 use crate::service::control::ivs::{Ivs, KeyPairInfo};
 use crate::service::control::store::{
-    DirStore, KeyRecord, KeyState, KeyStore as _, RotationState, StoreError,
+    KeyRecord, KeyState, KeyStore as _, RotationState, Store, StoreError,
 };
 use crate::{Fingerprint, KeySet, PrivateKey, SigningKey};
 
@@ -26,14 +26,14 @@ pub(super) fn now() -> u64 {
 /// The recorded state, with the version last saved: every change goes to
 /// the store as the next version before the side effect it announces.
 pub(super) struct Record<'s> {
-    store: &'s DirStore,
+    store: &'s Store,
     pub(super) state: RotationState,
     saved: RotationState,
 }
 
 impl<'s> Record<'s> {
     /// The state as stored now.
-    pub(super) async fn load(store: &'s DirStore) -> Result<Self, RotationError> {
+    pub(super) async fn load(store: &'s Store) -> Result<Self, RotationError> {
         let state = store.load_state().await?;
         Ok(Self {
             store,
@@ -43,7 +43,7 @@ impl<'s> Record<'s> {
     }
 
     /// The store the state is recorded in.
-    pub(super) fn store(&self) -> &'s DirStore {
+    pub(super) fn store(&self) -> &'s Store {
         self.store
     }
 
@@ -70,11 +70,20 @@ impl<'s> Record<'s> {
     }
 }
 
-/// Aborts the process after `step` when the crash test hook asks for it.
+/// Aborts the process after `step` when the crash test hook asks for it,
+/// or stops it there for good when the hold hook does (a test then kills it
+/// with SIGKILL, as an orchestrator would a replica that hangs).
 pub(super) fn crash_point(step: &str) {
     if std::env::var(super::CRASH_HOOK_ENV).is_ok_and(|v| v == step) {
         eprintln!("{}={step}: aborting as asked", super::CRASH_HOOK_ENV);
         std::process::abort();
+    }
+    if std::env::var(super::HOLD_HOOK_ENV).is_ok_and(|v| v == step) {
+        eprintln!("{}={step}: holding as asked", super::HOLD_HOOK_ENV);
+        // This worker thread only: the listeners and the heartbeat go on.
+        loop {
+            std::thread::park();
+        }
     }
 }
 
@@ -85,7 +94,7 @@ pub(super) fn parse_fp(fingerprint: &str) -> Result<Fingerprint, RotationError> 
 }
 
 /// Stores a private key; one already stored is the same key (write-once).
-pub(super) async fn put_once(store: &DirStore, key: &PrivateKey) -> Result<(), RotationError> {
+pub(super) async fn put_once(store: &Store, key: &PrivateKey) -> Result<(), RotationError> {
     match store.put_key(key).await {
         Ok(()) | Err(StoreError::Exists(_)) => Ok(()),
         Err(e) => Err(e.into()),
@@ -206,7 +215,7 @@ pub(super) async fn reconcile(
 /// The key set of a state: its active key and its retiring keys, reusing
 /// the signing keys of `current` (and what they track) where it can.
 pub(super) async fn key_set(
-    store: &DirStore,
+    store: &Store,
     state: &RotationState,
     current: Option<&KeySet>,
 ) -> Result<KeySet, RotationError> {
@@ -227,7 +236,7 @@ pub(super) async fn key_set(
 }
 
 async fn signing_key(
-    store: &DirStore,
+    store: &Store,
     rec: &KeyRecord,
     current: Option<&KeySet>,
 ) -> Result<Arc<SigningKey>, RotationError> {

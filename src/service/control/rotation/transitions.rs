@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::service::control::coordination::Heartbeat;
 use crate::service::control::ivs::KeyPairInfo;
 use crate::service::control::store::{KeyRecord, KeyState, RotationState};
 
@@ -112,6 +113,50 @@ pub(super) fn due_for_deletion(state: &RotationState, now: u64) -> Vec<String> {
         .iter()
         .filter(|k| k.state == KeyState::Retiring && k.delete_after.is_some_and(|t| t <= now))
         .map(|k| k.fingerprint.clone())
+        .collect()
+}
+
+/// Whether every replica is done with `fingerprint` at `now`: none alive
+/// signs with it, and every token any replica signed with it has expired
+/// (plus the skew). A replica whose heartbeat expired while it signed with
+/// the key may have signed until then: its tokens last the longest TTL
+/// beyond. With one replica (no heartbeats) this holds trivially, and the
+/// key's own `delete_after` decides.
+pub(super) fn replicas_done_with(
+    fingerprint: &str,
+    beats: &[Heartbeat],
+    now: u64,
+    longest_ttl: Duration,
+    skew: Duration,
+) -> bool {
+    beats.iter().all(|b| {
+        let signed_until = b
+            .signed
+            .get(fingerprint)
+            .map_or(0, |exp| exp + skew.as_secs());
+        if signed_until > now {
+            return false;
+        }
+        if b.active != fingerprint {
+            return true;
+        }
+        // Alive and signing with it, or dead too recently.
+        b.expires_at + longest_ttl.as_secs() + skew.as_secs() <= now
+    })
+}
+
+/// Retiring keys that may be deleted at `now`: their own time has come and
+/// every replica is done with them, oldest first.
+pub(super) fn deletable(
+    state: &RotationState,
+    beats: &[Heartbeat],
+    now: u64,
+    longest_ttl: Duration,
+    skew: Duration,
+) -> Vec<String> {
+    due_for_deletion(state, now)
+        .into_iter()
+        .filter(|fp| replicas_done_with(fp, beats, now, longest_ttl, skew))
         .collect()
 }
 
@@ -294,6 +339,7 @@ mod tests {
                     r
                 })
                 .collect(),
+            ..RotationState::default()
         }
     }
 
@@ -377,6 +423,40 @@ mod tests {
         assert_eq!(s.find(&fp(2)).unwrap().state, KeyState::Generated);
         assert_eq!(s.find(&fp(3)).unwrap().state, KeyState::Deleted);
         assert_eq!(unheld_active(&s), vec![fp(1)]);
+    }
+
+    fn beat(active: u8, signed: &[(u8, u64)], expires_at: u64) -> Heartbeat {
+        Heartbeat {
+            replica: format!("r{active}"),
+            active: fp(active),
+            signed: signed.iter().map(|(n, e)| (fp(*n), *e)).collect(),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_key_is_deletable_only_when_no_replica_signs_or_signed_with_it_lately() {
+        let mut s = state_with(&[(1, KeyState::Retiring, true), (2, KeyState::Active, true)]);
+        s.keys[0].delete_after = Some(1_000);
+        let (ttl, skew) = (TTL, SKEW);
+        // No heartbeats (one replica): the key's own time decides.
+        assert!(deletable(&s, &[], 999, ttl, skew).is_empty());
+        assert_eq!(deletable(&s, &[], 1_000, ttl, skew), vec![fp(1)]);
+        // A live replica still signing with it: never.
+        let slow = beat(1, &[(1, 990)], 5_000);
+        assert!(deletable(&s, std::slice::from_ref(&slow), 4_999, ttl, skew).is_empty());
+        // It moved on, but signed with it until 990 + 300: after that + skew.
+        let moved = beat(2, &[(1, 1_290), (2, 1_300)], 5_000);
+        assert!(deletable(&s, std::slice::from_ref(&moved), 1_349, ttl, skew).is_empty());
+        assert_eq!(
+            deletable(&s, std::slice::from_ref(&moved), 1_350, ttl, skew),
+            vec![fp(1)]
+        );
+        // A replica that died (heartbeat expired at 2 000) while signing with
+        // it: its last tokens last the longest TTL beyond, plus the skew.
+        let dead = beat(1, &[(1, 1_100)], 2_000);
+        assert!(deletable(&s, &[moved.clone(), dead.clone()], 2_359, ttl, skew).is_empty());
+        assert_eq!(deletable(&s, &[moved, dead], 2_360, ttl, skew), vec![fp(1)]);
     }
 
     #[test]

@@ -2,24 +2,27 @@
 //! starts the embedded local IVS in local mode, brings the keys in line with
 //! IVS (loading or generating the signing key), warms the channel cache,
 //! builds the mint room and binds the listeners; [`Application::run`] serves
-//! until the shutdown future ends, with the background work (channel
-//! refresh, key sweep, scheduled rotation, JWKS refresh, upkeep) beside it.
+//! until the shutdown future ends, with the background work (`background`:
+//! channel refresh, key sweep, scheduled rotation, JWKS refresh, upkeep,
+//! and with replicas the poll and the heartbeat) beside it.
+
+mod background;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::ExposeSecret as _;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use super::channel::ChannelInfo;
-use super::config::{Config, ConfigError, IvsMode};
+use super::config::{Config, ConfigError, IvsMode, KeyStoreKind};
+use super::control::aws;
+use super::control::coordination::{Coordination, replica_id};
 use super::control::ivs::{Ivs, IvsError, IvsOptions};
 use super::control::rotation::{FirstKey, RotationError, Rotator, RotatorOptions, Started};
-use super::control::store::DirStore;
+use super::control::store::{DirStore, SecretsKeys, Store};
 use super::http::request::BodyLimits;
 use super::http::{self, AppParts, AppState, admin};
 use super::ledger::TokenLedger;
@@ -89,8 +92,8 @@ pub(crate) struct StartupInfo {
     pub(crate) viewer_url: Option<String>,
     /// The active key's fingerprint.
     pub(crate) fingerprint: String,
-    /// The active key's file.
-    pub(crate) key_file: PathBuf,
+    /// Where the active key is kept (a file, a secret).
+    pub(crate) key_location: String,
     /// Whether the key was generated now.
     pub(crate) key_generated: bool,
 }
@@ -140,7 +143,7 @@ fn source_error(e: IvsError) -> SourceError {
 /// the embedded one lives only inside `serve`.
 pub(crate) async fn key_control(
     config: &Config,
-) -> Result<(Ivs, DirStore, RotatorOptions), ServiceError> {
+) -> Result<(Ivs, Store, RotatorOptions), ServiceError> {
     if config.ivs.mode == IvsMode::Local {
         return Err(ServiceError::Config(ConfigError(
             "ivs.mode: the embedded local IVS lives inside `serve`; rotate it with POST /admin/v1/keys/rotate, or set ivs.mode = \"aws\" (with ivs.endpoint_url for a separately started `local-ivs`)".into(),
@@ -148,12 +151,47 @@ pub(crate) async fn key_control(
     }
     let http = canary_client(config)?;
     let ivs = aws_ivs(config).await;
-    let store = DirStore::open(&config.keys.dir).map_err(|e| ServiceError::Key(e.to_string()))?;
+    let store = open_store(config).await?;
     let canary = match &config.rotation.canary_channel {
         Some(name) => Some(canary_channel(&ivs, name, None).await?),
         None => None,
     };
     Ok((ivs, store, rotator_options(config, canary, None, http)))
+}
+
+/// The key store `keys.store` names: a directory, or Secrets Manager with
+/// the coordination table.
+async fn open_store(config: &Config) -> Result<Store, ServiceError> {
+    match config.keys.store {
+        KeyStoreKind::Dir => Ok(Store::Dir(
+            DirStore::open(&config.keys.dir).map_err(|e| ServiceError::Key(e.to_string()))?,
+        )),
+        KeyStoreKind::SecretsManager => {
+            let sdk = aws::sdk_config(config.ivs.region.as_deref()).await;
+            let client = aws::secrets_manager(&sdk, config.keys.secrets_endpoint_url.as_deref());
+            Ok(Store::Shared {
+                keys: SecretsKeys::new(client, &config.keys.secret_prefix),
+                table: coordination_table(config).await?,
+            })
+        }
+    }
+}
+
+/// The coordination table `coordination.table` names, as a new replica.
+pub(crate) async fn coordination_table(config: &Config) -> Result<Coordination, ServiceError> {
+    let table = config.coordination.table.as_deref().ok_or_else(|| {
+        ServiceError::Config(ConfigError(
+            "coordination.table: name the DynamoDB table the replicas share".into(),
+        ))
+    })?;
+    let sdk = aws::sdk_config(config.ivs.region.as_deref()).await;
+    let client = aws::dynamodb(&sdk, config.coordination.endpoint_url.as_deref());
+    Ok(Coordination::new(
+        client,
+        table,
+        &replica_id(),
+        Duration::from_secs(config.coordination.lease_seconds),
+    ))
 }
 
 /// The client that plays canary tokens. Local mode talks only to loopback
@@ -196,6 +234,7 @@ fn rotator_options(
         canary,
         first_key,
         http,
+        live_for: Duration::from_secs(config.coordination.stale_after_seconds),
     }
 }
 
@@ -373,6 +412,9 @@ impl Application {
             },
             timeout: config.request_timeout(),
             active_since: rotator.active_since(),
+            freshness: rotator
+                .coordination()
+                .map(|_| (rotator.freshness(), config.coordination.stale_after_seconds)),
         });
         let mut router = http::router(
             state.clone(),
@@ -407,6 +449,7 @@ impl Application {
                     mint: Arc::clone(&mint),
                     rotator: rotator.clone(),
                     ivs,
+                    coordination: rotator.coordination().cloned(),
                 });
                 Some((listener, router, bound))
             }
@@ -425,7 +468,7 @@ impl Application {
             api_url,
             demo_channel,
             fingerprint: started.fingerprint,
-            key_file: started.key_file,
+            key_location: started.key_location,
             key_generated: started.generated,
         };
         Ok(Self {
@@ -453,8 +496,7 @@ impl Application {
         ledger: &Arc<TokenLedger>,
         http: reqwest::Client,
     ) -> Result<Started, ServiceError> {
-        let store =
-            DirStore::open(&config.keys.dir).map_err(|e| ServiceError::Key(e.to_string()))?;
+        let store = open_store(config).await?;
         let canary = match (&config.rotation.canary_channel, demo, local) {
             (Some(name), _, _) => Some(canary_channel(ivs, name, local).await?),
             (None, Some(demo), Some(local)) => {
@@ -462,8 +504,9 @@ impl Application {
             }
             (None, _, _) => None,
         };
+        // With Secrets Manager a first key never touches the disk.
         let first_key = FirstKey {
-            path: config.keys.dir.join(KEY_FILE),
+            path: (config.keys.store == KeyStoreKind::Dir).then(|| config.keys.dir.join(KEY_FILE)),
             generate: config.generate_keys(),
         };
         let options = rotator_options(config, canary, Some(first_key), http);
@@ -584,93 +627,6 @@ impl Application {
         }
         Ok(())
     }
-
-    /// The work beside the listeners, each on its own period.
-    fn background(&self) -> Vec<JoinHandle<()>> {
-        let rotation = &self.config.rotation;
-        let mut tasks = Vec::new();
-        let mint = Arc::clone(&self.mint);
-        let refresh = Duration::from_secs(self.config.channels.refresh_seconds.max(1));
-        tasks.push(every(refresh, false, move || {
-            let mint = Arc::clone(&mint);
-            async move {
-                match mint.channels.refresh().await {
-                    Ok(_) => mint.warn_unverifiable(),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "channel cache refresh failed; serving what is cached");
-                    }
-                }
-            }
-        }));
-        // The Prometheus recorder buffers histogram samples until upkeep
-        // drains them into buckets; without it memory grows with traffic.
-        let state = self.state.clone();
-        tasks.push(every(Duration::from_secs(5), true, move || {
-            if let Some(handle) = http::metrics_handle() {
-                handle.run_upkeep();
-            }
-            state.housekeeping();
-            async {}
-        }));
-        // Retired keys are deleted once their tokens have expired.
-        let rotator = self.rotator.clone();
-        let sweep = Duration::from_secs(rotation.sweep_seconds.max(1));
-        tasks.push(every(sweep, true, move || {
-            let rotator = rotator.clone();
-            async move {
-                if let Err(e) = rotator.sweep().await {
-                    tracing::warn!(error = %e, "key sweep failed; retrying at the next one");
-                }
-            }
-        }));
-        if rotation.interval_seconds > 0 {
-            let rotator = self.rotator.clone();
-            let interval = Duration::from_secs(rotation.interval_seconds);
-            tasks.push(every(interval, false, move || {
-                let rotator = rotator.clone();
-                async move {
-                    match rotator.rotate().await {
-                        Ok(r) => tracing::info!(active = %r.active, took_ms = r.took_ms, "scheduled rotation done"),
-                        Err(e) => tracing::error!(error = %e, "scheduled rotation failed; the current key keeps signing"),
-                    }
-                }
-            }));
-        }
-        if let Some(tls) = self.tls.clone() {
-            let every_check = Duration::from_secs(self.config.server.tls_reload_seconds);
-            tasks.push(every(every_check, false, move || {
-                tls.reload_if_changed();
-                async {}
-            }));
-        }
-        if let Some(auth) = self.mint.viewers.clone() {
-            tasks.push(every(auth.refresh_every(), false, move || {
-                let auth = Arc::clone(&auth);
-                async move { auth.refresh().await }
-            }));
-        }
-        tasks
-    }
-}
-
-/// Runs `work` every `period` (at once too when `now`); a run that takes
-/// longer than the period delays the next instead of piling up.
-fn every<F, Fut>(period: Duration, now: bool, mut work: F) -> JoinHandle<()>
-where
-    F: FnMut() -> Fut + Send + 'static,
-    Fut: Future<Output = ()> + Send,
-{
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        if !now {
-            tick.tick().await;
-        }
-        loop {
-            tick.tick().await;
-            work().await;
-        }
-    })
 }
 
 #[cfg(test)]

@@ -1,133 +1,14 @@
-//! Where private keys and rotation state live.
-//!
-//! [`KeyStore`] is the seam: the directory store is the one implementation;
-//! the trait is async so that a networked store (Secrets Manager, say) could
-//! implement it too. Rotation records each step in the state *before* its
-//! side effect, so that a crash at any point leaves a state from which a
-//! restart can converge.
-//!
-//! The directory store keeps `DIR/FINGERPRINT.pem` (PKCS#8, 0600, never
-//! overwritten) and `DIR/rotation-state.json` (replaced atomically: temporary
-//! file, fsync, rename, fsync of the directory).
+//! The directory store: `DIR/FINGERPRINT.pem` (PKCS#8, 0600, never
+//! overwritten) and `DIR/rotation-state.json` (replaced atomically:
+//! temporary file, fsync, rename, fsync of the directory). One replica's
+//! disk: replicas that share keys use Secrets Manager and the coordination
+//! table instead.
 
-use std::future::Future;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
-
+use super::{KeyStore, RotationState, StoreError};
 use crate::fsutil::write_replacing;
 use crate::{Fingerprint, PrivateKey};
-
-/// Where a key is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum KeyState {
-    /// Made and stored here; IVS does not hold it yet.
-    Generated,
-    /// IVS holds its public half (fingerprint checked); not signing yet.
-    Imported,
-    /// Signing.
-    Active,
-    /// No longer signing; its tokens are still valid until `max_exp`.
-    Retiring,
-    /// Deleted from IVS; kept in the record for the audit trail.
-    Deleted,
-}
-
-/// One key as rotation knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct KeyRecord {
-    /// The IVS fingerprint (`aa:bb:...`).
-    pub(crate) fingerprint: String,
-    /// Where it is in its life.
-    pub(crate) state: KeyState,
-    /// Its IVS key-pair ARN, once imported.
-    pub(crate) ivs_arn: Option<String>,
-    /// The latest `exp` of a token it signed (Unix seconds), recorded when
-    /// it retires.
-    pub(crate) max_exp: Option<u64>,
-    /// When it stopped signing (Unix seconds).
-    #[serde(default)]
-    pub(crate) retired_at: Option<u64>,
-    /// When it may be deleted: its last token's expiry plus the skew margin
-    /// (Unix seconds).
-    #[serde(default)]
-    pub(crate) delete_after: Option<u64>,
-    /// When the record last changed (Unix seconds).
-    pub(crate) updated_at: u64,
-}
-
-/// Everything rotation persists.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct RotationState {
-    /// Grows with every save; a store refuses to save over a newer state.
-    pub(crate) version: u64,
-    /// This store's id, tagged on the key pairs it imports, so that keys
-    /// that are not ours are never touched.
-    #[serde(default)]
-    pub(crate) store_id: String,
-    /// Every key, oldest first.
-    pub(crate) keys: Vec<KeyRecord>,
-}
-
-impl RotationState {
-    /// The signing key's record.
-    pub(crate) fn active(&self) -> Option<&KeyRecord> {
-        self.keys.iter().find(|k| k.state == KeyState::Active)
-    }
-
-    /// The record of a key.
-    pub(crate) fn find(&self, fingerprint: &str) -> Option<&KeyRecord> {
-        self.keys.iter().find(|k| k.fingerprint == fingerprint)
-    }
-}
-
-/// A store failure; the message names the file or key.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub(crate) enum StoreError {
-    /// Reading or writing failed.
-    #[error("key store: {0}")]
-    Io(String),
-    /// The state is unreadable (it is left as it is).
-    #[error("key store: {0}")]
-    Corrupt(String),
-    /// A key with this fingerprint is already stored.
-    #[error("key store: key {0} already exists")]
-    Exists(String),
-    /// No key with this fingerprint.
-    #[error("key store: no key {0}")]
-    Missing(String),
-    /// A key file or the key directory is open to others (or a link).
-    #[error("key store: {0}")]
-    Exposed(String),
-    /// Someone saved a newer state meanwhile (another replica).
-    #[error("key store: the state changed meanwhile (version {stored} is newer than {ours})")]
-    Conflict {
-        /// The stored version.
-        stored: u64,
-        /// The version this save was based on.
-        ours: u64,
-    },
-}
-
-/// Where private keys and rotation state live.
-pub(crate) trait KeyStore: Send + Sync {
-    /// The rotation state; an empty one if none was saved yet.
-    fn load_state(&self) -> impl Future<Output = Result<RotationState, StoreError>> + Send;
-    /// Saves `state` if the stored version is still `state.version - 1`.
-    fn save_state(
-        &self,
-        state: &RotationState,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Stores a new private key; never replaces one.
-    fn put_key(&self, key: &PrivateKey) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A stored private key.
-    fn get_key(
-        &self,
-        fingerprint: &Fingerprint,
-    ) -> impl Future<Output = Result<PrivateKey, StoreError>> + Send;
-}
 
 /// The directory store.
 #[derive(Debug, Clone)]
@@ -367,6 +248,7 @@ pub(crate) fn check_private(path: &Path, is_dir: bool) -> Result<(), StoreError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::service::control::store::{KeyRecord, KeyState};
 
     fn record(fp: &Fingerprint, state: KeyState) -> KeyRecord {
         KeyRecord {
