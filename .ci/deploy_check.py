@@ -230,9 +230,14 @@ def check_ecs(config):
     shape = botocore.session.get_session().get_service_model("ecs").operation_model("RegisterTaskDefinition").input_shape
     report = ParamValidator().validate(task, shape)
     if report.has_errors():
-        for line in report.generate_report().splitlines()[1:]:
+        for line in report.generate_report().splitlines():
             problem(where, f"RegisterTaskDefinition: {line.strip()}")
         return
+    for i, container in enumerate(task["containerDefinitions"]):
+        # Optional in the model, refused by ECS without them.
+        for field in ("name", "image"):
+            if not container.get(field):
+                problem(where, f"containerDefinitions[{i}].{field} is required")
     if "FARGATE" in task.get("requiresCompatibilities", []):
         if task.get("networkMode") != "awsvpc":
             problem(where, "networkMode must be awsvpc on Fargate")
