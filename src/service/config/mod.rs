@@ -16,6 +16,9 @@ use serde::{Deserialize, Serialize};
 
 mod validate;
 
+#[cfg(test)]
+mod deploy_examples;
+
 use self::validate::figment_message;
 use super::origins::OriginList;
 use super::server::ConnectionLimits;
