@@ -18,6 +18,9 @@ mod replicas;
 mod validate;
 
 pub(crate) use self::replicas::{CoordinationConfig, KeyStoreKind};
+#[cfg(test)]
+mod deploy_examples;
+
 use self::validate::figment_message;
 use super::origins::OriginList;
 use super::server::ConnectionLimits;
