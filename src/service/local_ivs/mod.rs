@@ -33,6 +33,7 @@ mod controls;
 mod cue_queue;
 pub(crate) mod error;
 mod faults;
+pub(crate) mod live_media;
 pub(crate) mod model;
 pub(crate) mod playback;
 mod request;
@@ -537,7 +538,7 @@ async fn playback(
     match rest.split('/').collect::<Vec<_>>().as_slice() {
         [file] => playback_start(&app, file, &uri, &headers, &url).await,
         ["session", session, rendition, file] => {
-            playback_session(&app, session, rendition, file, &headers, &url)
+            playback_session(&app, session, rendition, file, &headers, &url).await
         }
         _ => refusal_response(
             &Refusal::not_found(
@@ -607,7 +608,7 @@ async fn playback_start(
     playback_response(StatusCode::OK, "application/vnd.apple.mpegurl", playlist)
 }
 
-fn playback_session(
+async fn playback_session(
     app: &App,
     session_id: &str,
     rendition: &str,
@@ -666,16 +667,28 @@ fn playback_session(
         return playback_response(
             StatusCode::OK,
             "application/vnd.apple.mpegurl",
-            playback::media_playlist(session_id, rendition, now),
+            live_media::media_playlist(session_id, rendition, now),
         );
     }
-    if let Some(segment) = file
-        .strip_suffix(".ts")
-        .and_then(|n| n.parse::<u64>().ok())
-        .and_then(|seq| {
-            lock(&app.inner.metadata.cues).segment(&session.channel_arn, rendition, seq)
-        })
-    {
+    let Some(sequence) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
+        return refusal_response(&Refusal::session("no such file in this session"), url);
+    };
+    match live_media::availability(sequence, now) {
+        live_media::Availability::Now => {}
+        // A prefetched segment: answered once complete, with every cue put
+        // while it was being made.
+        live_media::Availability::After(wait) => tokio::time::sleep(wait).await,
+        live_media::Availability::NotYet => {
+            return refusal_response(
+                &Refusal::session(format!(
+                    "segment {sequence} is not made yet: the media playlist lists the segments that can be fetched"
+                )),
+                url,
+            );
+        }
+    }
+    let segment = lock(&app.inner.metadata.cues).segment(&session.channel_arn, rendition, sequence);
+    if let Some(segment) = segment {
         let body = match segment {
             std::borrow::Cow::Borrowed(clip) => axum::body::Bytes::from_static(clip),
             std::borrow::Cow::Owned(with_cues) => axum::body::Bytes::from(with_cues),
