@@ -1,9 +1,9 @@
 //! Timed metadata waiting for the edge: per channel, the cues of each
 //! segment sequence. A payload put at time `t` belongs to the segment being
-//! made at `t` (the one the media playlist lists next, see
-//! `live_media::media_playlist`), at its offset into that segment, so every
-//! rendition's copy of that segment carries it, once, and every viewer and
-//! every retry gets the same bytes.
+//! made at `t` (the first the media playlist announces as prefetch, see
+//! `live_media::media_playlist`; the edge answers it once complete), at its
+//! offset into that segment, so every rendition's copy of that segment
+//! carries it, once, and every viewer and every retry gets the same bytes.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};

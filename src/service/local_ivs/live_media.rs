@@ -7,8 +7,10 @@
 //! The playlist lists the last complete segments, each with its
 //! `#EXT-X-PROGRAM-DATE-TIME`, and, as `#EXT-X-TWITCH-PREFETCH`, the segment
 //! being made and the next: the player asks for them early and the edge
-//! answers each once it is complete (see [`availability`]), so that the
-//! player plays near the live edge rather than three segments behind it.
+//! answers at once, with the media once the segment is complete (see
+//! [`availability`]), so that the player plays near the live edge rather
+//! than three segments behind it. A prefetched segment that starts a loop
+//! of the clip is announced as a discontinuity, as a listed one is.
 //!
 //! Where that comes from:
 //! - The IVS Web Player (amazon-ivs-player 1.56.1,
@@ -17,13 +19,14 @@
 //!   Twitch's video system (`*.hls.live-video.net` segment hosts), whose live
 //!   media playlists carry a `#EXT-X-PROGRAM-DATE-TIME` per segment,
 //!   `#EXTINF:2.000,live`, and one or two `#EXT-X-TWITCH-PREFETCH:URL` after
-//!   the last segment (playlists captured by third-party Twitch clients, e.g.
-//!   the tests of streamlink's Twitch plugin). Without a program date the
-//!   player's `getLiveLatency()` reads 0; without prefetch it starts at the
-//!   playlist's first segment, 6 s behind.
+//!   the last segment (playlists captured from it, quoted in the tests of
+//!   third-party Twitch clients). Without a program date the
+//!   player has no wall-clock time for the stream; without prefetch it
+//!   plays 5-7 s behind. docs/ivs-facts.md §7a has the evidence.
 //! - [OPEN] IVS's exact media playlist is not documented; the local edge
 //!   takes the tags above, which the player is checked to honour
-//!   (`tests/browser/play.mjs`).
+//!   (`tests/browser/play.mjs`: a PutMetadata cue within two segment
+//!   durations).
 
 use std::time::{Duration, SystemTime};
 
@@ -69,7 +72,7 @@ pub(crate) fn segment(rendition: &str, sequence: u64) -> Option<&'static [u8]> {
 }
 
 /// Milliseconds since the Unix epoch (0 before it).
-fn unix_ms(t: SystemTime) -> u64 {
+pub(super) fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
