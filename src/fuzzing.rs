@@ -19,7 +19,7 @@ use crate::service::local_ivs::api::metadata::TimedMetadata;
 use crate::service::local_ivs::api::{self, Context};
 use crate::service::local_ivs::sigv4::{Authenticator, Credential};
 use crate::service::local_ivs::state::{Scope, State};
-use crate::service::local_ivs::{control_input, operation_of, playback};
+use crate::service::local_ivs::{control_input, live_media, operation_of, playback};
 use crate::service::mint::viewer::ViewerAuth;
 use crate::{ChannelArn, Verifier};
 
@@ -240,7 +240,7 @@ impl LocalIvs {
         .map_err(err)?;
         // A payload PutMetadata took goes into the segments of every
         // rendition: the TS and ID3 writers run on it too.
-        let sequence = FUZZ_NOW_MS / 1000 / playback::SEGMENT_SECONDS;
+        let sequence = FUZZ_NOW_MS / 1000 / live_media::SEGMENT_SECONDS;
         let cues = metadata.cues.lock().map_err(|e| e.to_string())?;
         for rendition in playback::RENDITIONS {
             cues.segment(&self.channel_arn, rendition.name, sequence);

@@ -11,7 +11,8 @@
 // IVS's player reports an offline channel (ErrorNotAvailable, 404, from MasterPlaylist), and a public
 // channel plays when its playback restriction policy allows the page's origin and is refused when not;
 // PutMetadata sent with boto3 (tests/browser/put_metadata.py; Python from BOTO3_PYTHON, default the CI
-// venv target/ci-venv) reaches the player as TEXT_METADATA_CUE on both renditions, and is refused as
+// venv target/ci-venv) reaches the player as TEXT_METADATA_CUE on both renditions within two segment
+// durations of the call (the player plays near the live edge, on the edge's prefetch), and is refused as
 // IVS refuses it on an offline channel and when sent too fast.
 // Waits are for events (the player's state, the video's time), each with a generous deadline, never
 // for a fixed window of wall-clock time: a loaded host is slower, not wrong.
@@ -218,7 +219,9 @@ async function playsFor(page, seconds, within = 60_000) {
     late: window.viewer.errors,
   }));
   assert(late.length === 0, `player errors: ${JSON.stringify(late)}`);
-  assert(state === 'Playing', `state ${state}`);
+  // The video time advancing is the proof that it plays. Near the live edge, as the player plays the
+  // edge's prefetch, it may be Buffering for a moment while the segment being made completes.
+  assert(state === 'Playing' || state === 'Buffering', `state ${state}`);
   return { advanced: t1 - t0, took: Date.now() - started };
 }
 
@@ -395,11 +398,15 @@ try {
     const pages = [];
     for (const [quality, rendition] of Object.entries(renditions)) {
       const page = await open(`?src=${encodeURIComponent(channel.playbackUrl)}&quality=${quality}`);
-      // Every segment the player fetches: [sequence, rendition, when].
+      // Every segment the player got: [sequence, rendition, asked at, answered at]. A prefetched
+      // segment is asked for while it is being made and answered once complete.
       const fetched = [];
-      page.on('request', (r) => {
+      page.on('requestfinished', (r) => {
         const m = r.url().match(/\/([^/]+)\/(\d+)\.ts$/);
-        if (m) fetched.push([Number(m[2]), m[1], Date.now()]);
+        // The browser's clock of the request and of its answer's end (the event reaches this
+        // process later).
+        const { startTime, responseEnd } = r.timing();
+        if (m) fetched.push([Number(m[2]), m[1], startTime, startTime + responseEnd]);
       });
       await playsFor(page, 2);
       // Pinned: the player plays that rendition and no other.
@@ -411,7 +418,9 @@ try {
       pages.push({ quality, rendition, page, fetched });
     }
     const samples = [];
-    for (let i = 0; i < 3; i += 1) {
+    // Four calls, a segment or more apart: they span a loop of the clip (8 s), whose discontinuity
+    // must not hold the player back.
+    for (let i = 0; i < 4; i += 1) {
       // Markup and non-ASCII in the payload: the page must show it as text.
       const text = JSON.stringify({ question: `${i}: <b>bold</b> & <img src=x onerror=alert(1)>?`, answers: ['é', '😀'] });
       const [sent] = boto3PutMetadata(channel.arn, text);
@@ -424,16 +433,25 @@ try {
         // The cue IVS's own PutMetadata gives (a PRIV frame owned by metadata.live-video.net).
         assert(cue.owner === 'metadata.live-video.net' && cue.description === '', `cue ${JSON.stringify(cue)}`);
         assert(cue.quality === quality, `${quality} page played ${cue.quality}`);
-        const segment = fetched.find(([n, r]) => carrying.includes(n) && r === rendition);
-        assert(segment, `${quality}: no fetch of segment ${carrying[0]} of ${rendition}: ${JSON.stringify(fetched.slice(-5))}`);
-        const [, , fetchedAt] = segment;
-        assert(fetchedAt <= cue.receivedAt, `${quality}: the cue fired before its segment was fetched`);
-        // Within two segment durations the player holds the payload: at most one for the segment being
-        // made to be whole and listed, and one for the player to see the new playlist and fetch it.
-        const toPlayer = fetchedAt - sent.sent_ms;
+        // A call across a segment boundary may be in either segment; the first answered is the
+        // earliest the payload can have reached the player.
+        const got = fetched.filter(([n, r]) => carrying.includes(n) && r === rendition);
+        assert(got.length, `${quality}: no fetch of segment ${carrying[0]} of ${rendition}: ${JSON.stringify(fetched.slice(-5))}`);
+        const askedAt = Math.min(...got.map(([, , asked]) => asked));
+        const answeredAt = Math.min(...got.map(([, , , answered]) => answered));
+        assert(askedAt <= cue.receivedAt, `${quality}: the cue fired before its segment was asked for`);
+        // The player has the payload once the segment being made at the call is whole: the edge
+        // answers the player's prefetch of it then, at most a segment duration after the call.
+        const toPlayer = answeredAt - sent.sent_ms;
         assert(toPlayer <= 2 * SEGMENT_MS,
           `${quality}: the segment carrying the payload reached the player ${toPlayer.toFixed(0)} ms after PutMetadata`);
-        samples.push({ quality, toPlayer, toCue: cue.receivedAt - sent.sent_ms });
+        // The cue fires when the playhead reaches the moment of the call: the issue's bound, two
+        // segment durations, is the player's live latency near the live edge (IVS: "under five
+        // seconds"); three segments behind it, as with a playlist without prefetch, it is 5-7 s.
+        const toCue = cue.receivedAt - sent.sent_ms;
+        assert(toCue <= 2 * SEGMENT_MS,
+          `${quality}: TEXT_METADATA_CUE fired ${toCue.toFixed(0)} ms after PutMetadata, not within ${2 * SEGMENT_MS} ms`);
+        samples.push({ quality, toPlayer, toCue });
         const shown = await page.evaluate((t) => [...document.querySelectorAll('#cues code')].some((c) => c.textContent === t)
           && document.querySelectorAll('#cues b, #cues img').length === 0, text);
         assert(shown, `${quality}: the cue is not shown as text`);
@@ -443,7 +461,7 @@ try {
     }
     for (const { quality, page } of pages) {
       const cues = await page.evaluate(() => window.viewer.cues.length);
-      assert(cues === 3, `${quality}: ${cues} cues for 3 calls`);
+      assert(cues === 4, `${quality}: ${cues} cues for 4 calls`);
       await page.close();
     }
     // The cue fires when the playhead reaches the moment of the call, so PutMetadata to cue is the

@@ -158,6 +158,105 @@ async fn put_metadata_reaches_the_next_segment_of_every_rendition_as_ivs_carries
     }
 }
 
+/// The segments a media playlist announces as prefetch (being made), in
+/// order: their URLs.
+fn prefetched(media: &str, base: &str) -> Vec<String> {
+    media
+        .lines()
+        .filter_map(|l| l.strip_prefix("#EXT-X-TWITCH-PREFETCH:"))
+        .map(|path| format!("{base}{path}"))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_prefetched_segment_is_answered_once_complete_with_the_cues_put_while_it_was_made() {
+    let t = TestIvs::start().await;
+    let c = t.client(REGION);
+    let channel = c.create_channel().name("prefetch").send().await.unwrap();
+    let channel = channel.channel().unwrap();
+    let (rendition, variant) = variants(&t, channel.playback_url().unwrap())
+        .await
+        .remove(0);
+    // Early in a segment, so that the call below lands in the one being
+    // made or the next, both announced.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        % 2000
+        > 800
+    {
+        assert!(Instant::now() < deadline, "the clock did not move");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (status, media) = t.play(&variant, None).await;
+    assert_eq!(status, 200, "{media}");
+    let making = sequence_at(SystemTime::now());
+    let urls = prefetched(&media, t.url());
+    assert_eq!(
+        urls,
+        [making, making + 1].map(|n| variant.replace("playlist.m3u8", &format!("{n}.ts"))),
+        "{media}"
+    );
+    // The player asks for both before the call, as it does.
+    let asked = urls.iter().map(|url| {
+        let http = t.http.clone();
+        let url = url.clone();
+        tokio::spawn(async move {
+            let response = http.get(&url).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body = response.bytes().await.unwrap().to_vec();
+            (status, body, SystemTime::now())
+        })
+    });
+    let asked: Vec<_> = asked.collect();
+    let payload = "{\"drop\":\"sneakers\"}";
+    let before = SystemTime::now();
+    c.put_metadata()
+        .channel_arn(channel.arn().unwrap())
+        .metadata(payload)
+        .send()
+        .await
+        .unwrap();
+    let after = SystemTime::now();
+    let tag = ivs_id3_tag(payload);
+    let put_in = sequence_at(before)..=sequence_at(after);
+    for (sequence, answer) in (making..).zip(asked) {
+        let (status, body, answered) = answer.await.unwrap();
+        assert_eq!(status, 200);
+        // Not before the segment is complete: the cue put while it was
+        // being made is in it.
+        let complete = UNIX_EPOCH + Duration::from_secs(2 * (sequence + 1));
+        assert!(
+            answered >= complete,
+            "{sequence}.ts answered before it was complete"
+        );
+        if put_in.contains(&sequence) {
+            assert!(contains(&body, &tag), "{sequence}.ts lacks the cue");
+        } else {
+            // The fast path: no cue, the clip's bytes.
+            assert_eq!(body, clip_file(&rendition, sequence), "{sequence}.ts");
+        }
+    }
+    assert!(
+        put_in.clone().all(|n| n == making || n == making + 1),
+        "the call took from segment {} to {}: too slow to tell",
+        put_in.start(),
+        put_in.end()
+    );
+    // Past what the playlist announces, nobody knows the media yet.
+    let now = sequence_at(SystemTime::now());
+    let (status, body) = t
+        .play(
+            &variant.replace("playlist.m3u8", &format!("{}.ts", now + 2)),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("is not made yet"), "{body}");
+}
+
 /// ffprobe (CI installs ffmpeg and sets CI_REQUIRE_FFPROBE) reads the
 /// segment's metadata stream as timed ID3, with the tag as its packet.
 fn ffprobe_sees_the_payload(segment: &[u8], tag: &[u8]) {

@@ -1,15 +1,15 @@
 //! Timed metadata waiting for the edge: per channel, the cues of each
 //! segment sequence. A payload put at time `t` belongs to the segment being
-//! made at `t` (the one the media playlist lists next, see
-//! `playback::media_playlist`), at its offset into that segment, so every
-//! rendition's copy of that segment carries it, once, and every viewer and
-//! every retry gets the same bytes.
+//! made at `t` (the first the media playlist announces as prefetch, see
+//! `live_media::media_playlist`; the edge answers it once complete), at its
+//! offset into that segment, so every rendition's copy of that segment
+//! carries it, once, and every viewer and every retry gets the same bytes.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use super::playback::{self, SEGMENT_SECONDS};
+use super::live_media;
 use super::timed_metadata::{self, Cue};
 
 /// Segments kept after their time: well past the playlist's live window
@@ -25,17 +25,10 @@ pub(crate) struct CueQueue {
     by_channel: HashMap<String, BTreeMap<u64, Vec<Cue>>>,
 }
 
-/// The segment sequence playing at `now` and the offset into it, in 90 kHz
+/// The segment being made at `now` and the offset into it, in 90 kHz
 /// ticks.
 fn position(now: SystemTime) -> (u64, u64) {
-    let since = now
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    let segment_ms = u128::from(SEGMENT_SECONDS * 1000);
-    let ms = since.as_millis();
-    let sequence = u64::try_from(ms / segment_ms).unwrap_or(u64::MAX);
-    // Below 2000 ms: fits in u64 whatever the clock.
-    let offset_ms = u64::try_from(ms % segment_ms).unwrap_or(0);
+    let (sequence, offset_ms) = live_media::position(now);
     (sequence, offset_ms * 90)
 }
 
@@ -70,7 +63,7 @@ impl CueQueue {
         rendition: &str,
         sequence: u64,
     ) -> Option<Cow<'static, [u8]>> {
-        let clip = playback::segment(rendition, sequence)?;
+        let clip = live_media::segment(rendition, sequence)?;
         Some(
             match timed_metadata::with_cues(clip, self.cues(channel_arn, sequence)) {
                 Ok(segment) => segment,
@@ -87,6 +80,8 @@ impl CueQueue {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -144,7 +139,7 @@ mod tests {
         let mut q = CueQueue::default();
         q.put(arn, "{\"score\":3}".into(), t);
         for rendition in ["720p30", "360p30"] {
-            let clip = playback::segment(rendition, 500).unwrap();
+            let clip = live_media::segment(rendition, 500).unwrap();
             let served = q.segment(arn, rendition, 500).unwrap();
             assert!(matches!(served, Cow::Owned(_)));
             assert!(served.len() > clip.len());
@@ -156,7 +151,7 @@ mod tests {
             for (channel, seq) in [(arn, 499), (arn, 501), ("other", 500)] {
                 let plain = q.segment(channel, rendition, seq).unwrap();
                 assert!(
-                    matches!(plain, Cow::Borrowed(b) if b == playback::segment(rendition, seq).unwrap())
+                    matches!(plain, Cow::Borrowed(b) if b == live_media::segment(rendition, seq).unwrap())
                 );
             }
         }

@@ -33,9 +33,11 @@ mod controls;
 mod cue_queue;
 pub(crate) mod error;
 mod faults;
+pub(crate) mod live_media;
 pub(crate) mod model;
 pub(crate) mod playback;
 mod request;
+mod session_files;
 pub(crate) mod sigv4;
 pub(crate) mod state;
 mod timed_metadata;
@@ -59,8 +61,9 @@ use tokio::task::JoinHandle;
 
 use self::error::ApiError;
 use self::faults::{Fault, Faults};
+use self::live_media::unix_ms;
 pub(crate) use self::playback::token_from_query;
-use self::playback::{Refusal, Session, Sessions, Viewer};
+use self::playback::{Refusal, Sessions, Viewer};
 pub(crate) use self::request::{control_input, operation_of, percent_decode};
 use self::sigv4::{Authenticator, Credential};
 use self::state::{State, StateFile};
@@ -480,12 +483,6 @@ fn refusal_response(refusal: &Refusal, url: &str) -> Response {
     )
 }
 
-/// Milliseconds since the Unix epoch (0 before it).
-fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl App {
     /// The viewer's country from the trusted header: two ASCII letters, in
     /// upper case; anything else is no country.
@@ -537,7 +534,7 @@ async fn playback(
     match rest.split('/').collect::<Vec<_>>().as_slice() {
         [file] => playback_start(&app, file, &uri, &headers, &url).await,
         ["session", session, rendition, file] => {
-            playback_session(&app, session, rendition, file, &headers, &url)
+            session_files::playback_session(&app, session, rendition, file, &headers, &url)
         }
         _ => refusal_response(
             &Refusal::not_found(
@@ -605,89 +602,4 @@ async fn playback_start(
     let playlist = playback::multivariant_playlist(&app.inner.base_url, &id, &session);
     lock(&app.inner.sessions).insert(id, session, now);
     playback_response(StatusCode::OK, "application/vnd.apple.mpegurl", playlist)
-}
-
-fn playback_session(
-    app: &App,
-    session_id: &str,
-    rendition: &str,
-    file: &str,
-    headers: &HeaderMap,
-    url: &str,
-) -> Response {
-    let now = SystemTime::now();
-    let session: Option<Session> = lock(&app.inner.sessions).get(session_id, now).cloned();
-    let Some(session) = session else {
-        return refusal_response(
-            &Refusal::session("the playback session does not exist or has ended"),
-            url,
-        );
-    };
-    if let Err(r) =
-        playback::check_origin(session.origins.as_ref(), session.strict, origin_of(headers))
-    {
-        return refusal_response(&r, url);
-    }
-    if let Some((policy, allowed)) = &session.policy_origins
-        && let Err(r) = playback::check_policy_origin(allowed, true, origin_of(headers), policy)
-    {
-        return refusal_response(&r, url);
-    }
-    let checked = {
-        let state = lock(&app.inner.state);
-        let region = state.region(&session.scope);
-        // A stopped stream ends its sessions: the player's next variant
-        // playlist is refused as an expired session's is [OPEN: IVS's edge
-        // may instead end the playlist].
-        let streaming = region
-            .and_then(|r| r.stream_sessions.get(&session.stream_id))
-            .is_some_and(|s| s.end_ms.is_none());
-        let revoked = match (&session.viewer, region) {
-            (Some((viewer, version)), Some(region)) => {
-                playback::check_revocation(region, &session.channel_arn, viewer, *version)
-            }
-            _ => Ok(()),
-        };
-        if streaming {
-            revoked
-        } else {
-            Err(Refusal::session(
-                "the stream of this playback session has ended",
-            ))
-        }
-    };
-    if let Err(r) = checked {
-        return refusal_response(&r, url);
-    }
-    if !playback::RENDITIONS.iter().any(|r| r.name == rendition) {
-        return refusal_response(&Refusal::session("no such rendition"), url);
-    }
-    if file == "playlist.m3u8" {
-        return playback_response(
-            StatusCode::OK,
-            "application/vnd.apple.mpegurl",
-            playback::media_playlist(session_id, rendition, now),
-        );
-    }
-    if let Some(segment) = file
-        .strip_suffix(".ts")
-        .and_then(|n| n.parse::<u64>().ok())
-        .and_then(|seq| {
-            lock(&app.inner.metadata.cues).segment(&session.channel_arn, rendition, seq)
-        })
-    {
-        let body = match segment {
-            std::borrow::Cow::Borrowed(clip) => axum::body::Bytes::from_static(clip),
-            std::borrow::Cow::Owned(with_cues) => axum::body::Bytes::from(with_cues),
-        };
-        let mut response = (StatusCode::OK, body).into_response();
-        let h = response.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("video/mp2t"));
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            HeaderValue::from_static("*"),
-        );
-        return response;
-    }
-    refusal_response(&Refusal::session("no such file in this session"), url)
 }

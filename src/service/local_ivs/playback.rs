@@ -513,68 +513,6 @@ pub(crate) fn multivariant_playlist(base_url: &str, session_id: &str, session: &
     out
 }
 
-/// Segment length of the local stream (the clip's, see assets/clip).
-pub(crate) const SEGMENT_SECONDS: u64 = 2;
-
-/// The looping clip: per rendition, its segments in order (H.264 + AAC in
-/// MPEG-TS, made by assets/clip/make-clip.sh).
-const CLIP: &[(&str, [&[u8]; 4])] = &[
-    (
-        "720p30",
-        [
-            include_bytes!("../../../assets/clip/720p30/0.ts"),
-            include_bytes!("../../../assets/clip/720p30/1.ts"),
-            include_bytes!("../../../assets/clip/720p30/2.ts"),
-            include_bytes!("../../../assets/clip/720p30/3.ts"),
-        ],
-    ),
-    (
-        "360p30",
-        [
-            include_bytes!("../../../assets/clip/360p30/0.ts"),
-            include_bytes!("../../../assets/clip/360p30/1.ts"),
-            include_bytes!("../../../assets/clip/360p30/2.ts"),
-            include_bytes!("../../../assets/clip/360p30/3.ts"),
-        ],
-    ),
-];
-
-/// Segments in one loop of the clip.
-const CLIP_SEGMENTS: u64 = 4;
-
-/// The media of segment `sequence` of a rendition: the clip, looped.
-pub(crate) fn segment(rendition: &str, sequence: u64) -> Option<&'static [u8]> {
-    let (_, segments) = CLIP.iter().find(|(name, _)| *name == rendition)?;
-    usize::try_from(sequence % CLIP_SEGMENTS)
-        .ok()
-        .and_then(|i| segments.get(i))
-        .copied()
-}
-
-/// Segments in the live window.
-const WINDOW: u64 = 3;
-
-/// A live media playlist: a sliding window of segments whose media sequence
-/// advances with the clock. Each loop of the clip starts its timestamps
-/// again, so every loop start is a discontinuity, numbered by the loop.
-pub(crate) fn media_playlist(session_id: &str, rendition: &str, now: SystemTime) -> String {
-    let sequence = unix_seconds(now) / SEGMENT_SECONDS;
-    let first = sequence.saturating_sub(WINDOW);
-    let mut out = format!(
-        "#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}\n#EXT-X-MEDIA-SEQUENCE:{first}\n#EXT-X-DISCONTINUITY-SEQUENCE:{}\n",
-        first / CLIP_SEGMENTS
-    );
-    for seq in first..sequence {
-        if seq != first && seq % CLIP_SEGMENTS == 0 {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-        }
-        out.push_str(&format!(
-            "#EXTINF:{SEGMENT_SECONDS}.000,\n/api/video/v1/session/{session_id}/{rendition}/{seq}.ts\n"
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,32 +575,6 @@ mod tests {
         assert!(check_origin(Some(&allowed), false, Some("https://b.com")).is_err());
         assert!(check_origin(Some(&allowed), true, None).is_err());
         assert!(check_origin(None, false, Some("https://b.com")).is_ok());
-    }
-
-    #[test]
-    fn media_playlist_advances_with_time() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
-        let a = media_playlist("s", "360p30", t);
-        let b = media_playlist("s", "360p30", t + Duration::from_secs(2));
-        assert!(a.contains("#EXT-X-MEDIA-SEQUENCE:497"));
-        assert!(b.contains("#EXT-X-MEDIA-SEQUENCE:498"));
-        // 497..500: 500 starts a loop of the clip (a discontinuity), and
-        // 497 is in loop 124.
-        assert!(a.contains("#EXT-X-DISCONTINUITY-SEQUENCE:124"));
-        assert!(!a.contains("#EXT-X-DISCONTINUITY\n"));
-        assert!(b.contains("#EXT-X-DISCONTINUITY-SEQUENCE:124"));
-        assert!(b.contains("499.ts\n#EXT-X-DISCONTINUITY\n#EXTINF:2.000,\n/api/video/v1/session/s/360p30/500.ts"), "{b}");
-    }
-
-    #[test]
-    fn segments_are_the_clip_looped() {
-        assert_eq!(segment("720p30", 5), segment("720p30", 1));
-        assert_ne!(segment("720p30", 1), segment("360p30", 1));
-        assert!(segment("1080p60", 0).is_none());
-        // MPEG-TS: 188-byte packets starting with the sync byte.
-        let ts = segment("360p30", 0).unwrap();
-        assert_eq!(ts.len() % 188, 0);
-        assert!(ts.chunks(188).all(|p| p[0] == 0x47));
     }
 
     #[test]

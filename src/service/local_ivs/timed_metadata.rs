@@ -216,7 +216,7 @@ fn announce(pmt: &Pmt) -> Result<(Option<Pmt>, u16), TsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::service::local_ivs::playback::segment;
+    use crate::service::local_ivs::live_media::segment;
     use crate::service::local_ivs::ts::Packet;
 
     /// Reads back the cues of a segment: (PTS, ID3 tag) of each PES on the
