@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Load benchmark of POST /v1/token, in one run, on this machine:
-#   1. the ceiling: two cores' raw aws-lc-rs ES384 signing rate (examples/sign_rate.rs);
+#   1. the ceiling: two cores' raw aws-lc-rs ES384 signing rate, and one core's per CPU-second
+#      (examples/sign_rate.rs);
 #   2. the signing path: viewer tokens through an API key (every request signs);
 #   3. the shared path: anonymous tokens for the demo channel (signed once per bucket);
 #   4. p99 latency of the signing path at half its peak rate (oha, fixed rate);
@@ -112,7 +113,10 @@ wrk_run() { # name url lua pid -> $work/name.res "rps p50 p99"; the server's CPU
   # Runs in this shell (not in a command or process substitution), so that its exit stops the script.
   local out before failed
   before=$(cpu_seconds "$4")
-  out=$(wrk -t1 -c"$connections" -d"${duration}s" --latency -s "$3" "$2/v1/token")
+  # wrk counts an answer slower than its timeout (2 s by default) as a socket error: the Node
+  # snippet's slowest answers pass 2 s when other work shares the 2 cores. 10 s: slow is measured
+  # (in p99), not failed.
+  out=$(wrk -t1 -c"$connections" -d"${duration}s" --timeout 10s --latency -s "$3" "$2/v1/token")
   python3 -c "print($(cpu_seconds "$4") - $before)" >"$work/$1.cpu"
   echo "$out" >"$work/$1.wrk"
   failed=$(echo "$out" | grep -E '^ *(Non-2xx or 3xx responses|Socket errors):' || true)
@@ -151,7 +155,10 @@ EOF
 }
 
 echo "measuring the raw signing rate on 2 threads..." >&2
-raw=$("target/$out/examples/sign_rate" 2 "$duration")
+# Two numbers: signatures per second on 2 threads (wall clock), and per CPU-second of the signing
+# threads: one core's raw rate, which other work on the 2 cores moves far less.
+raw_out=$("target/$out/examples/sign_rate" 2 "$duration")
+read -r raw raw_per_cpu <<<"$raw_out"
 echo "signing path..." >&2
 wrk_run signing "$api" "$work/viewer.lua" "$serve_pid"
 read -r sign_rps sign_p50 sign_p99 <"$work/signing.res"
@@ -198,19 +205,18 @@ bare_per_cpu=$(per_cpu_second bare)
 # the script exits 2 too.
 missed=0
 python3 - "$raw" "$sign_rps" "$shared_rps" "$node_rps" "$rss_kb" "$(cat "$work/signing.cpu")" "$half_p99" \
-  "$sign_per_cpu" "$shared_per_cpu" "$bare_per_cpu" "$(cat "$work/shared.cpu")" "$(cat "$work/bare.cpu")" \
+  "$sign_per_cpu" "$shared_per_cpu" "$bare_per_cpu" "$(cat "$work/shared.cpu")" "$(cat "$work/bare.cpu")" "$raw_per_cpu" \
   <<EOF | tee target/load-report.txt || missed=$?
 import sys
 raw, sign, shared, node, rss, sign_cpu = map(float, sys.argv[1:7])
 half_p99 = float(sys.argv[7].removesuffix("ms"))
-sign_per_cpu, shared_per_cpu, bare_per_cpu, shared_cpu, bare_cpu = map(float, sys.argv[8:13])
+sign_per_cpu, shared_per_cpu, bare_per_cpu, shared_cpu, bare_cpu, one_core = map(float, sys.argv[8:14])
 d = ${duration}
-one_core = raw / 2
 us = lambda per_cpu: 1e6 / per_cpu
 print("POST /v1/token on loopback, ${connections} connections, ${duration} s each, wrk -t1 and oha on the same 2 cores (${profile} build),")
 print("the service with its default logging (audit on). Per CPU-second: requests answered over the server's own")
 print("CPU time (user + system, /proc); the rates per second move with whatever else runs on the 2 cores.")
-print(f"raw aws-lc-rs ES384 sign, 2 threads: {raw:,.0f}/s ({one_core:,.0f}/s per core = {us(one_core):.0f} us of a core each)")
+print(f"raw aws-lc-rs ES384 sign, 2 threads: {raw:,.0f}/s; one core's raw rate: {one_core:,.0f} per CPU-second of the signing threads ({us(one_core):.0f} us each)")
 print(f"signing path (viewer tokens):        {sign:,.0f}/s  p50 ${sign_p50} p99 ${sign_p99}  = {sign / raw:.2f}x raw (goal >= 0.80)")
 print(f"  service CPU {sign_cpu / d:.2f} of the 2 cores: {sign_per_cpu:,.0f} tokens per service CPU-second "
       f"({us(sign_per_cpu):.1f} us each) = {sign_per_cpu / one_core:.2f}x one core's raw rate (goal >= 0.85)")
@@ -242,12 +248,12 @@ EOF
 if [ -n "${BASELINE_BIN:-}" ]; then
   python3 - "$sign_rps" "$sign_per_cpu" "$shared_rps" "$shared_per_cpu" \
     "$base_sign_rps" "$(per_cpu_second base-signing)" "$base_shared_rps" "$(per_cpu_second base-shared)" \
-    "$rss_kb" "$base_rss_kb" "$raw" "$bare_per_cpu" <<EOF | tee -a target/load-report.txt
+    "$rss_kb" "$base_rss_kb" "$raw_per_cpu" "$bare_per_cpu" <<EOF | tee -a target/load-report.txt
 import sys
-s, s_cpu, sh, sh_cpu, bs, bs_cpu, bsh, bsh_cpu, rss, brss, raw, bare = map(float, sys.argv[1:])
+s, s_cpu, sh, sh_cpu, bs, bs_cpu, bsh, bsh_cpu, rss, brss, one_core, bare = map(float, sys.argv[1:])
 print("same run, this build vs BASELINE_BIN (default logging):  this      baseline")
 print(f"signing path, tokens per service CPU-s:  {s_cpu:>10,.0f}    {bs_cpu:>10,.0f}")
-print(f"  / one core's raw sign rate:            {s_cpu / (raw / 2):>10.2f}    {bs_cpu / (raw / 2):>10.2f}   (goal >= 0.85)")
+print(f"  / one core's raw sign rate:            {s_cpu / one_core:>10.2f}    {bs_cpu / one_core:>10.2f}   (goal >= 0.85)")
 print(f"  service CPU per token, us:             {1e6 / s_cpu:>10.1f}    {1e6 / bs_cpu:>10.1f}")
 print(f"shared path, tokens per service CPU-s:   {sh_cpu:>10,.0f}    {bsh_cpu:>10,.0f}   (goal >= 60,000)")
 print(f"  service CPU per token, us:             {1e6 / sh_cpu:>10.1f}    {1e6 / bsh_cpu:>10.1f}")
