@@ -75,24 +75,27 @@ demo_arn=$(sed -n 's/^demo channel: \([^ ]*\).*/\1/p' "$work/serve.out")
 playback=$(curl -s -X POST "$api/v1/token" -H 'content-type: application/json' -d '{"channel":"demo"}' |
   python3 -c 'import json,sys; print(json.load(sys.stdin)["playback_url"].split("?")[0])')
 
-node benches/node-baseline/server.js 0 "$work/keys/playback-key.pem" "$demo_arn" "$playback" >"$work/node.out" 2>&1 &
-node_pid=$!
-pids+=("$node_pid")
-for _ in $(seq 100); do grep -q listening "$work/node.out" 2>/dev/null && break; sleep 0.1; done
-node_port=$(sed -n 's/^listening on //p' "$work/node.out")
-[ -n "$node_port" ] || { cat "$work/node.out" >&2; exit 1; }
-node_api="http://127.0.0.1:$node_port"
+listen() { # name command... : starts a server that prints "listening on PORT"; sets listener_pid, listener_api
+  local port
+  "${@:2}" >"$work/$1.out" 2>&1 &
+  listener_pid=$!
+  pids+=("$listener_pid")
+  for _ in $(seq 100); do grep -q listening "$work/$1.out" 2>/dev/null && break; sleep 0.1; done
+  port=$(sed -n 's/^listening on //p' "$work/$1.out")
+  [ -n "$port" ] || { cat "$work/$1.out" >&2; exit 1; }
+  listener_api="http://127.0.0.1:$port"
+}
+
+listen node node benches/node-baseline/server.js 0 "$work/keys/playback-key.pem" "$demo_arn" "$playback"
+node_pid=$listener_pid
+node_api=$listener_api
 
 # The bare stack answers with a body the size of a viewer token's answer.
 answer_bytes=$(curl -s -X POST "$api/v1/token" -H 'content-type: application/json' -H "x-api-key: $key" \
   -d '{"channel":"demo","viewer_id":"bench-user"}' | wc -c)
-"target/$out/examples/bare_http" "$answer_bytes" >"$work/bare.out" 2>&1 &
-bare_pid=$!
-pids+=("$bare_pid")
-for _ in $(seq 100); do grep -q listening "$work/bare.out" 2>/dev/null && break; sleep 0.1; done
-bare_port=$(sed -n 's/^listening on //p' "$work/bare.out")
-[ -n "$bare_port" ] || { cat "$work/bare.out" >&2; exit 1; }
-bare_api="http://127.0.0.1:$bare_port"
+listen bare "target/$out/examples/bare_http" "$answer_bytes"
+bare_pid=$listener_pid
+bare_api=$listener_api
 
 lua() { # file body [api-key]
   {
