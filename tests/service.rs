@@ -212,6 +212,24 @@ async fn shareable_tokens_are_signed_once_per_bucket() {
         metrics.contains("token_cache_total{result=\"hit\"}"),
         "{metrics}"
     );
+    // The per-token counters and histogram (registered once, on the first
+    // request) count, and no log line was lost.
+    for counted in [
+        "tokens_total{outcome=\"minted\"} ",
+        "channel_cache_total{result=\"anonymous\"} ",
+        "token_request_seconds_count ",
+    ] {
+        let line = metrics
+            .lines()
+            .find(|l| l.starts_with(counted))
+            .unwrap_or_else(|| panic!("no {counted}in {metrics}"));
+        let n: f64 = line[counted.len()..].parse().unwrap();
+        assert!(n >= 3.0, "{line}");
+    }
+    assert!(
+        metrics.lines().any(|l| l == "log_lines_dropped_total 0"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
