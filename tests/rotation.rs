@@ -307,14 +307,14 @@ async fn a_rotation_under_load_fails_no_play_and_the_old_key_is_deleted_after_it
     assert_eq!(failures, 0);
     // Audited, and no key or token in the log.
     {
-        let logs = s.logs.lock().unwrap();
         for action in ["key_imported", "key_rotated", "key_deleted"] {
-            assert!(
+            s.logs_when(&format!("{action} audit line"), |logs| {
                 logs.iter()
-                    .any(|l| l.contains(&format!("\"action\":\"{action}\""))),
-                "no {action} audit line"
-            );
+                    .any(|l| l.contains(&format!("\"action\":\"{action}\"")))
+            })
+            .await;
         }
+        let logs = s.settled_logs().await;
         assert!(
             !logs
                 .iter()

@@ -10,10 +10,13 @@ use std::time::Duration;
 use super::banner::print_banner;
 use super::{HealthcheckArgs, LocalIvsArgs, ServeArgs};
 use crate::PrivateKey;
+use crate::service::log_writer::{self, LogGuard};
 
-/// JSON logs on stderr (stdout carries what scripts read). `RUST_LOG`
-/// filters; the default keeps warnings and the audit trail.
-fn init_logging() {
+/// JSON logs on stderr (stdout carries what scripts read), written in
+/// batches by a thread of their own (`service::log_writer`): keep the guard
+/// until the command ends, it writes what is left. `RUST_LOG` filters; the
+/// default keeps warnings and the audit trail.
+fn init_logging() -> Result<LogGuard, String> {
     use tracing::Level;
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::{FilterExt as _, Targets};
@@ -34,11 +37,15 @@ fn init_logging() {
         .with_target("aws_smithy_runtime_api", Level::DEBUG)
         .with_target("aws_smithy_http_client", Level::DEBUG)
         .with_target("hyper_util", Level::DEBUG);
+    let (stderr, guard) = log_writer::batched(io::stderr())
+        .map_err(|e| format!("cannot start the log writer thread: {e}"))?;
     let output = tracing_subscriber::fmt::layer()
         .json()
-        .with_writer(io::stderr)
+        .event_format(log_writer::JsonLines::new())
+        .with_writer(stderr)
         .with_filter(wanted.and(cap));
     let _ = tracing_subscriber::registry().with(output).try_init();
+    Ok(guard)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -83,7 +90,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
 
 pub(super) fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
     use crate::service::local_ivs::{LocalIvs, LocalIvsConfig, LocalIvsError};
-    init_logging();
+    let _logs = init_logging()?;
     let config = LocalIvsConfig {
         listen: args.listen,
         state_file: args.state_file,
@@ -113,7 +120,7 @@ pub(super) fn local_ivs(args: LocalIvsArgs) -> Result<ExitCode, String> {
 pub(super) fn keys_rotate(config: Option<&Path>) -> Result<ExitCode, String> {
     use crate::service::control::rotation::Rotator;
     use crate::service::{config::Config, key_control};
-    init_logging();
+    let _logs = init_logging()?;
     let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
     runtime()?.block_on(async {
         let (ivs, store, options) = key_control(&config).await.map_err(|e| e.to_string())?;
@@ -132,7 +139,7 @@ pub(super) fn keys_rotate(config: Option<&Path>) -> Result<ExitCode, String> {
 pub(super) fn keys_import(private_key: &Path, config: Option<&Path>) -> Result<ExitCode, String> {
     use crate::service::control::rotation::import_key;
     use crate::service::{config::Config, key_control};
-    init_logging();
+    let _logs = init_logging()?;
     let key = PrivateKey::read_file(private_key).map_err(|e| format!("--private-key: {e}"))?;
     let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
     runtime()?.block_on(async {
@@ -150,7 +157,7 @@ pub(super) fn keys_import(private_key: &Path, config: Option<&Path>) -> Result<E
 
 pub(super) fn create_table(config: Option<&Path>) -> Result<ExitCode, String> {
     use crate::service::{config::Config, coordination_table};
-    init_logging();
+    let _logs = init_logging()?;
     let config = Config::load(config).map_err(|e| format!("--config: {e}"))?;
     runtime()?.block_on(async {
         let table = coordination_table(&config)
@@ -167,7 +174,7 @@ pub(super) fn create_table(config: Option<&Path>) -> Result<ExitCode, String> {
 
 pub(super) fn serve(args: ServeArgs) -> Result<ExitCode, String> {
     use crate::service::{Application, config::Config};
-    init_logging();
+    let _logs = init_logging()?;
     let config = Config::load(args.config.as_deref()).map_err(|e| format!("--config: {e}"))?;
     runtime()?.block_on(async {
         let mut shutdown = Box::pin(shutdown_signal());

@@ -23,6 +23,8 @@
 //! - [`channel`]: a channel as IVS describes it and as callers name it;
 //! - `ledger`: the count of signed tokens per key (written by the mint,
 //!   read by rotation);
+//! - `log_writer`: log lines to stderr in batches, from a thread of their
+//!   own (nothing dropped; lost writes counted);
 //! - `origins`: origin lists as configuration and requests write them;
 //! - `outbound`: the HTTP clients of the calls the service makes (canary,
 //!   JWKS), with the certificate authorities each needs;
@@ -38,6 +40,7 @@ pub mod control;
 pub(crate) mod http;
 pub(crate) mod ledger;
 pub mod local_ivs;
+pub(crate) mod log_writer;
 pub mod mint;
 pub(crate) mod origins;
 pub(crate) mod outbound;

@@ -289,6 +289,47 @@ impl TestService {
         }
     }
 
+    /// The log lines so far, once `wanted` holds of them (within 10 s; it
+    /// panics naming `what` otherwise). The service writes its log lines in
+    /// batches (within 10 ms of each line), so a line may follow the answer
+    /// of the request that made it.
+    pub async fn logs_when(&self, what: &str, wanted: impl Fn(&[String]) -> bool) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let logs = self.logs.lock().unwrap().clone();
+            if wanted(&logs) {
+                return logs;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {what} in the log within 10 s; its tail:\n{}",
+                logs[logs.len().saturating_sub(20)..].join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The log lines once every line of what was done so far is in: no new
+    /// line for 200 ms (twenty batch intervals), within 10 s. For checks of
+    /// what the log must not hold.
+    pub async fn settled_logs(&self) -> Vec<String> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let (mut seen, mut since) = (self.logs.lock().unwrap().len(), tokio::time::Instant::now());
+        loop {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = self.logs.lock().unwrap().len();
+            if now != seen {
+                (seen, since) = (now, tokio::time::Instant::now());
+            } else if since.elapsed() >= Duration::from_millis(200) {
+                return self.logs.lock().unwrap().clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the log never settled"
+            );
+        }
+    }
+
     /// The admin API's bearer token (its SHA-256 is in the config), sent by
     /// the admin methods.
     pub fn with_admin_token(mut self, token: &str) -> Self {

@@ -90,6 +90,8 @@ pub(crate) fn router(
     viewer_dir: &std::path::Path,
 ) -> Router {
     let _ = metrics_handle();
+    // Shown at 0 from the start: a log line lost is one an operator must see.
+    metrics::counter!(crate::service::log_writer::DROPPED_METRIC).increment(0);
     let router = Router::new()
         .route("/v1/token", post(token::token))
         .route("/v1/tokens", post(token::tokens))

@@ -67,15 +67,7 @@ pub(crate) async fn read_json(
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            let ct = ct
-                .split(';')
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_ascii_lowercase();
-            ct == "application/json" || ct.ends_with("+json")
-        });
+        .is_some_and(is_json_type);
     if !is_json {
         return Err(AppError::UnsupportedMediaType);
     }
@@ -85,6 +77,23 @@ pub(crate) async fn read_json(
         message: format!("the body is not valid JSON: {e}"),
         field: None,
     })
+}
+
+/// Whether a `Content-Type` names JSON (`application/json` or `*+json`,
+/// parameters aside), compared without regard to case and without a
+/// lower-cased copy per request.
+fn is_json_type(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .as_bytes();
+    media.eq_ignore_ascii_case(b"application/json")
+        || media
+            .len()
+            .checked_sub(5)
+            .is_some_and(|at| media[at..].eq_ignore_ascii_case(b"+json"))
 }
 
 /// The items of a batch body `{"requests": [...]}`.
@@ -215,4 +224,33 @@ pub(crate) fn parse_request(value: &Value, at: &str) -> Result<TokenRequest, App
         strict_origin: boolean("strict_origin")?,
         maximum_resolution,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_content_types_are_known_in_any_case() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            " application/json ;charset=UTF-8",
+            "application/merge-patch+json",
+            "APPLICATION/VND.API+JSON",
+        ] {
+            assert!(is_json_type(json), "{json}");
+        }
+        for other in [
+            "",
+            "json",
+            "text/plain",
+            "application/jsonp",
+            "application/x-www-form-urlencoded",
+            "text/plain; note=+json",
+        ] {
+            assert!(!is_json_type(other), "{other}");
+        }
+    }
 }

@@ -5,18 +5,22 @@
 //! before its body is read; a batch after, when its size is known.
 
 use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::ser::{Serialize, SerializeStruct as _, Serializer};
 use serde_json::{Value, json};
 
 use super::AppState;
 use super::auth::{admit, country};
 use super::error::AppError;
 use super::request::{batch_items, parse_request, read_json};
+use crate::service::channel::ChannelInfo;
+use crate::service::mint::minter::Minted;
 use crate::service::mint::policy::Caller;
 use crate::service::mint::{Mint, Refusal, TokenRequest};
 
@@ -38,11 +42,16 @@ pub(crate) async fn token(
         let request =
             parse_request(&value, "").inspect_err(|e| audit_refusal(&caller, &value, e))?;
         let viewer_country = country(mint, &headers);
-        within(
+        let answer = within(
             parts.timeout,
             mint_one(mint, &caller, &request, viewer_country, now),
         )
-        .await
+        .await?;
+        // Written straight from the parts: no JSON value in between.
+        serde_json::to_vec(&answer).map_err(|e| {
+            tracing::error!(error = %e, "writing a token answer");
+            AppError::Internal
+        })
     }
     .await;
     finish(started, result)
@@ -72,7 +81,13 @@ pub(crate) async fn tokens(
                 let outcome = match parse_request(item, &at) {
                     Ok(request) => mint_one(mint, &caller, &request, viewer_country, now)
                         .await
-                        .map_err(|e| e.within(&at)),
+                        .map_err(|e| e.within(&at))
+                        .and_then(|answer| {
+                            serde_json::to_value(&answer).map_err(|e| {
+                                tracing::error!(error = %e, "writing a token answer");
+                                AppError::Internal
+                            })
+                        }),
                     Err(e) => {
                         audit_refusal(&caller, item, &e);
                         Err(e)
@@ -84,12 +99,45 @@ pub(crate) async fn tokens(
                     body
                 }));
             }
-            Ok(json!({ "results": results }))
+            Ok(json!({ "results": results }).to_string().into_bytes())
         };
         within(parts.timeout, work).await
     }
     .await;
     finish(started, result)
+}
+
+/// A minted token's answer: `channel_arn`, `expires_at`, `playback_url`,
+/// `refresh_after`, `token`.
+struct TokenAnswer {
+    channel: Arc<ChannelInfo>,
+    minted: Minted,
+}
+
+impl Serialize for TokenAnswer {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        /// The playback URL with the token appended, written without
+        /// building it first.
+        struct PlaybackUrl<'a>(&'a str, &'a str);
+        impl Serialize for PlaybackUrl<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_str(&format_args!("{}?token={}", self.0, self.1))
+            }
+        }
+        let token: &str = &self.minted.token;
+        // In the order a JSON object of serde_json has always written them
+        // (its keys sorted), so that the bytes are what they were.
+        let mut answer = serializer.serialize_struct("TokenAnswer", 5)?;
+        answer.serialize_field("channel_arn", self.channel.arn.as_str())?;
+        answer.serialize_field("expires_at", &self.minted.expires_at)?;
+        answer.serialize_field(
+            "playback_url",
+            &PlaybackUrl(&self.channel.playback_url, token),
+        )?;
+        answer.serialize_field("refresh_after", &self.minted.refresh_after)?;
+        answer.serialize_field("token", token)?;
+        answer.end()
+    }
 }
 
 /// One parsed request: resolve → entitle → mint → the JSON answer, with an
@@ -100,15 +148,17 @@ async fn mint_one(
     request: &TokenRequest,
     country: Option<&str>,
     now: SystemTime,
-) -> Result<Value, AppError> {
+) -> Result<TokenAnswer, AppError> {
     let outcome = async {
         let channel = mint.resolve(caller, &request.channel).await?;
         let grant = mint.entitle(caller, &channel, request, country, now)?;
         let minted = mint.sign(&channel, &grant, now)?;
+        // Strings rather than Display values where they exist already: the
+        // JSON is the same, without formatting each one again.
         tracing::info!(
             target: "audit",
-            caller = %caller.name(),
-            channel = %channel.arn,
+            caller = &*caller.name(),
+            channel = channel.arn.as_str(),
             key = %minted.fingerprint,
             viewer = grant.viewer.as_ref().map(|v| v.as_str()).unwrap_or(""),
             single_use = grant.single_use,
@@ -116,19 +166,13 @@ async fn mint_one(
             exp = minted.expires_at,
             decision = "minted",
         );
-        Ok::<_, Refusal>(json!({
-            "token": minted.token,
-            "playback_url": format!("{}?token={}", channel.playback_url, minted.token),
-            "channel_arn": channel.arn.as_str(),
-            "expires_at": minted.expires_at,
-            "refresh_after": minted.refresh_after,
-        }))
+        Ok::<_, Refusal>(TokenAnswer { channel, minted })
     };
     outcome.await.map_err(|refusal: Refusal| {
         let e = AppError::from(refusal);
         tracing::info!(
             target: "audit",
-            caller = %caller.name(),
+            caller = &*caller.name(),
             channel = %request.channel,
             decision = "refused",
             code = e.code(),
@@ -147,7 +191,7 @@ fn audit_refusal(caller: &Caller, body: &Value, e: &AppError) {
         .map_or("", |c| c.get(..256).unwrap_or(c));
     tracing::info!(
         target: "audit",
-        caller = %caller.name(),
+        caller = &*caller.name(),
         channel = %channel,
         decision = "refused",
         code = e.code(),
@@ -171,15 +215,32 @@ async fn within<T>(
         })
 }
 
-/// The answer, counted and timed. (An early refusal that leaves the body
-/// unread says `Connection: close` through the server's body tracking.)
-fn finish(started: Instant, result: Result<Value, AppError>) -> Response {
-    let outcome = match &result {
-        Ok(_) => "minted",
-        Err(e) => e.code(),
-    };
-    metrics::counter!("tokens_total", "outcome" => outcome).increment(1);
-    metrics::histogram!("token_request_seconds").record(started.elapsed().as_secs_f64());
+/// The metrics of every answer, registered once (on the first request,
+/// after [`super::router`] installed the recorder): a token costs two
+/// atomic updates, not two registry look-ups.
+struct AnswerMetrics {
+    minted: metrics::Counter,
+    seconds: metrics::Histogram,
+}
+
+fn answer_metrics() -> &'static AnswerMetrics {
+    static METRICS: OnceLock<AnswerMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| AnswerMetrics {
+        minted: metrics::counter!("tokens_total", "outcome" => "minted"),
+        seconds: metrics::histogram!("token_request_seconds"),
+    })
+}
+
+/// The answer (its JSON body), counted and timed. (An early refusal that
+/// leaves the body unread says `Connection: close` through the server's
+/// body tracking.)
+fn finish(started: Instant, result: Result<Vec<u8>, AppError>) -> Response {
+    let metrics = answer_metrics();
+    match &result {
+        Ok(_) => metrics.minted.increment(1),
+        Err(e) => metrics::counter!("tokens_total", "outcome" => e.code()).increment(1),
+    }
+    metrics.seconds.record(started.elapsed().as_secs_f64());
     match result {
         Ok(body) => (
             StatusCode::OK,
@@ -187,7 +248,7 @@ fn finish(started: Instant, result: Result<Value, AppError>) -> Response {
                 (header::CONTENT_TYPE, "application/json"),
                 (header::CACHE_CONTROL, "no-store"),
             ],
-            body.to_string(),
+            body,
         )
             .into_response(),
         Err(e) => {

@@ -76,6 +76,24 @@ pub const MISS_BUDGET_PER_SECOND: u32 = 1;
 /// The burst of [`MISS_BUDGET_PER_SECOND`].
 pub const MISS_BUDGET_BURST: u32 = 2;
 
+/// `channel_cache_total` for the lookups every token makes, registered
+/// once (on the first lookup, after the HTTP room installed the recorder):
+/// an atomic add per token rather than a registry look-up.
+struct LookupMetrics {
+    hit: metrics::Counter,
+    miss: metrics::Counter,
+    anonymous: metrics::Counter,
+}
+
+fn lookup_metrics() -> &'static LookupMetrics {
+    static METRICS: std::sync::OnceLock<LookupMetrics> = std::sync::OnceLock::new();
+    METRICS.get_or_init(|| LookupMetrics {
+        hit: metrics::counter!("channel_cache_total", "result" => "hit"),
+        miss: metrics::counter!("channel_cache_total", "result" => "miss"),
+        anonymous: metrics::counter!("channel_cache_total", "result" => "anonymous"),
+    })
+}
+
 /// The cache.
 #[derive(Clone)]
 pub struct ChannelCache {
@@ -160,8 +178,11 @@ impl ChannelCache {
     /// A channel from memory only: never asks IVS.
     pub async fn cached(&self, reference: &ChannelRef) -> Option<Arc<ChannelInfo>> {
         let hit = self.peek(reference).await;
-        let result = if hit.is_some() { "hit" } else { "miss" };
-        metrics::counter!("channel_cache_total", "result" => result).increment(1);
+        let counters = lookup_metrics();
+        match hit {
+            Some(_) => counters.hit.increment(1),
+            None => counters.miss.increment(1),
+        }
         hit
     }
 
@@ -171,7 +192,7 @@ impl ChannelCache {
         &self,
         reference: &ChannelRef,
     ) -> Option<Arc<ChannelInfo>> {
-        metrics::counter!("channel_cache_total", "result" => "anonymous").increment(1);
+        lookup_metrics().anonymous.increment(1);
         self.peek(reference).await
     }
 

@@ -2,7 +2,7 @@
 //! shared are signed once per claims and `exp` bucket. Every signature is
 //! counted in the token ledger, which the control room reads.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use moka::sync::Cache;
@@ -17,8 +17,8 @@ use crate::{Error, Fingerprint, PlaybackClaims, TokenSigner};
 /// A minted token and what the caller needs to know of it.
 #[derive(Debug, Clone)]
 pub(crate) struct Minted {
-    /// The token.
-    pub(crate) token: String,
+    /// The token (shared: a cached token is handed out as is).
+    pub(crate) token: Arc<str>,
     /// Its `exp`, Unix seconds.
     pub(crate) expires_at: u64,
     /// When the caller should ask again, Unix seconds.
@@ -104,13 +104,13 @@ impl Minter {
             exp,
         };
         if let Some(hit) = self.shared.get(&key) {
-            metrics::counter!("token_cache_total", "result" => "hit").increment(1);
+            cache_metrics().hit.increment(1);
             return Ok(Minted {
                 cached: true,
                 ..Minted::clone(&hit)
             });
         }
-        metrics::counter!("token_cache_total", "result" => "miss").increment(1);
+        cache_metrics().miss.increment(1);
         let minted = Arc::new(self.sign(channel, grant, now, exp)?);
         self.shared.insert(key, Arc::clone(&minted));
         Ok(Minted::clone(&minted))
@@ -168,10 +168,26 @@ impl Minter {
             fingerprint: *token.fingerprint(),
             expires_at: exp,
             refresh_after: exp.saturating_sub((ttl / 4).max(1)).max(now_s),
-            token: token.into_string(),
+            token: token.into_string().into(),
             cached: false,
         })
     }
+}
+
+/// `token_cache_total`, registered once (on the first request, after the
+/// HTTP room installed the recorder), so that a shared token costs an
+/// atomic add rather than a registry look-up.
+struct CacheMetrics {
+    hit: metrics::Counter,
+    miss: metrics::Counter,
+}
+
+fn cache_metrics() -> &'static CacheMetrics {
+    static METRICS: OnceLock<CacheMetrics> = OnceLock::new();
+    METRICS.get_or_init(|| CacheMetrics {
+        hit: metrics::counter!("token_cache_total", "result" => "hit"),
+        miss: metrics::counter!("token_cache_total", "result" => "miss"),
+    })
 }
 
 /// A claim rule broken by what the caller asked, named by the request field.

@@ -5,6 +5,7 @@
 //! resolution, single-use, strict origins), never widen it. Decisions only:
 //! no HTTP, no IVS.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,8 @@ fn glob(pattern: &str, text: &str) -> bool {
 /// A trusted backend and what it may mint.
 pub(crate) struct ApiKeyRule {
     pub(crate) name: String,
+    /// `api_key:NAME`, as logs and the audit name this caller.
+    audit_name: String,
     /// Its position in `api_keys`, where its rate-limit bucket is too.
     pub(crate) index: usize,
     hash: [u8; 32],
@@ -103,13 +106,13 @@ pub(crate) struct ViewerCaller {
 }
 
 impl Caller {
-    /// For logs and audit.
-    pub(crate) fn name(&self) -> String {
+    /// For logs and audit (an API key's, made once with its rule).
+    pub(crate) fn name(&self) -> Cow<'_, str> {
         match self {
-            Self::ApiKey(rule) => format!("api_key:{}", rule.name),
-            Self::Anonymous(_) => "anonymous".into(),
+            Self::ApiKey(rule) => Cow::Borrowed(&rule.audit_name),
+            Self::Anonymous(_) => Cow::Borrowed("anonymous"),
             // The pseudonym, never `sub`: it may be personal data.
-            Self::Viewer(v) => format!("viewer:{}", v.pseudonym),
+            Self::Viewer(v) => Cow::Owned(format!("viewer:{}", v.pseudonym)),
         }
     }
 }
@@ -165,6 +168,7 @@ impl Policy {
             .filter_map(|(index, k)| {
                 Some(Arc::new(ApiKeyRule {
                     name: k.name.clone(),
+                    audit_name: format!("api_key:{}", k.name),
                     index,
                     hash: sha256_from_hex(&k.sha256)?,
                     channels: k.channels.iter().cloned().map(Pattern).collect(),

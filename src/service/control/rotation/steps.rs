@@ -75,6 +75,8 @@ impl<'s> Record<'s> {
 /// with SIGKILL, as an orchestrator would a replica that hangs).
 pub(super) fn crash_point(step: &str) {
     if std::env::var(super::CRASH_HOOK_ENV).is_ok_and(|v| v == step) {
+        // The log lines of the steps before it are on stderr first.
+        crate::service::log_writer::flush();
         eprintln!("{}={step}: aborting as asked", super::CRASH_HOOK_ENV);
         std::process::abort();
     }
