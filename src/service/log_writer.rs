@@ -138,9 +138,19 @@ impl Shared {
         let mut state = self.lock();
         if state.stopping {
             // The flusher is gone or going (the command is ending): this
-            // line goes straight to stderr, as every line once did.
+            // line goes straight to stderr, as every line once did, after
+            // any batch being written and any lines still waiting, so that
+            // lines neither change order nor mix with a batch mid-line.
             drop(state);
-            write_batch(&mut io::stderr(), line);
+            let writing = self
+                .writing
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let waiting = std::mem::take(&mut self.lock().waiting);
+            let mut stderr = io::stderr();
+            write_batch(&mut stderr, &waiting);
+            write_batch(&mut stderr, line);
+            drop(writing);
             return;
         }
         while state.waiting.len() >= CAPACITY && !state.stopping {

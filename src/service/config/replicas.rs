@@ -62,7 +62,27 @@ fn check_endpoint(key: &str, url: &str) -> Result<(), ConfigError> {
             "{key}: must be a URL such as http://127.0.0.1:5000 or https://dynamodb.us-west-2.amazonaws.com, got `{url}`"
         )));
     }
+    // Private keys travel to Secrets Manager: in cleartext only over
+    // loopback (a local test server), never across a network.
+    if key == "keys.secrets_endpoint_url" && url.starts_with("http://") && !loopback_host(rest) {
+        return Err(ConfigError(format!(
+            "{key}: `{url}` would send private keys in cleartext; use https://, or http:// only to a loopback address (127.0.0.1, [::1], localhost)"
+        )));
+    }
     Ok(())
+}
+
+/// Whether the host of `authority[/path]` is a loopback address.
+fn loopback_host(rest: &str) -> bool {
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.split(':').next().unwrap_or_default(),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Config {
@@ -219,6 +239,22 @@ mod tests {
             e.contains("keys.secrets_endpoint_url") && e.contains("http://"),
             "{e}"
         );
+        let e = shared("secrets_endpoint_url = \"http://secrets.internal:5000\"").unwrap_err();
+        assert!(
+            e.contains("keys.secrets_endpoint_url") && e.contains("cleartext"),
+            "{e}"
+        );
+        for ok in [
+            "http://127.0.0.1:5000",
+            "http://[::1]:5000/",
+            "http://localhost:5000",
+            "https://secretsmanager.us-west-2.amazonaws.com",
+        ] {
+            assert!(
+                shared(&format!("secrets_endpoint_url = \"{ok}\"")).is_ok(),
+                "{ok}"
+            );
+        }
         let with = |coordination: &str| {
             load(&format!(
                 "{AWS}[keys]\nstore = \"secrets-manager\"\n[coordination]\n{coordination}\n"
