@@ -114,15 +114,37 @@ impl Coordination {
                 .expression_attribute_values(":prev", n(version - 1))
         };
         let put = put.build().map_err(|e| self.corrupt(e.to_string()))?;
-        let sent = self
-            .client()
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().update(renew).build())
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .send()
-            .await;
-        let Err(e) = sent else {
-            return Ok(());
+        let items = vec![
+            TransactWriteItem::builder().update(renew).build(),
+            TransactWriteItem::builder().put(put).build(),
+        ];
+        // DynamoDB cancels a transaction that meets another write to one of
+        // its items in flight (`TransactionConflict`): another replica's
+        // `try_lease` on the lease item does that. A conflict is no verdict
+        // on the conditions: ask again, a few times.
+        let mut attempt = 0u64;
+        let e = loop {
+            let sent = self
+                .client()
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let Err(e) = sent else {
+                return Ok(());
+            };
+            let conflict = match e.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .any(|r| r.code() == Some("TransactionConflict")),
+                _ => false,
+            };
+            attempt += 1;
+            if !conflict || attempt >= 4 {
+                break e;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
         };
         let failed: Vec<bool> = match e.as_service_error() {
             Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
@@ -180,7 +202,14 @@ impl Coordination {
                 }
                 Ok(Lease::Acquired { took_over })
             }
-            Err(e) if e.code() == Some("ConditionalCheckFailedException") => {
+            // A conflict with a save in flight (the holder's transaction
+            // on this item) means the lease is held: read who holds it.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("ConditionalCheckFailedException" | "TransactionConflictException")
+                ) =>
+            {
                 match self.head().await?.lease {
                     Some((holder, expires_at_ms)) => Ok(Lease::Held {
                         holder,
