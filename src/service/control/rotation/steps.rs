@@ -194,11 +194,6 @@ pub(super) async fn reconcile(
         &|fp| have.contains(fp),
         now(),
     );
-    // Recorded before IVS is touched, as every step is: a replica whose
-    // state is old, or whose rotation lease ran out during the listing,
-    // stops here (the store refuses its save) instead of deleting or
-    // importing key pairs on the word of that old state.
-    record.save().await?;
     for d in &delete {
         ivs.delete_key_pair(&d.arn).await?;
         tracing::info!(target: "audit", action = "key_deleted", fingerprint = %d.fingerprint, reason = d.reason);
