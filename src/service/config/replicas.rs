@@ -51,8 +51,9 @@ fn secret_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || "/_+=.@-".contains(c)
 }
 
-/// An endpoint override: `http://` or `https://` and a host.
-fn check_endpoint(key: &str, url: &str) -> Result<(), ConfigError> {
+/// An endpoint override: `http://` or `https://` and a host; with
+/// `carries_keys`, `http://` only to loopback.
+fn check_endpoint(key: &str, url: &str, carries_keys: bool) -> Result<(), ConfigError> {
     let rest = url
         .strip_prefix("http://")
         .or_else(|| url.strip_prefix("https://"))
@@ -64,7 +65,7 @@ fn check_endpoint(key: &str, url: &str) -> Result<(), ConfigError> {
     }
     // Private keys travel to Secrets Manager: in cleartext only over
     // loopback (a local test server), never across a network.
-    if key == "keys.secrets_endpoint_url" && url.starts_with("http://") && !loopback_host(rest) {
+    if carries_keys && url.starts_with("http://") && !loopback_host(rest) {
         return Err(ConfigError(format!(
             "{key}: `{url}` would send private keys in cleartext; use https://, or http:// only to a loopback address (127.0.0.1, [::1], localhost)"
         )));
@@ -105,10 +106,10 @@ impl Config {
             );
         }
         if let Some(url) = &self.keys.secrets_endpoint_url {
-            check_endpoint("keys.secrets_endpoint_url", url)?;
+            check_endpoint("keys.secrets_endpoint_url", url, true)?;
         }
         if let Some(url) = &c.endpoint_url {
-            check_endpoint("coordination.endpoint_url", url)?;
+            check_endpoint("coordination.endpoint_url", url, false)?;
         }
         if let Some(table) = &c.table {
             let ok = (3..=255).contains(&table.len())

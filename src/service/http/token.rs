@@ -48,10 +48,7 @@ pub(crate) async fn token(
         )
         .await?;
         // Written straight from the parts: no JSON value in between.
-        serde_json::to_vec(&answer).map_err(|e| {
-            tracing::error!(error = %e, "writing a token answer");
-            AppError::Internal
-        })
+        serde_json::to_vec(&answer).map_err(answer_error)
     }
     .await;
     finish(started, result)
@@ -82,12 +79,7 @@ pub(crate) async fn tokens(
                     Ok(request) => mint_one(mint, &caller, &request, viewer_country, now)
                         .await
                         .map_err(|e| e.within(&at))
-                        .and_then(|answer| {
-                            serde_json::to_value(&answer).map_err(|e| {
-                                tracing::error!(error = %e, "writing a token answer");
-                                AppError::Internal
-                            })
-                        }),
+                        .and_then(|answer| serde_json::to_value(&answer).map_err(answer_error)),
                     Err(e) => {
                         audit_refusal(&caller, item, &e);
                         Err(e)
@@ -105,6 +97,13 @@ pub(crate) async fn tokens(
     }
     .await;
     finish(started, result)
+}
+
+/// A token answer that serde_json could not write (it cannot fail for
+/// these fields; logged and a 500 rather than a panic).
+fn answer_error(e: serde_json::Error) -> AppError {
+    tracing::error!(error = %e, "writing a token answer");
+    AppError::Internal
 }
 
 /// A minted token's answer: `channel_arn`, `expires_at`, `playback_url`,
