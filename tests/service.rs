@@ -194,6 +194,16 @@ async fn shareable_tokens_are_signed_once_per_bucket() {
         a["token"], b["token"],
         "anonymous tokens with the same claims are shared"
     );
+    // The second answer is the first one's bytes, kept with the shared
+    // token: every field as written for the first request.
+    assert_eq!(a, b, "the shared answer differs");
+    assert!(
+        a["playback_url"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("?token={}", a["token"].as_str().unwrap())),
+        "{a}"
+    );
     assert_eq!(s.play_minted(&a, None).await.0, 200);
     // Other claims are another token, not the shared one.
     let (status, c) = s

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -47,8 +47,7 @@ pub(crate) async fn token(
             mint_one(mint, &caller, &request, viewer_country, now),
         )
         .await?;
-        // Written straight from the parts: no JSON value in between.
-        serde_json::to_vec(&answer).map_err(answer_error)
+        answer.body()
     }
     .await;
     finish(started, result)
@@ -91,7 +90,7 @@ pub(crate) async fn tokens(
                     body
                 }));
             }
-            Ok(json!({ "results": results }).to_string().into_bytes())
+            Ok(Bytes::from(json!({ "results": results }).to_string()))
         };
         within(parts.timeout, work).await
     }
@@ -111,6 +110,21 @@ fn answer_error(e: serde_json::Error) -> AppError {
 struct TokenAnswer {
     channel: Arc<ChannelInfo>,
     minted: Minted,
+}
+
+impl TokenAnswer {
+    /// The answer's JSON, written straight from the parts (no JSON value in
+    /// between); a shared token's answer is written once and then handed
+    /// out by reference, the same bytes to every caller of its bucket.
+    fn body(&self) -> Result<Bytes, AppError> {
+        let write = || serde_json::to_vec(self).map_err(answer_error);
+        match &self.minted.shared_answer {
+            Some(shared) => shared
+                .get_or_write(&self.channel.playback_url, write)
+                .map(Bytes::from_owner),
+            None => write().map(Bytes::from),
+        }
+    }
 }
 
 impl Serialize for TokenAnswer {
@@ -233,7 +247,7 @@ fn answer_metrics() -> &'static AnswerMetrics {
 /// The answer (its JSON body), counted and timed. (An early refusal that
 /// leaves the body unread says `Connection: close` through the server's
 /// body tracking.)
-fn finish(started: Instant, result: Result<Vec<u8>, AppError>) -> Response {
+fn finish(started: Instant, result: Result<Bytes, AppError>) -> Response {
     let metrics = answer_metrics();
     match &result {
         Ok(_) => metrics.minted.increment(1),

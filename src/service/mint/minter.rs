@@ -27,6 +27,48 @@ pub(crate) struct Minted {
     pub(crate) fingerprint: Fingerprint,
     /// Served from the shared-token cache.
     pub(crate) cached: bool,
+    /// A shareable token's answer as the front end wrote it, shared by every
+    /// request of its bucket (`None` for a token made for one caller).
+    pub(crate) shared_answer: Option<Arc<SharedAnswer>>,
+}
+
+/// The bytes a front end wrote to answer with a shared token, kept with the
+/// token so that the other callers of its bucket are answered without the
+/// answer being written (and the token JSON-escaped) again. The mint does not
+/// read them; the front end says what they are.
+#[derive(Default)]
+pub(crate) struct SharedAnswer(OnceLock<(String, Arc<[u8]>)>);
+
+/// Whether an answer is kept, never its bytes: they hold the token.
+impl std::fmt::Debug for SharedAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedAnswer")
+            .field("written", &self.0.get().is_some())
+            .finish()
+    }
+}
+
+impl SharedAnswer {
+    /// The answer written for `playback_url`, written by `write` the first
+    /// time. A channel refreshed within the bucket may have a new playback
+    /// URL: then the answer is written afresh for each request (not kept:
+    /// the first one written stays), which is correct and rare.
+    pub(crate) fn get_or_write<E>(
+        &self,
+        playback_url: &str,
+        write: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Arc<[u8]>, E> {
+        if let Some((url, bytes)) = self.0.get()
+            && url == playback_url
+        {
+            return Ok(Arc::clone(bytes));
+        }
+        let bytes: Arc<[u8]> = write()?.into();
+        // Another request may have set it meanwhile, with the same bytes or
+        // for another URL: either way this request answers with its own.
+        let _ = self.0.set((playback_url.to_owned(), Arc::clone(&bytes)));
+        Ok(bytes)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -111,7 +153,10 @@ impl Minter {
             });
         }
         cache_metrics().miss.increment(1);
-        let minted = Arc::new(self.sign(channel, grant, now, exp)?);
+        let minted = Arc::new(Minted {
+            shared_answer: Some(Arc::default()),
+            ..self.sign(channel, grant, now, exp)?
+        });
         self.shared.insert(key, Arc::clone(&minted));
         Ok(Minted::clone(&minted))
     }
@@ -170,6 +215,7 @@ impl Minter {
             refresh_after: exp.saturating_sub((ttl / 4).max(1)).max(now_s),
             token: token.into_string().into(),
             cached: false,
+            shared_answer: None,
         })
     }
 }
@@ -203,4 +249,37 @@ fn claim_error(e: &crate::ClaimError) -> Refusal {
         _ => "channel",
     };
     Refusal::invalid(field, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+
+    use super::*;
+
+    #[test]
+    fn a_shared_answer_is_written_once_per_playback_url() {
+        let answer = SharedAnswer::default();
+        let writes = Cell::new(0);
+        let write = |body: &str| {
+            writes.set(writes.get() + 1);
+            Ok::<_, ()>(body.as_bytes().to_vec())
+        };
+        let first = answer.get_or_write("https://a/1.m3u8", || write("one"));
+        let again = answer.get_or_write("https://a/1.m3u8", || write("two"));
+        assert_eq!(writes.get(), 1, "the second request wrote the answer again");
+        let (first, again) = (first.unwrap(), again.unwrap());
+        assert!(Arc::ptr_eq(&first, &again), "not the same bytes");
+        assert_eq!(&*first, b"one");
+        // A channel refreshed within the bucket with a new playback URL: its
+        // answer names the new URL, written for each request.
+        let moved = answer.get_or_write("https://b/1.m3u8", || write("moved"));
+        assert_eq!(&*moved.unwrap(), b"moved");
+        assert_eq!(writes.get(), 2);
+        let back = answer.get_or_write("https://a/1.m3u8", || write("three"));
+        assert_eq!(&*back.unwrap(), b"one");
+        // A failed write is the request's error, and nothing is kept.
+        let failed = SharedAnswer::default().get_or_write("u", || Err::<Vec<u8>, _>("no"));
+        assert_eq!(failed.unwrap_err(), "no");
+    }
 }
