@@ -4,6 +4,7 @@
 # run, their tokens checked by the CLI's verifier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+target=${CARGO_TARGET_DIR:-target}
 
 echo "-- docs: -D warnings, every feature set an embedder may pick"
 for features in "" "--no-default-features" "--no-default-features --features aws-lc-rs"; do
@@ -34,11 +35,11 @@ if cargo tree --locked --manifest-path "$manifest" -e normal -p ivs-playback-aut
   exit 1
 fi
 cargo fmt --manifest-path "$manifest" -- --check
-cargo clippy --locked --quiet --manifest-path "$manifest" --target-dir target -- -D warnings
-cargo build --locked --quiet --manifest-path "$manifest" --target-dir target
+cargo clippy --locked --quiet --manifest-path "$manifest" --target-dir "$target" -- -D warnings
+cargo build --locked --quiet --manifest-path "$manifest" --target-dir "$target"
 # The binary as the default-feature tests built it (see .ci/run).
 cargo test --locked --no-run --quiet
-bin=target/debug/ivs-playback-auth
+bin=$target/debug/ivs-playback-auth
 
 work=$(mktemp -d)
 backend_pid=
@@ -57,7 +58,7 @@ arn=arn:aws:ivs:us-west-2:123456789012:channel/abcdEFGH1234
 PLAYBACK_KEY="$work/keys/playback-key.pem" CHANNEL_ARN="$arn" \
   PLAYBACK_URL=https://example.invalid/api/video/v1/demo.m3u8 \
   VIEWER_ID_SECRET=0123456789abcdef0123456789abcdef USERS=alice:correct-horse LISTEN=127.0.0.1:0 \
-  target/debug/axum-backend >"$work/out" 2>&1 &
+  "$target/debug/axum-backend" >"$work/out" 2>&1 &
 backend_pid=$!
 for _ in $(seq 100); do grep -q '^listening on' "$work/out" && break; sleep 0.1; done
 base=$(sed -n 's/^listening on \(http:[^ ]*\).*/\1/p' "$work/out")

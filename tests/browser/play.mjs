@@ -4,14 +4,14 @@
 //   node tests/browser/play.mjs BIN      # BIN: the ivs-playback-auth binary
 //
 // Checks: the demo channel plays (state Playing, video time advancing by 10 s, across a loop of the
-// clip; a screenshot goes to target/viewer-playing.png); every kind of bad token fails as it fails
+// clip; a screenshot goes to viewer-playing.png in the target directory); every kind of bad token fails as it fails
 // against IVS (ErrorAuthorization from MasterPlaylist), and the edge, asked with the page's Origin,
 // says the reason of that kind; two rotations while the page reloads fail no load. Against a second,
 // stand-alone local IVS (channels offline until started, test controls on): a stopped stream fails as
 // IVS's player reports an offline channel (ErrorNotAvailable, 404, from MasterPlaylist), and a public
 // channel plays when its playback restriction policy allows the page's origin and is refused when not;
 // PutMetadata sent with boto3 (tests/browser/put_metadata.py; Python from BOTO3_PYTHON, default the CI
-// venv target/ci-venv) reaches the player as TEXT_METADATA_CUE on both renditions within two segment
+// venv ci-venv in the target directory) reaches the player as TEXT_METADATA_CUE on both renditions within two segment
 // durations of the call (the player plays near the live edge, on the edge's prefetch), and is refused as
 // IVS refuses it on an offline channel and when sent too fast.
 // Waits are for events (the player's state, the video's time), each with a generous deadline, never
@@ -27,10 +27,12 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+// Where cargo builds (and the CI keeps its venv): CARGO_TARGET_DIR when set, as cargo reads it.
+const targetDir = resolve(root, process.env.CARGO_TARGET_DIR ?? 'target');
 const require = createRequire(join(root, 'viewer', 'package.json'));
 const { chromium } = require('playwright-core');
 
-const bin = resolve(process.argv[2] ?? join(root, 'target', 'debug', 'ivs-playback-auth'));
+const bin = resolve(process.argv[2] ?? join(targetDir, 'debug', 'ivs-playback-auth'));
 const API_KEY = 'browser-test-backend-key-0123456789';
 const ADMIN = 'browser-test-admin-token-0123456789';
 const sha256 = (s) => createHash('sha256').update(s).digest('hex');
@@ -172,7 +174,7 @@ async function liveChannel(policy) {
 
 /** `count` PutMetadata calls back to back through boto3: per call {sent_ms, answered_ms, status, code}. */
 function boto3PutMetadata(channelArn, text, count = 1) {
-  const python = process.env.BOTO3_PYTHON ?? join(root, 'target', 'ci-venv', 'bin', 'python');
+  const python = process.env.BOTO3_PYTHON ?? join(targetDir, 'ci-venv', 'bin', 'python');
   const out = execFileSync(python, [join(root, 'tests', 'browser', 'put_metadata.py'), ivsUrl,
     `${IVS_KEY}:${IVS_SECRET}`, channelArn, text, String(count)]);
   return out.toString().trim().split('\n').map((l) => JSON.parse(l));
@@ -260,9 +262,10 @@ try {
     const page = await open('');
     // 10 s of video: across a loop of the 8 s clip (a discontinuity) too.
     const { advanced, took } = await playsFor(page, 10);
-    mkdirSync(join(root, 'target'), { recursive: true });
-    await page.screenshot({ path: join(root, 'target', 'viewer-playing.png') });
-    console.log(`  video time advanced ${advanced.toFixed(2)} s in ${took} ms; screenshot target/viewer-playing.png`);
+    mkdirSync(targetDir, { recursive: true });
+    const screenshot = join(targetDir, 'viewer-playing.png');
+    await page.screenshot({ path: screenshot });
+    console.log(`  video time advanced ${advanced.toFixed(2)} s in ${took} ms; screenshot ${screenshot}`);
     await page.close();
   });
 
