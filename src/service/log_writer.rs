@@ -8,6 +8,13 @@
 //! (sooner past [`HIGH_WATER`]); a line waits that long at most before it is
 //! on stderr.
 //!
+//! Why not tracing-appender's `non_blocking`: it sends each line through a
+//! channel as a `Vec` of its own and its worker writes them one by one; even
+//! lossless (`lossy(false)`) over a `BufWriter` that batches the writes, it
+//! measured 40.3 µs of service CPU a shared token against 33.5 µs with this
+//! writer, and 190 against 181 µs a viewer token (3 alternating rounds under
+//! wrk, one binary, CHANGELOG "Measured"): a fifth of a shared token's cost.
+//!
 //! Nothing is dropped to keep up: past [`CAPACITY`] bytes waiting (stderr is
 //! stalled: a pipe nobody reads), a logging thread waits for room, as it
 //! waited for stderr before. The only lines lost are those of a write to
