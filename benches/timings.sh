@@ -9,7 +9,7 @@
 #      2 s after start (the key-pair calls of start-up have used IVS's quota of 3 per second, which
 #      the client keeps; by then it has refilled) and for a second one right after it (whose calls
 #      wait for that quota).
-# It prints min / median / max and each run, and writes target/timings-report.txt.
+# It prints min / median / max and each run, and writes timings-report.txt in the target directory (CARGO_TARGET_DIR or target/).
 #
 #   benches/timings.sh              # RUNS=5, release build (what the CHANGELOG quotes)
 #   PROFILE=dev RUNS=2 benches/timings.sh   # a quick run of the script itself

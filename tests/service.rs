@@ -194,8 +194,9 @@ async fn shareable_tokens_are_signed_once_per_bucket() {
         a["token"], b["token"],
         "anonymous tokens with the same claims are shared"
     );
-    // The second answer is the first one's bytes, kept with the shared
-    // token: every field as written for the first request.
+    // Every field of the second answer is the first one's (the bytes are
+    // kept with the shared token; that they are written once is the unit
+    // test a_shared_answer_is_written_once_per_playback_url).
     assert_eq!(a, b, "the shared answer differs");
     assert!(
         a["playback_url"]

@@ -28,7 +28,7 @@ import { createRequire } from 'node:module';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 // Where cargo builds (and the CI keeps its venv): CARGO_TARGET_DIR when set, as cargo reads it.
-const targetDir = resolve(root, process.env.CARGO_TARGET_DIR ?? 'target');
+const targetDir = resolve(root, process.env.CARGO_TARGET_DIR || 'target');
 const require = createRequire(join(root, 'viewer', 'package.json'));
 const { chromium } = require('playwright-core');
 

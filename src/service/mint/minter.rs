@@ -279,7 +279,14 @@ mod tests {
         let back = answer.get_or_write("https://a/1.m3u8", || write("three"));
         assert_eq!(&*back.unwrap(), b"one");
         // A failed write is the request's error, and nothing is kept.
-        let failed = SharedAnswer::default().get_or_write("u", || Err::<Vec<u8>, _>("no"));
+        let once_failed = SharedAnswer::default();
+        let failed = once_failed.get_or_write("u", || Err::<Vec<u8>, _>("no"));
         assert_eq!(failed.unwrap_err(), "no");
+        let after = once_failed.get_or_write("u", || Ok::<_, &str>(b"ok".to_vec()));
+        assert_eq!(
+            &*after.unwrap(),
+            b"ok",
+            "a failed write left something kept"
+        );
     }
 }
