@@ -141,23 +141,29 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Writes the lines waiting, then `more`, to stderr from the calling
+    /// thread, under the writing lock: no batch of the flusher's is written
+    /// meanwhile, so lines neither change order nor mix mid-line.
+    fn write_now(&self, more: &[u8]) {
+        let _writing = self
+            .writing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let waiting = std::mem::take(&mut self.lock().waiting);
+        self.drained.notify_all();
+        let mut stderr = io::stderr();
+        write_batch(&mut stderr, &waiting);
+        write_batch(&mut stderr, more);
+    }
+
     fn append(&self, line: &[u8]) {
         let mut state = self.lock();
         if state.stopping {
             // The flusher is gone or going (the command is ending): this
             // line goes straight to stderr, as every line once did, after
-            // any batch being written and any lines still waiting, so that
-            // lines neither change order nor mix with a batch mid-line.
+            // the lines still waiting.
             drop(state);
-            let writing = self
-                .writing
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let waiting = std::mem::take(&mut self.lock().waiting);
-            let mut stderr = io::stderr();
-            write_batch(&mut stderr, &waiting);
-            write_batch(&mut stderr, line);
-            drop(writing);
+            self.write_now(line);
             return;
         }
         while state.waiting.len() >= CAPACITY && !state.stopping {
@@ -261,10 +267,7 @@ pub(crate) fn batched(sink: impl Write + Send + 'static) -> io::Result<(BatchedS
 /// process aborts on purpose).
 pub(crate) fn flush() {
     if let Some(shared) = INSTALLED.get() {
-        let _writing = shared.writing.lock();
-        let batch = std::mem::take(&mut shared.lock().waiting);
-        shared.drained.notify_all();
-        write_batch(&mut io::stderr(), &batch);
+        shared.write_now(&[]);
     }
 }
 

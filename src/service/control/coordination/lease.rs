@@ -8,7 +8,9 @@
 
 use aws_sdk_dynamodb::error::ProvideErrorMetadata as _;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    CancellationReason, KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update,
+};
 
 use super::{Coordination, CoordinationError, Item, PK, SK, key, n, now_ms, number, s, text};
 
@@ -133,27 +135,21 @@ impl Coordination {
             let Err(e) = sent else {
                 return Ok(());
             };
-            let conflict = match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                    .cancellation_reasons()
-                    .iter()
-                    .any(|r| r.code() == Some("TransactionConflict")),
-                _ => false,
-            };
+            let conflict = cancellation_reasons(e.as_service_error())
+                .is_some_and(|r| r.iter().any(|r| r.code() == Some("TransactionConflict")));
             attempt += 1;
             if !conflict || attempt >= 4 {
                 break e;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
         };
-        let failed: Vec<bool> = match e.as_service_error() {
-            Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                .cancellation_reasons()
-                .iter()
-                .map(|r| r.code() == Some("ConditionalCheckFailed"))
-                .collect(),
-            _ => return Err(self.unavailable("TransactWriteItems", &e)),
+        let Some(reasons) = cancellation_reasons(e.as_service_error()) else {
+            return Err(self.unavailable("TransactWriteItems", &e));
         };
+        let failed: Vec<bool> = reasons
+            .iter()
+            .map(|r| r.code() == Some("ConditionalCheckFailed"))
+            .collect();
         let head = self.head().await.unwrap_or_default();
         if failed.first() == Some(&true) {
             let holder = head.lease.map_or("nobody".to_owned(), |(h, _)| h);
@@ -290,5 +286,16 @@ impl Coordination {
             }
         }
         Ok(head)
+    }
+}
+
+/// Why each item of a cancelled transaction failed, in the order they were
+/// sent (`None`: the call failed for another reason).
+fn cancellation_reasons(e: Option<&TransactWriteItemsError>) -> Option<&[CancellationReason]> {
+    match e {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => {
+            Some(c.cancellation_reasons())
+        }
+        _ => None,
     }
 }
