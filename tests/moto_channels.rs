@@ -1,7 +1,8 @@
 //! The channel cache against stock moto_server, an implementation of the IVS
 //! channel API that is not ours. `.ci/run` installs moto and sets
-//! `MOTO_SERVER` to its `moto_server`; without it the test says so and
-//! passes only when `CI_REQUIRE_MOTO` is unset.
+//! `MOTO_SERVER` to `tests/moto/moto_server.py` (moto's `moto_server`, one
+//! request at a time); without it the test says so and passes only when
+//! `CI_REQUIRE_MOTO` is unset.
 
 // Helpers outside #[test] functions unwrap too: a set-up failure should stop
 // the test loudly.

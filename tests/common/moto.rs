@@ -1,6 +1,7 @@
 //! A real moto_server on a loopback port: `.ci/run` installs moto and sets
-//! `MOTO_SERVER` to its `moto_server`; without it a test says so and passes
-//! only when `CI_REQUIRE_MOTO` is unset.
+//! `MOTO_SERVER` to `tests/moto/moto_server.py` (its `moto_server`, one
+//! request at a time); without it a test says so and passes only when
+//! `CI_REQUIRE_MOTO` is unset.
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -54,9 +54,11 @@ pub(crate) fn dynamodb(sdk: &SdkConfig, endpoint_url: Option<&str>) -> aws_sdk_d
     aws_sdk_dynamodb::Client::from_conf(builder.build())
 }
 
-/// A real moto_server for the stores' tests: `.ci/run` sets `MOTO_SERVER`;
-/// without it a test says so and passes only when `CI_REQUIRE_MOTO` is
-/// unset (as tests/moto_channels.rs does).
+/// A real moto_server for the stores' tests: `.ci/run` sets `MOTO_SERVER`
+/// to `tests/moto/moto_server.py` (moto's own, one request at a time, so that
+/// a conditional write is atomic as in DynamoDB); without it a test says so
+/// and passes only when `CI_REQUIRE_MOTO` is unset (as tests/moto_channels.rs
+/// does).
 #[cfg(test)]
 pub(crate) mod moto {
     use std::process::Stdio;

@@ -536,6 +536,41 @@ mod tests {
         assert!(!a.head().await.unwrap().lease_free(now_ms()));
     }
 
+    /// The lease's one guarantee, asked for by two replicas at the same
+    /// moment, many times. It holds only if the store's conditional write is
+    /// atomic, as DynamoDB's is; stock moto_server's is not (two of them can
+    /// both succeed), which is why the tests run it one request at a time
+    /// (tests/moto/moto_server.py).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn of_two_replicas_asking_at_once_exactly_one_gets_the_lease() {
+        let Some(moto) = moto::start().await else {
+            return;
+        };
+        let (a, b) = replicas(&moto, Duration::from_secs(30)).await;
+        a.create_table().await.unwrap();
+        for round in 0..100 {
+            let (x, y) = tokio::join!(
+                tokio::spawn({
+                    let a = a.clone();
+                    async move { a.try_lease().await }
+                }),
+                tokio::spawn({
+                    let b = b.clone();
+                    async move { b.try_lease().await }
+                }),
+            );
+            let (x, y) = (x.unwrap().unwrap(), y.unwrap().unwrap());
+            let acquired = [&x, &y]
+                .iter()
+                .filter(|l| matches!(l, Lease::Acquired { .. }))
+                .count();
+            assert_eq!(acquired, 1, "round {round}: {x:?} {y:?}");
+            a.release_lease().await;
+            b.release_lease().await;
+            assert!(a.head().await.unwrap().lease_free(now_ms()));
+        }
+    }
+
     #[tokio::test]
     async fn heartbeats_denials_and_idempotency_records_are_shared_and_expire_on_read() {
         let Some(moto) = moto::start().await else {
