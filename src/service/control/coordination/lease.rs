@@ -146,19 +146,21 @@ impl Coordination {
         let Some(reasons) = cancellation_reasons(e.as_service_error()) else {
             return Err(self.unavailable("TransactWriteItems", &e));
         };
-        let failed: Vec<bool> = reasons
-            .iter()
-            .map(|r| r.code() == Some("ConditionalCheckFailed"))
-            .collect();
+        // The items in the order sent: 0 renews the lease, 1 writes the state.
+        let failed = |item: usize| {
+            reasons
+                .get(item)
+                .is_some_and(|r| r.code() == Some("ConditionalCheckFailed"))
+        };
         let head = self.head().await.unwrap_or_default();
-        if failed.first() == Some(&true) {
+        if failed(0) {
             let holder = head.lease.map_or("nobody".to_owned(), |(h, _)| h);
             return Err(CoordinationError::LeaseLost(format!(
                 "replica {} no longer holds the rotation lease (held by {holder} now): its step is not recorded",
                 self.replica()
             )));
         }
-        if failed.get(1) == Some(&true) {
+        if failed(1) {
             return Err(CoordinationError::Conflict {
                 stored: head.state_version,
                 ours: version.saturating_sub(1),
